@@ -1,0 +1,103 @@
+"""Cross-validation splits as a pure function: rows + test fold -> disjoint train / valid / test.
+
+Validation is a whole fold that is neither train nor test, so epoch and hyper-parameter choices never see
+the test fold. Augmented copies (rows whose ``source_id`` differs from ``clip_id``) only ever join train,
+and only when their source clip is in a training fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Row tables of one cross-validation split."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    test_fold: int | str
+    valid_fold: int | str
+
+
+def default_valid_fold(folds: list[int], test_fold: int) -> int:
+    """The fold after the test fold, cyclically (ESC-50: test 5 -> valid 1)."""
+    ordered = sorted(folds)
+    return ordered[(ordered.index(test_fold) + 1) % len(ordered)]
+
+
+def _originals(frame: pd.DataFrame) -> pd.Series:
+    if "source_id" not in frame:
+        return pd.Series(True, index=frame.index)
+    return frame["source_id"] == frame["clip_id"]
+
+
+def fold_splits(rows: pd.DataFrame, test_fold: int, valid_fold: int | None = None) -> Splits:
+    """Train = every other fold (with augmented copies), valid = ``valid_fold``, test = ``test_fold``.
+
+    ``rows`` needs ``clip_id`` and ``fold``; ``source_id`` marks augmented copies when present.
+    """
+    folds = sorted(int(f) for f in rows["fold"].unique())
+    if test_fold not in folds:
+        raise ConfigError(f"test fold {test_fold} not in the data; folds present: {folds}")
+    if len(folds) < 3:
+        raise ConfigError(f"need >= 3 folds for disjoint train/valid/test, the data has {folds}")
+    valid_fold = default_valid_fold(folds, test_fold) if valid_fold is None else valid_fold
+    if valid_fold == test_fold or valid_fold not in folds:
+        raise ConfigError(f"valid fold {valid_fold} must be a fold other than the test fold {test_fold}: {folds}")
+    original = _originals(rows)
+    held_out = rows["fold"].isin([test_fold, valid_fold])
+    splits = Splits(
+        train=rows[~held_out].reset_index(drop=True),
+        valid=rows[(rows["fold"] == valid_fold) & original].reset_index(drop=True),
+        test=rows[(rows["fold"] == test_fold) & original].reset_index(drop=True),
+        test_fold=test_fold,
+        valid_fold=valid_fold,
+    )
+    assert_disjoint(splits)
+    return splits
+
+
+def official_splits(rows: pd.DataFrame, valid_fraction: float = 0.1, seed: int = 0) -> Splits:
+    """The dataset's official train/test ``split`` column; valid = seeded whole groups of the train part."""
+    if "split" not in rows or not (rows["split"] == "test").any():
+        raise ConfigError("this dataset has no official test split; use fold splits instead")
+    original = _originals(rows)
+    train_part = rows[rows["split"] != "test"]
+    key = train_part["group"] if "group" in rows else train_part["source_id" if "source_id" in rows else "clip_id"]
+    groups = sorted(key.unique())
+    rng = np.random.default_rng(seed)
+    n_valid = max(1, int(round(valid_fraction * len(groups))))
+    valid_groups = set(rng.choice(groups, size=n_valid, replace=False).tolist())
+    in_valid = key.isin(valid_groups)
+    splits = Splits(
+        train=train_part[~in_valid].reset_index(drop=True),
+        valid=train_part[in_valid & original[train_part.index]].reset_index(drop=True),
+        test=rows[(rows["split"] == "test") & original].reset_index(drop=True),
+        test_fold="official",
+        valid_fold="official-valid",
+    )
+    assert_disjoint(splits)
+    return splits
+
+
+def assert_disjoint(splits: Splits) -> None:
+    """No clip, and no source clip of an augmented copy, may appear in two splits."""
+    names = ("train", "valid", "test")
+    tables = (splits.train, splits.valid, splits.test)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            for column in ("clip_id", "source_id"):
+                if column not in tables[i]:
+                    continue
+                shared = set(tables[i][column]) & set(tables[j][column])
+                if shared:
+                    raise AssertionError(
+                        f"{names[i]} and {names[j]} share {len(shared)} {column}(s), e.g. {sorted(shared)[:3]}"
+                    )

@@ -1,0 +1,169 @@
+"""The paper's 3-channel log-mel features as a torch module (no Ray, no librosa needed at import).
+
+Channel c is the mel power spectrogram for (window_c, hop_c) with ``n_fft`` = 100 ms of samples, then
+``log(x + 1e-6)`` and a bilinear (antialiased, as PIL/torchvision ``Resize`` does) resize to
+``height x width``. The same module runs batched on CPU or on GPU workers. ``SpecMask`` is SoundCLR's
+SpecAugment-style masking on such spectrograms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orchestrator.config import FeatureConfig
+
+
+def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (librosa's default, ``htk=False``): linear below 1 kHz, logarithmic above."""
+    freqs = np.asarray(freqs, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = freqs / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    log_part = freqs >= min_log_hz
+    mels[log_part] = min_log_mel + np.log(freqs[log_part] / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    log_part = mels >= min_log_mel
+    freqs[log_part] = min_log_hz * np.exp(logstep * (mels[log_part] - min_log_mel))
+    return freqs
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Mel filterbank ``(n_mels, n_fft // 2 + 1)`` identical to ``librosa.filters.mel`` defaults.
+
+    Re-implemented so GPU workers without librosa can build features; tests compare it with librosa.
+    """
+    fmax = sample_rate / 2.0 if fmax is None else fmax
+    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    mel_edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array([fmin]))[0], _hz_to_mel(np.array([fmax]))[0], n_mels + 2))
+    widths = np.diff(mel_edges)
+    ramps = np.subtract.outer(mel_edges, fft_freqs)
+    weights = np.zeros((n_mels, len(fft_freqs)))
+    for i in range(n_mels):
+        lower = -ramps[i] / widths[i]
+        upper = ramps[i + 2] / widths[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_edges[2 : n_mels + 2] - mel_edges[:n_mels]))[:, None]  # Slaney area normalisation
+    return weights.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ChannelParams:
+    """Sample counts of one channel: window, hop and FFT size."""
+
+    win_length: int
+    hop_length: int
+    n_fft: int
+
+
+def channel_params(cfg: FeatureConfig, sample_rate: int) -> list[ChannelParams]:
+    """Window/hop/FFT sizes in samples for each of the three channels (the paper rounds ms * sr / 1000)."""
+    n_fft = int(round(cfg.n_fft_ms * sample_rate / 1000))
+    pairs = list(zip(cfg.windows_ms, cfg.hops_ms))
+    if cfg.variant == "mono3x":
+        pairs = pairs[:1]
+    return [
+        ChannelParams(int(round(w * sample_rate / 1000)), max(1, int(round(h * sample_rate / 1000))), n_fft)
+        for w, h in pairs
+    ]
+
+
+class LogMelSpectrogram3(nn.Module):
+    """``(B, T)`` waveforms at ``sample_rate`` -> ``(B, 3, height, width)`` log-mel images (float32)."""
+
+    def __init__(self, cfg: FeatureConfig, sample_rate: int, width: int):
+        super().__init__()
+        self.cfg = cfg
+        self.sample_rate = sample_rate
+        self.width = width
+        self.channels = channel_params(cfg, sample_rate)
+        n_fft = self.channels[0].n_fft
+        self.register_buffer("mel_basis", torch.from_numpy(mel_filterbank(sample_rate, n_fft, cfg.n_mels)))
+        for i, ch in enumerate(self.channels):
+            # periodic Hann, as librosa/scipy get_window('hann', N, fftbins=True)
+            self.register_buffer(f"window{i}", torch.hann_window(ch.win_length, periodic=True))
+
+    @property
+    def min_samples(self) -> int:
+        """Shorter clips are zero-padded to one FFT window so every channel has at least one frame."""
+        return self.channels[0].n_fft
+
+    def log_mel(self, waves: torch.Tensor, index: int) -> torch.Tensor:
+        """Log mel power spectrogram ``(B, n_mels, frames)`` of channel ``index`` (before resizing)."""
+        ch = self.channels[index]
+        spec = torch.stft(
+            waves, n_fft=ch.n_fft, hop_length=ch.hop_length, win_length=ch.win_length,
+            window=getattr(self, f"window{index}"), center=True, pad_mode="constant", return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.matmul(self.mel_basis, power)
+        return torch.log(mel + self.cfg.log_eps)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        if waves.dim() == 1:
+            waves = waves.unsqueeze(0)
+        if waves.shape[-1] < self.min_samples:
+            waves = F.pad(waves, (0, self.min_samples - waves.shape[-1]))
+        images = []
+        for i in range(len(self.channels)):
+            spec = self.log_mel(waves.float(), i).unsqueeze(1)
+            images.append(F.interpolate(spec, size=(self.cfg.height, self.width), mode="bilinear",
+                                        align_corners=False, antialias=True))
+        out = torch.cat(images, dim=1)
+        return out.repeat(1, 3, 1, 1) if self.cfg.variant == "mono3x" else out
+
+
+def featurize_clips(module: LogMelSpectrogram3, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Features of variable-length mono clips, batching clips of equal length; returns ``(N, 3, H, W)``."""
+    out = np.empty((len(clips), 3, module.cfg.height, module.width), dtype=np.float32)
+    by_length: dict[int, list[int]] = {}
+    for i, clip in enumerate(clips):
+        by_length.setdefault(len(clip), []).append(i)
+    with torch.inference_mode():
+        for indices in by_length.values():
+            batch = torch.from_numpy(np.stack([clips[i] for i in indices]).astype(np.float32, copy=False))
+            out[indices] = module(batch).numpy()
+    return out
+
+
+class SpecMask(nn.Module):
+    """SpecAugment-style masks (SoundCLR): ``freq_masks`` bands of <= ``max_freq`` mel bins and
+    ``time_masks`` spans of <= ``max_time`` frames set to the image mean, independently per sample.
+    Active only in training mode."""
+
+    def __init__(self, freq_masks: int = 2, max_freq: int = 32, time_masks: int = 1, max_time: int = 32):
+        super().__init__()
+        self.freq_masks, self.max_freq = freq_masks, max_freq
+        self.time_masks, self.max_time = time_masks, max_time
+
+    def _mask(self, x: torch.Tensor, axis: int, count: int, max_width: int) -> torch.Tensor:
+        batch, size = x.shape[0], x.shape[axis]
+        positions = torch.arange(size, device=x.device)
+        for _ in range(count):
+            width = torch.randint(0, max_width + 1, (batch, 1), device=x.device)
+            start = (torch.rand(batch, 1, device=x.device) * (size - width + 1).clamp(min=1)).long()
+            hit = (positions >= start) & (positions < start + width)  # (batch, size)
+            shape = [batch, 1, 1, 1]
+            shape[axis] = size
+            fill = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = torch.where(hit.view(shape), fill, x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        x = self._mask(x, 2, self.freq_masks, self.max_freq)
+        return self._mask(x, 3, self.time_masks, self.max_time)

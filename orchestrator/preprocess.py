@@ -1,0 +1,247 @@
+"""Ray Data preprocessing: manifest -> parallel decode/resample/augment -> log-mel features -> Parquet.
+
+One call writes one *dataset version*: a folder named by a hash of every input that changes the bytes
+(dataset, manifest, feature and augmentation parameters, feature code version). Rerunning with the same
+inputs finds the finished version (its ``dataset.json`` is written last) and does nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator import spectra, storage
+from orchestrator.audio import decode_audio
+from orchestrator.augment import apply_augment, augment_params
+from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
+from orchestrator.datasets import get_dataset, load_manifest
+from orchestrator.errors import RethinkError
+from orchestrator.features import LogMelSpectrogram3, channel_params, featurize_clips
+from orchestrator.ray_runtime import ensure_ray
+
+# Bump when the feature computation changes in a way that alters stored values: new hash, new version.
+FEATURE_CODE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreprocessRequest:
+    """Everything one preprocessing run depends on."""
+
+    dataset: str  # catalog name: esc50, esc10, us8k, gtzan, fsdd, folder
+    root: str  # local folder in the dataset's official layout (visible to every Ray worker)
+    out: str  # local path or s3:// URI; the version folder is created below it
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. GTZAN/folder: folds, seed
+    strict: bool = False  # any rejected file is fatal (default: reported in dataset.json, run goes on)
+    batch_size: int = 16  # clips per map_batches call
+    num_workers: int | None = None  # featurizer actors; None: the CPUs Ray reports
+
+
+@dataclass
+class PreprocessResult:
+    """Where the version is and what it holds."""
+
+    uri: str
+    reused: bool
+    card: dict
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.card["counts"]
+        return {"uri": self.uri, "reused": self.reused, "version": self.card["version"],
+                "clips": counts["total"], "augmented": counts["augmented"],
+                "rejected": len(self.card["rejected"]), "seconds": round(self.seconds, 2)}
+
+
+def resolved_features(request: PreprocessRequest) -> dict[str, Any]:
+    """Feature parameters with dataset defaults filled in and per-channel sample counts spelled out."""
+    spec = get_dataset(request.dataset)
+    rate = request.features.sample_rate or spec.sample_rate
+    params = to_dict(request.features) | {"sample_rate": rate, "width": request.features.width or spec.width}
+    params["channels"] = [vars(c) for c in channel_params(request.features, rate)]
+    return params
+
+
+def version_of(request: PreprocessRequest, manifest: pd.DataFrame) -> str:
+    """Content hash of every input that changes the stored values."""
+    manifest_digest = stable_hash(manifest[["clip_id", "label", "fold", "split", "duration"]]
+                                  .astype(str).values.tolist(), length=16)
+    return stable_hash({
+        "dataset": get_dataset(request.dataset).name, "options": request.dataset_options,
+        "manifest": manifest_digest, "features": resolved_features(request),
+        "augment": to_dict(request.augment), "code": FEATURE_CODE_VERSION,
+    })
+
+
+class Featurizer:
+    """Ray Data actor: decodes a batch of manifest rows, adds augmented copies, computes features."""
+
+    def __init__(self, features: FeatureConfig, sample_rate: int, width: int, augment: AugmentConfig,
+                 rejections):
+        import torch
+
+        torch.set_num_threads(1)  # one actor per core: intra-op threads would only oversubscribe
+        self.module = LogMelSpectrogram3(features, sample_rate, width).eval()
+        self.rate, self.augment, self.rejections = sample_rate, augment, rejections
+
+    def _clips(self, row) -> list[tuple[dict, np.ndarray]]:
+        wave = decode_audio(Path(row.path).read_bytes(), self.rate, self.module.min_samples)
+        base = {"clip_id": row.clip_id, "source_id": row.clip_id, "fold": row.fold, "split": row.split,
+                "label": row.label, "label_name": row.label_name, "group": row.group,
+                "duration": row.duration, "aug_copy": None, "aug_pitch": None, "aug_stretch": None}
+        out = [(base, wave)]
+        for copy in range(self.augment.copies):
+            params = augment_params(self.augment, row.clip_id, copy)
+            copy_wave = apply_augment(wave, self.rate, params)
+            if len(copy_wave) < self.module.min_samples:
+                copy_wave = np.pad(copy_wave, (0, self.module.min_samples - len(copy_wave)))
+            out.append((base | {"clip_id": f"{row.clip_id}#aug{copy}", "aug_copy": copy,
+                                "aug_pitch": params.pitch, "aug_stretch": params.stretch}, copy_wave))
+        return out
+
+    def __call__(self, batch: pd.DataFrame) -> pa.Table:
+        rows, waves, rejected = [], [], []
+        for row in batch.itertuples(index=False):
+            try:
+                for meta, wave in self._clips(row):
+                    rows.append(meta)
+                    waves.append(wave)
+            except (RethinkError, OSError) as exc:
+                rejected.append({"path": row.path, "clip_id": row.clip_id, "reason": str(exc)})
+        if rejected:
+            import ray
+
+            ray.get(self.rejections.add.remote(rejected))
+        specs = featurize_clips(self.module, waves).astype(np.float16)
+        return _to_arrow(rows, specs)
+
+
+def _to_arrow(rows: list[dict], specs: np.ndarray) -> pa.Table:
+    """Rows + spectrograms as an Arrow table whose ``spec`` is the standard fixed_shape_tensor type."""
+    frame = pd.DataFrame(rows, columns=spectra.METADATA_COLUMNS)
+    table = pa.Table.from_pandas(frame, schema=OUTPUT_SCHEMA, preserve_index=False)
+    tensor_type = pa.fixed_shape_tensor(pa.float16(), specs.shape[1:])
+    tensor = pa.ExtensionArray.from_storage(
+        tensor_type, pa.FixedSizeListArray.from_arrays(pa.array(specs.reshape(-1)), int(np.prod(specs.shape[1:]))))
+    return table.append_column("spec", tensor)
+
+
+OUTPUT_SCHEMA = pa.schema([
+    ("clip_id", pa.string()), ("source_id", pa.string()), ("fold", pa.int64()), ("split", pa.string()),
+    ("label", pa.int64()), ("label_name", pa.string()), ("group", pa.string()), ("duration", pa.float64()),
+    ("aug_copy", pa.int32()), ("aug_pitch", pa.int32()), ("aug_stretch", pa.float32()),
+])
+
+
+def _rejection_log():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class RejectionLog:
+        """Collects files the featurizers could not use (deduplicated: a retried task may report twice)."""
+
+        def __init__(self):
+            self.rows: dict[str, dict] = {}
+
+        def add(self, rows: list[dict]) -> None:
+            self.rows.update({r["clip_id"]: r for r in rows})
+
+        def get(self) -> list[dict]:
+            return list(self.rows.values())
+
+    return RejectionLog.remote()
+
+
+def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) -> PreprocessResult:
+    """Run (or reuse) the dataset version for ``request``; returns its URI and card.
+
+    The manifest and the output location are checked before Ray starts, so bad input fails in seconds.
+    """
+    start = time.time()
+    manifest = load_manifest(request.dataset, request.root, **request.dataset_options)
+    version = version_of(request, manifest)
+    name = f"{get_dataset(request.dataset).name}-{request.features.variant}-{version}"
+    out = storage.resolve(request.out).join(name)
+    if storage.exists(out.join(spectra.CARD)):
+        return PreprocessResult(out.uri, True, storage.read_json(out.join(spectra.CARD)), time.time() - start)
+    storage.check_writable(storage.resolve(request.out))
+    header_rejects = manifest[manifest["error"] != ""]
+    if request.strict and len(header_rejects):
+        raise RethinkError(_strict_message(header_rejects.rename(columns={"error": "reason"})))
+    storage.delete_dir(out)  # a folder without dataset.json is an interrupted run: start it again
+    ensure_ray(ray_address)
+    decode_rejects = _run_pipeline(request, manifest[manifest["error"] == ""], out)
+    rejected = pd.concat([header_rejects.rename(columns={"error": "reason"})[["path", "clip_id", "reason"]],
+                          pd.DataFrame(decode_rejects, columns=["path", "clip_id", "reason"])], ignore_index=True)
+    if request.strict and len(rejected):
+        raise RethinkError(_strict_message(rejected))
+    card = _write_card(request, manifest, rejected, out, version)
+    return PreprocessResult(out.uri, False, card, time.time() - start)
+
+
+def _run_pipeline(request: PreprocessRequest, manifest: pd.DataFrame, out: storage.Location) -> list[dict]:
+    """The Ray Data part: parallel featurization and a Parquet write partitioned by fold."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    features = resolved_features(request)
+    rejections = _rejection_log()
+    workers = request.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    blocks = max(1, min(len(manifest) // request.batch_size, 4 * workers))
+    bounds = np.linspace(0, len(manifest), blocks + 1).astype(int)
+    chunks = [manifest.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    dataset = ray.data.from_pandas(chunks).map_batches(
+        Featurizer, batch_size=request.batch_size, batch_format="pandas",
+        compute=ActorPoolStrategy(size=min(workers, len(chunks))),
+        fn_constructor_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
+                               "width": features["width"], "augment": request.augment,
+                               "rejections": rejections},
+    )
+    data = out.join(spectra.DATA_DIR)
+    dataset.write_parquet(data.path, filesystem=data.fs, partition_cols=["fold"],
+                          min_rows_per_file=256)
+    return ray.get(rejections.get.remote())
+
+
+def _strict_message(rejected: pd.DataFrame) -> str:
+    lines = [f"  {r.path}: {r.reason}" for r in rejected.head(20).itertuples()]
+    return (f"--strict: {len(rejected)} file(s) rejected:\n" + "\n".join(lines)
+            + "\nfix or remove these files, or run without --strict to skip them")
+
+
+def _write_card(request, manifest, rejected, out, version) -> dict:
+    """Count what was actually written, store the rejected table, then write dataset.json (last)."""
+    table = spectra.read_table(out.uri, columns=["label", "label_name", "fold", "aug_copy"]).to_pandas()
+    originals = table[table["aug_copy"].isna()]
+    rejected_loc = out.join(spectra.REJECTED)
+    with rejected_loc.fs.open_output_stream(rejected_loc.path) as stream:
+        pq.write_table(pa.Table.from_pandas(rejected.astype(str), preserve_index=False), stream)
+    classes = manifest.drop_duplicates("label").sort_values("label")
+    card = {
+        "name": get_dataset(request.dataset).name, "version": version, "uri": out.uri,
+        "source": {"root": str(Path(request.root).resolve()), "options": request.dataset_options,
+                   "manifest_rows": len(manifest)},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "features": resolved_features(request), "augment": to_dict(request.augment),
+        "feature_code_version": FEATURE_CODE_VERSION,
+        "spec": {"shape": [3, request.features.height, resolved_features(request)["width"]], "dtype": "float16"},
+        "classes": classes["label_name"].tolist(),
+        "folds": sorted(int(f) for f in table["fold"].unique()),
+        "counts": {
+            "total": len(table), "originals": len(originals), "augmented": len(table) - len(originals),
+            "per_fold": {str(k): int(v) for k, v in originals.groupby("fold").size().items()},
+            "per_class": {str(k): int(v) for k, v in originals.groupby("label_name").size().items()},
+        },
+        "rejected": rejected.astype(str).to_dict("records"),
+    }
+    storage.write_json(out.join(spectra.CARD), card)
+    return card

@@ -1,0 +1,131 @@
+"""Storage URIs (local paths or ``s3://bucket/prefix``) as pyarrow filesystems, plus pre-flight checks.
+
+The only module that reads the environment for storage: S3 credentials come from the standard AWS chain
+(env vars, profile, instance role, resolved by the AWS SDK inside pyarrow); the endpoint can be overridden
+with ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (e.g. MinIO, or moto on loopback in tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from orchestrator.errors import StorageError
+
+
+@dataclass(frozen=True)
+class Location:
+    """A resolved storage URI: the filesystem, the path inside it, and the URI as the user wrote it."""
+
+    fs: pafs.FileSystem
+    path: str
+    uri: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    def join(self, *parts: str) -> "Location":
+        """A location below this one."""
+        suffix = "/".join(p.strip("/") for p in parts if p)
+        return Location(self.fs, f"{self.path.rstrip('/')}/{suffix}", f"{self.uri.rstrip('/')}/{suffix}")
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """An S3 filesystem using the AWS credential chain and the endpoint override from the environment."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs: dict[str, Any] = {}
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    # fail fast instead of retrying for minutes when the endpoint is down
+    kwargs["connect_timeout"] = 5
+    kwargs["request_timeout"] = 30
+    kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=3)
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve(uri: str | Path) -> Location:
+    """Resolve a local path or ``s3://`` URI. Other schemes are errors that list the supported ones."""
+    text = str(uri)
+    if text.startswith("s3://"):
+        path = text[len("s3://"):].rstrip("/")
+        if not path:
+            raise StorageError(f"{text}: an S3 URI needs a bucket, e.g. s3://my-bucket/runs")
+        return Location(s3_filesystem(), path, text.rstrip("/"))
+    if "://" in text and not text.startswith("file://"):
+        raise StorageError(f"unsupported storage URI {text!r}: use a local path or s3://bucket/prefix")
+    local = Path(text[len("file://"):] if text.startswith("file://") else text).expanduser().resolve()
+    return Location(pafs.LocalFileSystem(), str(local), str(local))
+
+
+def exists(loc: Location) -> bool:
+    """Whether a file or folder exists at ``loc``."""
+    return _call(loc, lambda: loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound)
+
+
+def read_json(loc: Location) -> Any:
+    """Parse the JSON file at ``loc``."""
+    def read():
+        with loc.fs.open_input_stream(loc.path) as stream:
+            return json.loads(stream.read().decode())
+    return _call(loc, read)
+
+
+def write_json(loc: Location, payload: Any) -> None:
+    """Write ``payload`` as indented JSON at ``loc`` (creating parent folders on local disk)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
+    def write():
+        loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
+        with loc.fs.open_output_stream(loc.path) as stream:
+            stream.write(text)
+    _call(loc, write)
+
+
+def delete_dir(loc: Location) -> None:
+    """Remove a folder and everything below it, if it exists."""
+    if exists(loc):
+        _call(loc, lambda: loc.fs.delete_dir(loc.path))
+
+
+def check_writable(loc: Location) -> None:
+    """Pre-flight: the bucket/folder exists (or can be created locally) and accepts a write.
+
+    Run this before spending compute, so a typo in a bucket name fails in seconds, not hours later.
+    """
+    if loc.is_s3:
+        bucket = loc.path.split("/", 1)[0]
+        info = _call(loc, lambda: loc.fs.get_file_info(bucket))
+        if info.type == pafs.FileType.NotFound:
+            raise StorageError(f"{loc.uri}: bucket {bucket!r} does not exist; create it first "
+                               f"(aws s3 mb s3://{bucket}) or fix the URI")
+    probe = loc.join(f".write-probe-{uuid.uuid4().hex[:8]}")
+    def write_and_delete():
+        loc.fs.create_dir(loc.path, recursive=True)
+        with loc.fs.open_output_stream(probe.path) as stream:
+            stream.write(b"ok")
+        loc.fs.delete_file(probe.path)
+    _call(loc, write_and_delete)
+
+
+def _call(loc: Location, action):
+    """Run a filesystem action, turning I/O failures into a StorageError that names the URI and a fix."""
+    try:
+        return action()
+    except StorageError:
+        raise
+    except (OSError, ValueError) as exc:
+        hint = ("check the bucket name, AWS credentials (env vars, profile or instance role) and "
+                "AWS_ENDPOINT_URL" if loc.is_s3 else "check the path and its permissions")
+        raise StorageError(f"storage error at {loc.uri}: {str(exc).splitlines()[0][:300]}; {hint}") from None
