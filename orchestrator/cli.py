@@ -1,4 +1,4 @@
-"""Command line: ``rethink-audio preprocess | demo``.
+"""Command line: ``rethink-audio preprocess | train | demo``.
 
 Errors the user can fix (``RethinkError``) are printed as one message with exit status 2, never as a bare
 traceback; ``--json`` prints a one-line JSON summary on stdout (logs go to stderr).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,54 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="featurizer actors (default: all CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="one trial (model, init, fold, seed) on Ray Train")
+    p.add_argument("--data", required=True, help="dataset version folder printed by `preprocess`")
+    p.add_argument("--model", default="efficientnet_lite0", help="see orchestrator.models.list_models()")
+    p.add_argument("--init", default="pretrained", help="pretrained | random | fusion:K | freeze:K | cutoff:K")
+    p.add_argument("--weights", default=None, help="ImageNet weights file or s3:// URI (torchvision models)")
+    p.add_argument("--fold", type=int, required=True, help="test fold")
+    p.add_argument("--valid-fold", type=int, default=None, help="default: the fold after the test fold")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule", default="paper", choices=["paper", "paper-random"],
+                   help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350")
+    p.add_argument("--epochs", type=int, default=None, help="override the schedule's epochs")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-4 (paper)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (paper)")
+    p.add_argument("--loss", default="ce", choices=["ce", "supcon", "hybrid"])
+    p.add_argument("--mask", action="store_true", help="SoundCLR spectrogram masks (2 freq <= 32, 1 time <= 32)")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, channels_last")
+    p.add_argument("--max-failures", type=int, default=1, help="restarts from the last checkpoint on a crash")
+    p.add_argument("--out", default="runs/trials", help="trials root: local path or s3:// URI")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+
+
+def cmd_train(args) -> int:
+    from orchestrator.config import LossConfig, MaskConfig, OptimConfig, TrialConfig
+    from orchestrator.trial import run_trial
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size))
+                 if v is not None}
+    cfg = TrialConfig(
+        data=args.data, model=args.model, init=args.init, weights=args.weights, fold=args.fold,
+        valid_fold=args.valid_fold, seed=args.seed, optim=OptimConfig.preset(args.schedule, **overrides),
+        loss=LossConfig(name=args.loss), mask=MaskConfig() if args.mask else None,
+        num_workers=args.workers, use_gpu=args.gpu,
+    )
+    summary = run_trial(cfg, args.out, max_failures=args.max_failures, ray_address=args.address)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        state = "reused finished trial" if summary["reused"] else "finished trial"
+        print(f"{state} {summary['trial_id']} ({summary['epochs']} epochs)")
+        for protocol in ("best_epoch", "last_epoch", "valid_selected"):
+            print(f"  test accuracy, {protocol:>14}: {summary[protocol]:.4f} (epoch {summary[protocol + '_epoch']})")
+        print(f"  -> {args.out.rstrip('/')}/{summary['trial_id']}")
+    return 0
 
 
 def _preprocess_request(args):
@@ -87,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rethink-audio", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_preprocess(sub)
+    _add_train(sub)
     demo = sub.add_parser("demo", help="run the main job on the bundled FSDD subset")
     demo.add_argument("--out", default="runs/demo", help="where results go (default runs/demo)")
     demo.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
@@ -94,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"preprocess": cmd_preprocess, "demo": cmd_demo}
+COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,11 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # Ray wraps worker errors; show ours plainly when that is what it is
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, RethinkError):
-            print(f"error: {cause}", file=sys.stderr)
-            return 2
-        raise
+        message = _user_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The message of a RethinkError raised inside a Ray worker, if ``exc`` wraps one."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, RethinkError):
+        return str(cause)
+    found = re.findall(r"orchestrator\.errors\.\w+Error: (.+)", str(exc))
+    return found[-1] if found else None
 
 
 if __name__ == "__main__":

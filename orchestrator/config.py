@@ -11,7 +11,7 @@ import hashlib
 import json
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from orchestrator.errors import ConfigError
@@ -128,3 +128,90 @@ class AugmentConfig:
             raise ConfigError("augment.stretch_range must be 0 < low <= high")
         if self.pitch_semitones[0] > self.pitch_semitones[1]:
             raise ConfigError("augment.pitch_semitones must be (low, high) with low <= high")
+
+
+SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's fine-tuning recipe: 70 epochs, learning rate x0.1 every 30 epochs.
+    "paper": {"epochs": 70, "step_size": 30, "milestones": ()},
+    # The paper's schedule for training from scratch: 450 epochs, x0.1 at epochs 300 and 350.
+    "paper-random": {"epochs": 450, "step_size": 0, "milestones": (300, 350)},
+}
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with step decay, the paper's defaults."""
+
+    lr: float = 1e-4  # paper: Adam, learning rate 1e-4
+    weight_decay: float = 1e-3  # paper: weight decay 1e-3
+    batch_size: int = 32  # paper: batch size 32 (per trial; split across Ray Train workers)
+    epochs: int = 70  # paper: 70 epochs for pretrained models
+    step_size: int = 30  # StepLR period in epochs (paper: 30); ignored when milestones are given
+    milestones: tuple[int, ...] = ()  # MultiStepLR epochs instead of StepLR (paper-random: 300, 350)
+    gamma: float = 0.1  # paper: x0.1 at each step
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError("optim.lr must be > 0 and optim.weight_decay >= 0")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ConfigError("optim.batch_size and optim.epochs must be >= 1")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "OptimConfig":
+        """A named schedule (``paper``, ``paper-random``) with optional overrides."""
+        if name not in SCHEDULE_PRESETS:
+            raise ConfigError(f"unknown schedule preset {name!r}; valid: {', '.join(SCHEDULE_PRESETS)}")
+        return from_dict(cls, {**SCHEDULE_PRESETS[name], **overrides}, where="optim")
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """SoundCLR's SpecAugment-style masks, applied to training batches only."""
+
+    freq_masks: int = 2  # SoundCLR: 2 frequency masks
+    max_freq: int = 32  # of at most 32 mel bins each
+    time_masks: int = 1  # SoundCLR: 1 time mask
+    max_time: int = 32  # of at most 32 frames
+
+
+LOSSES = ("ce", "supcon", "hybrid")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Cross-entropy, supervised contrastive (SupCon) or SoundCLR's hybrid of the two."""
+
+    name: str = "ce"  # ce | supcon | hybrid
+    temperature: float = 0.05  # SoundCLR: SupCon temperature 0.05
+    alpha: float = 0.5  # SoundCLR: hybrid = alpha * SupCon + (1 - alpha) * CE
+    projection_dim: int = 64  # SoundCLR: 64-d projection head for the contrastive term
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ConfigError(f"loss.name must be one of {LOSSES}, got {self.name!r}")
+        if not 0 <= self.alpha <= 1 or self.temperature <= 0:
+            raise ConfigError("loss.alpha must be in [0, 1] and loss.temperature > 0")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One trial: one model, one init mode, one seed, one test fold on one dataset version."""
+
+    data: str  # URI of a preprocessed dataset version (the folder holding dataset.json)
+    model: str = "efficientnet_lite0"  # a name from orchestrator.models.list_models()
+    init: str = "pretrained"  # pretrained | random | fusion:k | freeze:k | cutoff:k
+    weights: str | None = None  # pretrained weight source override: local file or s3:// URI
+    fold: int = 1  # the test fold
+    valid_fold: int | None = None  # None: the fold after the test fold
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    mask: MaskConfig | None = None  # None: no SpecAugment masks (the paper); SoundCLR uses MaskConfig()
+    num_workers: int = 1  # Ray Train workers (DDP processes); one GPU each when use_gpu
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_train_clips: int | None = None  # cap on training rows (smoke runs); None: all
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ConfigError("num_workers must be >= 1")

@@ -1,0 +1,95 @@
+"""Benchmark: samples/s of the project's training step vs a plain fp32 PyTorch loop (no Ray needed).
+
+Same architecture, batch 32, 3 x 128 x 250 inputs, 50 classes (ESC-50), Adam. The project's step is
+``orchestrator.training.TrainStep``: on a GPU it adds channels_last and bf16 autocast; on a CPU it is a
+plain fp32 step, so the CPU figure measures its overhead (target >= 0.95x) and the GPU figure its gain
+(target >= 2.5x for DenseNet-201). The two loops alternate step by step and the medians are compared, so
+drift in machine load hits both alike. Prints one JSON object.
+
+    python benchmarks/train_step.py [--models efficientnet_lite0 densenet201] [--steps 5] [--warmup 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.config import OptimConfig, TrialConfig  # noqa: E402
+from orchestrator.models import create_model  # noqa: E402
+from orchestrator.training import TrainStep, make_optimizer  # noqa: E402
+
+
+def plain_step(model, optimizer):
+    """The reference: what a plain fp32 PyTorch loop does per batch."""
+    def step(x, y):
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+    return step
+
+
+def timed(step, x, y, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step(x, y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    cfg = TrialConfig(data="-", model=name, init="random", optim=OptimConfig(batch_size=batch))
+    plain_model = create_model(name, num_classes=50, init="random").to(device)
+    ours_model = create_model(name, num_classes=50, init="random").to(device)
+    plain = plain_step(plain_model.train(), torch.optim.Adam(plain_model.parameters(), lr=1e-4, weight_decay=1e-3))
+    ours = TrainStep(ours_model.train(), make_optimizer(ours_model, cfg.optim), cfg, device)
+    x = torch.randn(batch, 3, 128, 250, device=device)
+    y = torch.randint(0, 50, (batch,), device=device)
+    times = {"plain": [], "ours": []}
+    for i in range(warmup + steps):
+        for label, step in (("plain", plain), ("ours", ours)):
+            seconds = timed(step, x, y, device)
+            if i >= warmup:
+                times[label].append(seconds)
+    plain_rate = batch / statistics.median(times["plain"])
+    ours_rate = batch / statistics.median(times["ours"])
+    return {"model": name, "plain_fp32_samples_per_s": round(plain_rate, 2),
+            "project_step_samples_per_s": round(ours_rate, 2), "ratio": round(ours_rate / plain_rate, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "densenet201"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = [bench_model(m, device, args.batch, args.steps, args.warmup) for m in args.models]
+    print(json.dumps({
+        "benchmark": "train_step", "device": torch.cuda.get_device_name() if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "batch": args.batch, "input": [3, 128, 250], "results": results,
+        "targets": {"cpu_ratio_min": 0.95, "gpu_densenet201_ratio_min": 2.5},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The training step, evaluation, the three reporting protocols and trial state: pure torch, no Ray.
+
+Everything a Ray Train worker does per epoch lives here, so it can be benchmarked and tested alone (the
+GPU benchmark machine has torch/torchvision/timm but no Ray). ``orchestrator.trial`` only feeds batches
+from Ray Data and handles checkpoints and reporting.
+
+Protocols (how a trial's test accuracy is read off its per-epoch curve):
+
+* ``best_epoch``: the maximum test-fold accuracy over epochs. What the paper reports; optimistic, since
+  the test fold picks the epoch.
+* ``last_epoch``: test accuracy after the last epoch.
+* ``valid_selected``: test accuracy at the epoch with the best validation accuracy (ties: the earlier
+  epoch). The honest choice: the test fold never influences it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orchestrator.config import OptimConfig, TrialConfig
+from orchestrator.features import SpecMask
+from orchestrator.losses import make_loss, split_outputs
+from orchestrator.models import ClassifierWithProjection, create_model, parse_init
+
+PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA) for repeatable runs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_network(cfg: TrialConfig, num_classes: int) -> nn.Module:
+    """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid."""
+    kind, _ = parse_init(cfg.init)
+    pretrained = False if kind == "random" else (cfg.weights or True)
+    backbone = create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, init=cfg.init)
+    if cfg.loss.name == "ce":
+        return backbone
+    return ClassifierWithProjection(backbone, proj_dim=cfg.loss.projection_dim)
+
+
+def make_optimizer(network: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters (frozen blocks excluded), the paper's lr and weight decay."""
+    params = [p for p in network.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """StepLR every ``step_size`` epochs, or MultiStepLR at ``milestones`` (stepped once per epoch)."""
+    if optim.milestones:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), gamma=optim.gamma)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, optim.step_size), gamma=optim.gamma)
+
+
+class TrainStep:
+    """One optimisation step: SpecAugment masks, channels_last + bf16 autocast on GPU, loss, backward, step.
+
+    On CPU it is a plain fp32 step (bf16 autocast would only slow a CPU down), so the CPU benchmark
+    compares like with like.
+    """
+
+    def __init__(self, network: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrialConfig,
+                 device: torch.device):
+        self.network, self.optimizer, self.device = network, optimizer, device
+        self.objective = make_loss(cfg.loss.name, alpha=cfg.loss.alpha, temperature=cfg.loss.temperature)
+        self.mask = SpecMask(**vars(cfg.mask)) if cfg.mask is not None else None
+        self.on_gpu = device.type == "cuda"
+        if self.on_gpu:
+            self.network.to(memory_format=torch.channels_last)
+
+    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Train on one batch; returns the (detached) loss."""
+        inputs = inputs.to(self.device, non_blocking=True).float()
+        labels = labels.to(self.device, non_blocking=True)
+        if self.mask is not None:
+            inputs = self.mask.train()(inputs)
+        if self.on_gpu:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
+            loss = self.objective(self.network(inputs), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+def train_epoch(step: TrainStep, batches: Iterable[Batch]) -> tuple[float, int]:
+    """One pass over ``batches``; returns (mean loss per sample, number of samples)."""
+    step.network.train()
+    total, count = torch.zeros((), device=step.device), 0
+    for inputs, labels in batches:
+        total += step(inputs, labels) * len(labels)  # stays on device: no sync per step
+        count += len(labels)
+    return (total.item() / count if count else float("nan")), count
+
+
+@dataclass
+class EvalResult:
+    """Cross-entropy, accuracy and per-clip softmax of one evaluation pass."""
+
+    loss: float
+    accuracy: float
+    probs: np.ndarray  # (N, C) float32
+    labels: np.ndarray  # (N,) int64
+    clip_ids: list[str]
+
+
+@torch.no_grad()
+def evaluate(network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor, list[str]]],
+             device: torch.device) -> EvalResult:
+    """Softmax predictions over ``(inputs, labels, clip_ids)`` batches; the loss is cross-entropy."""
+    network.eval()
+    probs, labels, clip_ids, loss_sum = [], [], [], 0.0
+    for inputs, batch_labels, batch_ids in batches:
+        inputs = inputs.to(device).float()
+        if device.type == "cuda":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits, _ = split_outputs(network(inputs))
+        logits = logits.float().cpu()
+        loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").item()
+        probs.append(logits.softmax(dim=1).numpy())
+        labels.append(batch_labels.numpy())
+        clip_ids.extend(batch_ids)
+    if not labels:
+        raise ValueError("evaluation split is empty")
+    probs_all, labels_all = np.concatenate(probs), np.concatenate(labels)
+    accuracy = float((probs_all.argmax(axis=1) == labels_all).mean())
+    return EvalResult(loss_sum / len(labels_all), accuracy, probs_all.astype(np.float32), labels_all, clip_ids)
+
+
+@dataclass
+class TrialState:
+    """Everything needed to resume a trial and to write its records: the per-epoch curve and the test
+    predictions at the valid-selected epoch so far (the last epoch's are kept as they come)."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    selected: dict[str, Any] | None = None  # {"epoch", "valid_acc", "probs", "labels", "clip_ids"}
+    last: dict[str, Any] | None = None
+    resumed_at_epoch: int | None = None  # the first epoch run after a resume, if any
+
+    @property
+    def next_epoch(self) -> int:
+        """1-based number of the epoch to run next."""
+        return len(self.epochs) + 1
+
+    def record(self, row: dict[str, Any], valid: EvalResult, test: EvalResult) -> None:
+        """Append one epoch's metrics; keep test predictions of the best-valid epoch and the last one."""
+        self.epochs.append(row)
+        snapshot = {"epoch": row["epoch"], "valid_acc": valid.accuracy, "probs": test.probs,
+                    "labels": test.labels, "clip_ids": test.clip_ids}
+        self.last = snapshot
+        if self.selected is None or valid.accuracy > self.selected["valid_acc"]:
+            self.selected = snapshot
+
+    def to_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors for ``torch.save``, JSON-able rest): loadable with ``weights_only=True``, no pickles."""
+        tensors, meta = {}, {"epochs": self.epochs, "resumed_at_epoch": self.resumed_at_epoch}
+        for name in ("selected", "last"):
+            snap = getattr(self, name)
+            if snap is not None:
+                tensors[f"{name}_probs"] = torch.from_numpy(snap["probs"])
+                tensors[f"{name}_labels"] = torch.from_numpy(snap["labels"])
+                meta[name] = {k: snap[k] for k in ("epoch", "valid_acc", "clip_ids")}
+        return tensors, meta
+
+    @classmethod
+    def from_checkpoint(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> "TrialState":
+        state = cls(epochs=meta["epochs"], resumed_at_epoch=meta.get("resumed_at_epoch"))
+        for name in ("selected", "last"):
+            if name in meta:
+                setattr(state, name, {**meta[name], "probs": tensors[f"{name}_probs"].numpy(),
+                                      "labels": tensors[f"{name}_labels"].numpy()})
+        return state
+
+
+def protocol_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Test accuracy under ``best_epoch``, ``last_epoch`` and ``valid_selected``, with the chosen epochs."""
+    if not epochs:
+        raise ValueError("no epochs recorded")
+    best = max(epochs, key=lambda r: (r["test_acc"], -r["epoch"]))
+    selected = max(epochs, key=lambda r: (r["valid_acc"], -r["epoch"]))
+    last = epochs[-1]
+    return {
+        "best_epoch": best["test_acc"], "best_epoch_epoch": best["epoch"],
+        "last_epoch": last["test_acc"], "last_epoch_epoch": last["epoch"],
+        "valid_selected": selected["test_acc"], "valid_selected_epoch": selected["epoch"],
+        "valid_selected_valid_acc": selected["valid_acc"],
+    }
+
+
+def batched(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle_seed: int | None = None) -> Iterator[tuple]:
+    """Minibatches of in-memory arrays (for Ray-free use: benchmarks, tests); shuffled when seeded."""
+    n = len(arrays[0])
+    order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle_seed is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield tuple(torch.from_numpy(np.ascontiguousarray(a[idx])) for a in arrays)

@@ -1,0 +1,100 @@
+"""Trials on Ray Train: records, protocols, determinism, resume after a kill, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator.config import FeatureConfig, OptimConfig, TrialConfig
+from orchestrator.errors import ConfigError
+from orchestrator.preprocess import PreprocessRequest, preprocess
+from orchestrator.trial import InjectedFault, build_trainer, plan_trial, run_trial, trial_id
+from orchestrator.training import protocol_summary
+
+EPOCH_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_acc", "test_acc", "lr", "seconds", "samples_per_s"]
+
+
+@pytest.fixture(scope="module")
+def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory) -> str:
+    """The bundled FSDD subset at 3 x 32 x 32: real audio, small enough for CPU trials in seconds."""
+    out = tmp_path_factory.mktemp("datasets")
+    return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(out),
+                                        features=FeatureConfig(height=32, width=32))).uri
+
+
+def tiny_trial(data: str, **overrides) -> TrialConfig:
+    base = dict(data=data, model="efficientnet_lite0", init="pretrained", fold=2, seed=7,
+                optim=OptimConfig(epochs=2, lr=1e-3, batch_size=16), max_train_clips=96)
+    return TrialConfig(**(base | overrides))
+
+
+def read_records(folder) -> tuple[dict, pd.DataFrame, dict, pd.DataFrame]:
+    return (json.loads((folder / "config.json").read_text()), pq.read_table(folder / "epochs.parquet").to_pandas(),
+            json.loads((folder / "summary.json").read_text()), pq.read_table(folder / "predictions.parquet").to_pandas())
+
+
+def test_two_epoch_trial_writes_all_records(tiny_fsdd, tmp_path):
+    cfg = tiny_trial(tiny_fsdd)
+    summary = run_trial(cfg, str(tmp_path))
+    folder = tmp_path / trial_id(cfg)
+    config, epochs, saved, predictions = read_records(folder)
+    assert config["folds"] == {"train": [1, 4, 5, 6], "valid": [3], "test": [2]}
+    assert config["trial"]["model"] == "efficientnet_lite0" and config["num_classes"] == 10
+    assert list(epochs.columns) == EPOCH_COLUMNS and epochs["epoch"].tolist() == [1, 2]
+    assert np.isfinite(epochs[["train_loss", "valid_loss"]].to_numpy()).all()
+    assert saved == {k: v for k, v in summary.items() if k != "reused"} and not summary["reused"]
+    assert saved | protocol_summary(epochs.to_dict("records")) == saved  # protocols agree with the curve
+    # predictions: the 100 test-fold clips (speaker 2) under both stored protocols, softmax rows
+    assert predictions.groupby("protocol").size().to_dict() == {"last_epoch": 100, "valid_selected": 100}
+    assert (predictions["fold"] == 2).all() and predictions["clip_id"].str.contains("_jackson_").all()
+    probs = np.stack(predictions["probs"].to_numpy())
+    assert probs.shape == (200, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    last = predictions[predictions["protocol"] == "last_epoch"]
+    assert np.isclose((np.stack(last["probs"]).argmax(1) == last["label"]).mean(), saved["last_epoch"])
+    assert run_trial(cfg, str(tmp_path))["reused"]  # finished trials are not rerun
+
+
+def test_same_seed_same_metrics(tiny_fsdd, tmp_path):
+    cfg = tiny_trial(tiny_fsdd, optim=OptimConfig(epochs=1, lr=1e-3, batch_size=16))
+    run_trial(cfg, str(tmp_path / "a"))
+    run_trial(cfg, str(tmp_path / "b"))
+    a = read_records(tmp_path / "a" / trial_id(cfg))[1]
+    b = read_records(tmp_path / "b" / trial_id(cfg))[1]
+    pd.testing.assert_frame_equal(a.drop(columns=["seconds", "samples_per_s"]),
+                                  b.drop(columns=["seconds", "samples_per_s"]))
+
+
+def test_trial_killed_after_epoch_1_resumes_at_epoch_2(tiny_fsdd, tmp_path):
+    cfg = tiny_trial(tiny_fsdd, init="random", optim=OptimConfig(epochs=3, lr=1e-3, batch_size=16))
+    plan = plan_trial(cfg, str(tmp_path))
+    fault = {"after_epoch": 1, "marker": str(tmp_path / "fault-fired")}
+    with pytest.raises(Exception, match="injected fault after epoch 1"):
+        build_trainer(plan, max_failures=0, fault=fault).fit()  # like a crash: no retry allowed
+    assert not (tmp_path / plan.trial_id / "summary.json").exists()
+    summary = run_trial(cfg, str(tmp_path))  # same id + storage: Ray Train restores the latest checkpoint
+    _, epochs, _, _ = read_records(tmp_path / plan.trial_id)
+    assert summary["resumed_at_epoch"] == 2 and epochs["epoch"].tolist() == [1, 2, 3]
+
+
+def test_bad_trials_fail_before_any_worker_starts(tiny_fsdd, tmp_path):
+    with pytest.raises(ConfigError, match="unknown model 'vgg16'; valid models: densenet121"):
+        plan_trial(tiny_trial(tiny_fsdd, model="vgg16"), str(tmp_path))
+    with pytest.raises(ConfigError, match="K must be in 1-4"):
+        plan_trial(tiny_trial(tiny_fsdd, init="cutoff:0"), str(tmp_path))
+    with pytest.raises(ConfigError, match="--fold 9 is not in"):
+        plan_trial(tiny_trial(tiny_fsdd, fold=9), str(tmp_path))
+    with pytest.raises(ConfigError, match="valid fold 2 must be one of"):
+        plan_trial(tiny_trial(tiny_fsdd, valid_fold=2), str(tmp_path))
+
+
+def test_protocol_summary_known_answers():
+    curve = [{"epoch": 1, "valid_acc": 0.5, "test_acc": 0.40}, {"epoch": 2, "valid_acc": 0.7, "test_acc": 0.55},
+             {"epoch": 3, "valid_acc": 0.7, "test_acc": 0.65}, {"epoch": 4, "valid_acc": 0.6, "test_acc": 0.60}]
+    s = protocol_summary(curve)
+    assert (s["best_epoch"], s["best_epoch_epoch"]) == (0.65, 3)
+    assert (s["last_epoch"], s["last_epoch_epoch"]) == (0.60, 4)
+    assert (s["valid_selected"], s["valid_selected_epoch"]) == (0.55, 2)  # tie on valid: earlier epoch
