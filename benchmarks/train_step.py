@@ -4,7 +4,7 @@ Same architecture, batch 32, 3 x 128 x 250 inputs, 50 classes (ESC-50), Adam. Th
 ``orchestrator.training.TrainStep``: on a GPU it adds channels_last and bf16 autocast; on a CPU it is a
 plain fp32 step, so the CPU figure measures its overhead (target >= 0.95x) and the GPU figure its gain
 (target >= 2.5x for DenseNet-201). The two loops alternate step by step and the medians are compared, so
-drift in machine load hits both alike. Prints one JSON object.
+drift in machine load hits both alike (ABBA order). Prints one JSON object.
 
     python benchmarks/train_step.py [--models efficientnet_lite0 densenet201] [--steps 5] [--warmup 2]
 """
@@ -60,8 +60,9 @@ def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup:
     x = torch.randn(batch, 3, 128, 250, device=device)
     y = torch.randint(0, 50, (batch,), device=device)
     times = {"plain": [], "ours": []}
+    pair = [("plain", plain), ("ours", ours)]
     for i in range(warmup + steps):
-        for label, step in (("plain", plain), ("ours", ours)):
+        for label, step in (pair if i % 2 == 0 else pair[::-1]):  # ABBA: neither loop always goes first
             seconds = timed(step, x, y, device)
             if i >= warmup:
                 times[label].append(seconds)

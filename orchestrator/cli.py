@@ -1,4 +1,4 @@
-"""Command line: ``rethink-audio preprocess | train | demo``.
+"""Command line: ``rethink-audio preprocess | train | sweep | demo``.
 
 Errors the user can fix (``RethinkError``) are printed as one message with exit status 2, never as a bare
 traceback; ``--json`` prints a one-line JSON summary on stdout (logs go to stderr).
@@ -87,6 +87,36 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="a whole experiment plan on Ray Tune (search, then every trial)")
+    p.add_argument("plan", help="plan YAML (plans/demo.yaml, plans/paper.yaml, ...)")
+    p.add_argument("--storage", default=None, help="override the plan's storage URI (local path or s3://)")
+    p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
+    p.add_argument("--smoke", action="store_true",
+                   help="one seed, one fold, one epoch, 32x32 inputs, 64 clips: check a plan cheaply")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+
+
+def cmd_sweep(args) -> int:
+    from orchestrator.plan import load_plan, smoke
+    from orchestrator.sweep import run_sweep
+
+    plan = load_plan(args.plan, storage=args.storage)
+    result = run_sweep(smoke(plan) if args.smoke else plan, resume=args.resume, ray_address=args.address)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"sweep {'finished' if not result.failed else 'ended with failures'}: "
+              f"{result.finished}/{result.trials} trials done, {len(result.failed)} failed, "
+              f"{result.seconds / 60:.1f} min")
+        for name in result.failed:
+            print(f"  failed: {name} (rerun with --resume to retry it; finished trials are kept)")
+        print(f"  results: {result.root}")
+    return 0 if not result.failed else 1
+
+
 def _preprocess_request(args):
     from orchestrator.preprocess import PreprocessRequest
 
@@ -137,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_preprocess(sub)
     _add_train(sub)
+    _add_sweep(sub)
     demo = sub.add_parser("demo", help="run the main job on the bundled FSDD subset")
     demo.add_argument("--out", default="runs/demo", help="where results go (default runs/demo)")
     demo.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
@@ -144,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "demo": cmd_demo}
+COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "sweep": cmd_sweep, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

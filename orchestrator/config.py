@@ -52,6 +52,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         return _coerce(value, options[0], where) if len(options) == 1 else value
+    if origin is dict and isinstance(value, dict):
+        value_type = typing.get_args(hint)[1] if typing.get_args(hint) else Any
+        return {k: _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if origin is tuple and isinstance(value, (list, tuple)):
         args = typing.get_args(hint)
         inner = args[0] if args else Any
@@ -201,6 +204,7 @@ class TrialConfig:
     model: str = "efficientnet_lite0"  # a name from orchestrator.models.list_models()
     init: str = "pretrained"  # pretrained | random | fusion:k | freeze:k | cutoff:k
     weights: str | None = None  # pretrained weight source override: local file or s3:// URI
+    download_weights: bool = False  # let torchvision's weights enum download (clusters with internet)
     fold: int = 1  # the test fold
     valid_fold: int | None = None  # None: the fold after the test fold
     seed: int = 0
@@ -210,6 +214,7 @@ class TrialConfig:
     num_workers: int = 1  # Ray Train workers (DDP processes); one GPU each when use_gpu
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0  # with use_gpu; fractions pack trials on one GPU (no memory isolation)
     max_train_clips: int | None = None  # cap on training rows (smoke runs); None: all
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ Protocols (how a trial's test accuracy is read off its per-epoch curve):
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -44,7 +45,8 @@ def build_network(cfg: TrialConfig, num_classes: int) -> nn.Module:
     """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid."""
     kind, _ = parse_init(cfg.init)
     pretrained = False if kind == "random" else (cfg.weights or True)
-    backbone = create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, init=cfg.init)
+    backbone = create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, init=cfg.init,
+                            allow_download=cfg.download_weights)
     if cfg.loss.name == "ce":
         return backbone
     return ClassifierWithProjection(backbone, proj_dim=cfg.loss.projection_dim)
@@ -79,6 +81,13 @@ class TrainStep:
         if self.on_gpu:
             self.network.to(memory_format=torch.channels_last)
 
+    def _precision(self):
+        # bf16 autocast on GPU only; on CPU no autocast context at all (even a disabled one cost ~7 %
+        # on DenseNet-201 in benchmarks/train_step.py)
+        if self.on_gpu:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def __call__(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Train on one batch; returns the (detached) loss."""
         inputs = inputs.to(self.device, non_blocking=True).float()
@@ -87,9 +96,9 @@ class TrainStep:
             inputs = self.mask.train()(inputs)
         if self.on_gpu:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
+        self.optimizer.zero_grad(set_to_none=True)  # before forward: last step's grads are freed first
+        with self._precision():
             loss = self.objective(self.network(inputs), labels)
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach()

@@ -72,7 +72,8 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
 
     get_spec(cfg.model)
     if parse_init(cfg.init)[0] != "random":
-        resolve_weights_file(cfg.model, cfg.weights or True)  # offline without weights: fail now, clearly
+        # offline without weights: fail now, clearly (downloads, if allowed, happen once here too)
+        resolve_weights_file(cfg.model, cfg.weights or True, allow_download=cfg.download_weights)
     card = spectra.read_card(cfg.data)
     folds = [int(f) for f in card["folds"]]
     if cfg.fold not in folds:
@@ -251,8 +252,11 @@ def read_summary(trials_root: str, trial: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- driver side
 
 
-def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None):
-    """The TorchTrainer of one trial: named by the trial id, stored under the trials root."""
+def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None, callbacks=()):
+    """The TorchTrainer of one trial: named by the trial id, stored under the trials root.
+
+    ``fault`` is a test hook ({"after_epoch": k, "marker": path}): raise once after epoch k.
+    """
     import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -269,7 +273,7 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None 
         train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
+                                               resources_per_worker=_worker_resources(cfg)),
         datasets=split_datasets(plan),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         run_config=ray.train.RunConfig(
@@ -277,8 +281,16 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None 
             storage_filesystem=None if trials.is_s3 else trials.fs,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=list(callbacks),  # e.g. TuneReportCallback when a sweep drives this trial
         ),
     )
+
+
+def _worker_resources(cfg: TrialConfig) -> dict[str, float]:
+    resources = {"CPU": cfg.cpus_per_worker}
+    if cfg.use_gpu:
+        resources["GPU"] = cfg.gpus_per_worker
+    return resources
 
 
 def run_trial(cfg: TrialConfig, trials_root: str, *, max_failures: int = 0, fault: dict | None = None,

@@ -1,0 +1,211 @@
+"""Experiment plans: one YAML file declares a whole study; it becomes typed config and a list of trials.
+
+A plan names datasets (a preprocessed version, or how to preprocess one), models, init/ablation modes,
+losses, seeds and folds, the training recipe, resources per trial and where results go. ``expand_grid``
+turns it into the exact list of ``TrialConfig`` the sweep runs (phase 2); ``SearchConfig`` describes the
+optional Bayesian search that runs first (phase 1). Unknown keys anywhere are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.config import (AugmentConfig, FeatureConfig, LossConfig, MaskConfig, OptimConfig, TrialConfig,
+                                 from_dict, to_dict)
+from orchestrator.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How to build a dataset version when the plan does not name one."""
+
+    dataset: str  # catalog name: esc50, esc10, us8k, gtzan, fsdd, folder
+    root: str  # dataset folder (relative paths are relative to the plan file)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    options: dict[str, Any] = field(default_factory=dict)  # GTZAN/folder: folds, seed
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """One dataset of the study: a version URI, or preprocess settings (then STORAGE/datasets is used)."""
+
+    data: str | None = None  # a finished dataset version (folder holding dataset.json)
+    preprocess: PreprocessSpec | None = None
+    folds: tuple[int, ...] = ()  # test folds to run; empty: every fold of the dataset
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.preprocess is None):
+            raise ConfigError("each dataset needs exactly one of 'data' (a version URI) or 'preprocess'")
+
+
+@dataclass(frozen=True)
+class AblationPlan:
+    """Extra init modes for some (dataset, model) pairs: the paper's fusion/freeze/cutoff studies."""
+
+    dataset: str
+    model: str
+    inits: tuple[str, ...]
+    seeds: tuple[int, ...] = ()  # empty: the plan's seeds
+    folds: tuple[int, ...] = ()  # empty: the dataset's folds
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Phase 1: HyperOpt TPE over lr, weight decay and batch size, scored on an inner fold's valid split."""
+
+    enabled: bool = False
+    num_samples: int = 16  # configurations tried
+    max_concurrent: int = 2  # trials in flight at once (TPE learns from finished ones)
+    dataset: str | None = None  # default: the plan's first dataset
+    model: str | None = None  # default: the plan's first model
+    init: str = "pretrained"
+    fold: int | None = None  # the inner test fold; default: the dataset's last fold. Its test split is
+    # evaluated by the trial but never read by the search: only valid accuracy is scored.
+    epochs: int | None = None  # default: the plan's epochs
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Resources of one trial (its Ray Train workers)."""
+
+    num_workers: int = 1  # Ray Train workers (DDP processes) per trial
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # > 0 turns on use_gpu; fractions pack trials on one GPU (no isolation)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A whole study."""
+
+    name: str
+    storage: str  # local path or s3:// URI; results go to STORAGE/<name>/
+    datasets: dict[str, DatasetPlan]
+    models: tuple[str, ...] = ("efficientnet_lite0",)
+    inits: tuple[str, ...] = ("pretrained", "random")
+    losses: tuple[str, ...] = ("ce",)
+    seeds: tuple[int, ...] = (0,)
+    optim: OptimConfig = field(default_factory=OptimConfig)  # the paper's recipe unless overridden
+    random_optim: OptimConfig | None = None  # recipe for init 'random' (e.g. the paper-random preset)
+    loss: LossConfig = field(default_factory=LossConfig)  # temperature / alpha / projection for SupCon
+    mask: MaskConfig | None = None  # SoundCLR masks for every trial
+    weights: dict[str, str] = field(default_factory=dict)  # model -> weights file or s3:// URI
+    download_weights: bool = False  # torchvision weights enum may download (clusters with internet)
+    ablations: tuple[AblationPlan, ...] = ()
+    search: SearchConfig = field(default_factory=SearchConfig)
+    resources: Resources = field(default_factory=Resources)
+    max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
+    max_failures: int = 2  # restarts of a crashed trial, at both the Tune and the Train level
+    max_train_clips: int | None = None  # cap on training rows per trial (smoke runs)
+    max_folds: int = 0  # use only the first N test folds of each dataset (0: all; smoke runs use 1)
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ConfigError("plan.datasets must name at least one dataset")
+        for a in self.ablations:
+            if a.dataset not in self.datasets:
+                raise ConfigError(f"ablation dataset {a.dataset!r} is not in plan.datasets {list(self.datasets)}")
+
+
+def load_plan(path: str | Path, storage: str | None = None) -> Plan:
+    """Read and validate a plan file; ``storage`` overrides the plan's storage URI."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"plan file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a plan is a YAML mapping (name, storage, datasets, ...)")
+    raw = _with_presets(raw)
+    if storage:
+        raw["storage"] = storage
+    plan = from_dict(Plan, raw, where="plan")
+    return _resolve_relative(plan, path.parent)
+
+
+def _with_presets(raw: dict[str, Any]) -> dict[str, Any]:
+    """``optim: {preset: paper-random, epochs: ...}`` expands the named schedule, then applies overrides."""
+    raw = dict(raw)
+    for key in ("optim", "random_optim"):
+        section = raw.get(key)
+        if isinstance(section, dict) and "preset" in section:
+            section = dict(section)
+            raw[key] = to_dict(OptimConfig.preset(section.pop("preset"), **section))
+    return raw
+
+
+def _resolve_relative(plan: Plan, base: Path) -> Plan:
+    """Relative local paths in the plan are relative to the plan file, not to the working directory."""
+    def local(uri: str) -> str:
+        return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
+
+    datasets = {}
+    for name, ds in plan.datasets.items():
+        pre = ds.preprocess and dataclasses.replace(ds.preprocess, root=local(ds.preprocess.root))
+        datasets[name] = dataclasses.replace(ds, data=ds.data and local(ds.data), preprocess=pre)
+    return dataclasses.replace(plan, datasets=datasets, storage=local(plan.storage),
+                               weights={m: local(w) for m, w in plan.weights.items()})
+
+
+def smoke(plan: Plan) -> Plan:
+    """The plan shrunk to check it cheaply: one seed, one fold, one epoch, tiny data, search off."""
+    datasets = {}
+    for name, ds in plan.datasets.items():
+        pre = ds.preprocess and dataclasses.replace(
+            ds.preprocess, features=dataclasses.replace(ds.preprocess.features, height=32, width=32),
+            augment=AugmentConfig())
+        datasets[name] = dataclasses.replace(ds, preprocess=pre)
+    one_epoch = dataclasses.replace(plan.optim, epochs=1, batch_size=min(plan.optim.batch_size, 16))
+    return dataclasses.replace(
+        plan, name=f"{plan.name}-smoke", datasets=datasets, seeds=plan.seeds[:1], optim=one_epoch,
+        random_optim=None, search=dataclasses.replace(plan.search, enabled=False), max_train_clips=64,
+        max_folds=1, ablations=tuple(dataclasses.replace(a, seeds=a.seeds[:1]) for a in plan.ablations))
+
+
+def expand_grid(plan: Plan, data_uris: dict[str, str], folds_of: dict[str, list[int]],
+                optim: OptimConfig | None = None) -> list[TrialConfig]:
+    """Every trial of phase 2, in a stable order, without duplicates.
+
+    ``data_uris``: dataset name -> version URI; ``folds_of``: dataset name -> its folds (from the card);
+    ``optim``: the recipe chosen by phase 1 (default: the plan's).
+    """
+    optim = optim or plan.optim
+
+    def test_folds(dataset: str, chosen: tuple[int, ...] = ()) -> list[int]:
+        folds = list(chosen or plan.datasets[dataset].folds or folds_of[dataset])
+        return folds[: plan.max_folds] if plan.max_folds else folds
+
+    points: list[tuple[str, str, str, str, int, int]] = []
+    for name in plan.datasets:
+        for fold in test_folds(name):
+            for model in plan.models:
+                for init in plan.inits:
+                    for loss in plan.losses:
+                        points += [(name, model, init, loss, seed, fold) for seed in plan.seeds]
+    for a in plan.ablations:
+        for fold in test_folds(a.dataset, a.folds):
+            for init in a.inits:
+                points += [(a.dataset, a.model, init, plan.losses[0], seed, fold) for seed in a.seeds or plan.seeds]
+    trials, seen = [], set()
+    for name, model, init, loss, seed, fold in points:
+        if (name, model, init, loss, seed, fold) in seen:
+            continue
+        seen.add((name, model, init, loss, seed, fold))
+        trials.append(TrialConfig(
+            data=data_uris[name], model=model, init=init, weights=plan.weights.get(model),
+            download_weights=plan.download_weights, fold=fold, seed=seed,
+            optim=(plan.random_optim or optim) if init == "random" else optim,
+            loss=dataclasses.replace(plan.loss, name=loss), mask=plan.mask,
+            num_workers=plan.resources.num_workers, use_gpu=plan.resources.gpus_per_worker > 0,
+            cpus_per_worker=plan.resources.cpus_per_worker, gpus_per_worker=plan.resources.gpus_per_worker or 1.0,
+            max_train_clips=plan.max_train_clips,
+        ))
+    return trials

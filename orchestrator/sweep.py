@@ -1,0 +1,286 @@
+"""Sweeps on Ray Tune: phase 1 Bayesian search, phase 2 the grid of every trial, fault tolerance, resume.
+
+Layout under ``STORAGE/<plan name>/``::
+
+    plan.json            the resolved plan (after --smoke / --storage)
+    datasets/            dataset versions preprocessed for this plan
+    search/best.json     phase 1 result: the recipe phase 2 uses (or the plan's own when search is off)
+    search/trials.parquet, search/trials/   every configuration tried and its valid accuracy
+    grid/                Ray Tune's experiment state for phase 2 (what --resume restores)
+    trials/<trial id>/   records + checkpoints of every phase-2 trial (see orchestrator.trial)
+
+Each Tune trial runs ``grid_driver`` (Train V2 pattern): it builds and fits the trial's ``TorchTrainer``,
+whose per-epoch reports reach Tune through ``TuneReportCallback``. Trials are named by their stable trial
+id, so a restarted trial finds its checkpoints, and a finished one is never trained twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from orchestrator import spectra, storage
+from orchestrator.config import OptimConfig, TrialConfig, from_dict, to_dict
+from orchestrator.errors import ConfigError, RethinkError
+from orchestrator.plan import Plan, expand_grid
+from orchestrator.trial import plan_trial, read_summary
+
+GRID, SEARCH, TRIALS = "grid", "search", "trials"
+SEARCH_SPACE_DOC = "lr log-uniform 1e-5..1e-2, weight_decay log-uniform 1e-5..1e-1, batch_size {16, 32, 64}"
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did and where it put it."""
+
+    root: str
+    trials: int
+    finished: int
+    failed: list[str]
+    seconds: float
+    optim: OptimConfig
+
+    def summary(self) -> dict[str, Any]:
+        return {"results": self.root, "trials": self.trials, "finished": self.finished,
+                "failed": self.failed, "seconds": round(self.seconds, 1), "optim": to_dict(self.optim)}
+
+
+def plan_root(plan: Plan) -> storage.Location:
+    """``STORAGE/<plan name>``: everything the sweep writes lives below it."""
+    return storage.resolve(plan.storage).join(plan.name)
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def prepare_datasets(plan: Plan, root: storage.Location) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """Version URI and folds of every plan dataset, preprocessing those given as settings (reused if done)."""
+    from orchestrator.preprocess import PreprocessRequest, preprocess
+
+    uris, folds = {}, {}
+    for name, ds in plan.datasets.items():
+        if ds.data is not None:
+            uris[name] = ds.data
+        else:
+            pre = ds.preprocess
+            request = PreprocessRequest(dataset=pre.dataset, root=pre.root, out=root.join("datasets").uri,
+                                        features=pre.features, augment=pre.augment, dataset_options=pre.options)
+            uris[name] = preprocess(request).uri
+            print(f"[sweep] dataset {name}: {uris[name]}", flush=True)
+        card_folds = [int(f) for f in spectra.read_card(uris[name])["folds"]]
+        missing = sorted(set(ds.folds) - set(card_folds))
+        if missing:
+            raise ConfigError(f"plan.datasets.{name}.folds {missing} not in {uris[name]} (folds {card_folds})")
+        folds[name] = card_folds
+    return uris, folds
+
+
+# ---------------------------------------------------------------- Tune driver functions
+
+
+def _fit_trial(cfg: TrialConfig, trials_root: str, max_failures: int, fault: dict | None) -> dict[str, Any]:
+    """Inside a Tune trial: run the Ray Train trial (or reuse its records); returns its summary."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from orchestrator.trial import build_trainer
+
+    plan = plan_trial(cfg, trials_root)
+    summary = read_summary(trials_root, plan.trial_id)
+    if summary is None:
+        trainer = build_trainer(plan, max_failures=max_failures, fault=fault, callbacks=[TuneReportCallback()])
+        trainer.fit()
+        summary = read_summary(trials_root, plan.trial_id)
+    # Final result: the summary, plus valid_acc = the best valid accuracy over epochs, which is what the
+    # search optimises (Tune adds its own "trial_id" key, so ours travels as "record_id").
+    metrics = {k: v for k, v in summary.items() if k not in ("trial_id", "reused")}
+    tune.report(metrics | {"record_id": summary["trial_id"], "valid_acc": summary["valid_selected_valid_acc"]})
+    return summary
+
+
+def grid_driver(config: dict[str, Any]) -> None:
+    """Tune trainable of phase 2: one grid point = one trial."""
+    point = config["point"]
+    _fit_trial(from_dict(TrialConfig, point["trial"]), point["trials_root"], point["max_failures"], point["fault"])
+
+
+def search_driver(config: dict[str, Any]) -> None:
+    """Tune trainable of phase 1: the search's base trial with the sampled lr, weight decay, batch size."""
+    base = from_dict(TrialConfig, config["base"])
+    optim = dataclasses.replace(base.optim, lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
+                                batch_size=int(config["batch_size"]))
+    _fit_trial(dataclasses.replace(base, optim=optim), config["trials_root"], config["max_failures"], None)
+
+
+def _trial_name(trial) -> str:
+    """Tune trial names from the stable trial id (never timestamps), so reruns map to the same folders."""
+    from orchestrator.trial import trial_id
+
+    if "point" in trial.config:
+        return trial_id(from_dict(TrialConfig, trial.config["point"]["trial"]))
+    return f"search-{trial.trial_id}"
+
+
+def _resources(plan: Plan) -> dict[str, float]:
+    # The Tune trial itself only runs the driver function; the Train workers reserve the real resources.
+    # (Tune refuses an empty bundle, hence a token 0.01 CPU.)
+    return {"cpu": 0.01}
+
+
+def _concurrency(plan: Plan) -> int:
+    """``max_concurrent_trials``, defaulting to how many trials the cluster's resources hold at once."""
+    import ray
+
+    if plan.max_concurrent_trials:
+        return plan.max_concurrent_trials
+    res = plan.resources
+    cpus = ray.cluster_resources().get("CPU", 1) / (res.cpus_per_worker * res.num_workers)
+    if res.gpus_per_worker > 0:
+        gpus = ray.cluster_resources().get("GPU", 0) / (res.gpus_per_worker * res.num_workers)
+        return max(1, int(min(cpus, gpus)))
+    return max(1, int(cpus))
+
+
+# ---------------------------------------------------------------- phase 1
+
+
+def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location) -> OptimConfig:
+    """Phase 1: HyperOpt TPE on an inner fold's valid split; saves and returns the best recipe."""
+    best_file = root.join(SEARCH, "best.json")
+    if not plan.search.enabled:
+        storage.write_json(best_file, {"source": "plan (search disabled)", "optim": to_dict(plan.optim)})
+        return plan.optim
+    if storage.exists(best_file):
+        saved = storage.read_json(best_file)
+        print(f"[sweep] phase 1 already done: {saved['optim']}", flush=True)
+        return from_dict(OptimConfig, saved["optim"])
+    from ray import tune
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    s = plan.search
+    dataset = s.dataset or next(iter(plan.datasets))
+    base = expand_grid(dataclasses.replace(plan, ablations=()), uris, folds)[0]
+    base = dataclasses.replace(base, data=uris[dataset], model=s.model or plan.models[0], init=s.init,
+                               weights=plan.weights.get(s.model or plan.models[0]), seed=s.seed,
+                               fold=s.fold or folds[dataset][-1],
+                               optim=dataclasses.replace(plan.optim, epochs=s.epochs or plan.optim.epochs))
+    space = {"lr": tune.loguniform(1e-5, 1e-2), "weight_decay": tune.loguniform(1e-5, 1e-1),
+             "batch_size": tune.choice([16, 32, 64]), "base": to_dict(base),
+             "trials_root": root.join(SEARCH, TRIALS).uri, "max_failures": plan.max_failures}
+    paper_point = {"lr": plan.optim.lr, "weight_decay": plan.optim.weight_decay,
+                   "batch_size": plan.optim.batch_size if plan.optim.batch_size in (16, 32, 64) else 32}
+    searcher = HyperOptSearch(metric="valid_acc", mode="max", points_to_evaluate=[paper_point],
+                              random_state_seed=s.seed)
+    tuner = tune.Tuner(
+        tune.with_resources(search_driver, _resources(plan)), param_space=space,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples,
+                                    max_concurrent_trials=s.max_concurrent, metric="valid_acc", mode="max"),
+        run_config=_tune_run_config(plan, root, SEARCH),
+    )
+    results = tuner.fit()
+    table = _search_table(results)
+    _write_table(root.join(SEARCH, "trials.parquet"), table)
+    if table.empty:
+        raise RethinkError(f"phase 1 search produced no finished trial; see {root.join(SEARCH).uri}")
+    best = table.sort_values("valid_acc", ascending=False).iloc[0]
+    optim = dataclasses.replace(plan.optim, lr=float(best["lr"]), weight_decay=float(best["weight_decay"]),
+                                batch_size=int(best["batch_size"]))
+    storage.write_json(best_file, {"source": "hyperopt TPE", "space": SEARCH_SPACE_DOC, "scored_on": "valid_acc",
+                                   "inner_fold": base.fold, "dataset": dataset, "optim": to_dict(optim),
+                                   "valid_acc": float(best["valid_acc"])})
+    print(f"[sweep] phase 1 best (valid acc {best['valid_acc']:.4f}): lr {optim.lr:.2e}, "
+          f"weight decay {optim.weight_decay:.2e}, batch {optim.batch_size}", flush=True)
+    return optim
+
+
+def _search_table(results) -> pd.DataFrame:
+    """Each search trial's sampled recipe and its best valid accuracy (the test fold is never read)."""
+    rows = []
+    for result in results:
+        if result.error or result.metrics is None:
+            continue
+        config = result.config
+        rows.append({"lr": config["lr"], "weight_decay": config["weight_decay"], "batch_size": config["batch_size"],
+                     "valid_acc": result.metrics.get("valid_selected_valid_acc", float("nan")),
+                     "trial_id": result.metrics.get("record_id")})
+    return pd.DataFrame(rows, columns=["lr", "weight_decay", "batch_size", "valid_acc", "trial_id"])
+
+
+# ---------------------------------------------------------------- phase 2
+
+
+def _tune_run_config(plan: Plan, root: storage.Location, name: str):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name, storage_path=root.uri if root.is_s3 else root.path,
+        storage_filesystem=None if root.is_s3 else root.fs,
+        failure_config=tune.FailureConfig(max_failures=plan.max_failures),
+        verbose=1,
+    )
+
+
+def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, resume: bool,
+             faults: dict[str, dict] | None = None):
+    """Phase 2: every trial as a Tune trial, in parallel up to the cluster; restores with ``resume``."""
+    from ray import tune
+
+    trainable = tune.with_resources(grid_driver, _resources(plan))
+    grid_path = root.join(GRID)
+    if resume:
+        from ray.tune import Tuner
+
+        location = grid_path.uri if grid_path.is_s3 else grid_path.path
+        fs = None if grid_path.is_s3 else grid_path.fs
+        if not Tuner.can_restore(location, storage_filesystem=fs):
+            raise RethinkError(f"--resume: no sweep to restore at {grid_path.uri}; run without --resume")
+        print(f"[sweep] restoring phase 2 from {grid_path.uri}", flush=True)
+        return Tuner.restore(location, trainable, resume_errored=True, storage_filesystem=fs).fit()
+    from orchestrator.trial import trial_id
+
+    points = [{"trial": to_dict(t), "trials_root": root.join(TRIALS).uri, "max_failures": plan.max_failures,
+               "fault": (faults or {}).get(trial_id(t))} for t in trials]
+    tuner = tune.Tuner(
+        trainable, param_space={"point": tune.grid_search(points)},  # the plan already expanded the grid
+        tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency(plan), trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
+        run_config=_tune_run_config(plan, root, GRID),
+    )
+    return tuner.fit()
+
+
+# ---------------------------------------------------------------- the whole sweep
+
+
+def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = None,
+              faults: dict[str, dict] | None = None) -> SweepResult:
+    """Datasets -> phase 1 -> phase 2 for ``plan``; everything under ``STORAGE/<plan name>``."""
+    from orchestrator.ray_runtime import ensure_ray
+
+    start = time.time()
+    root = plan_root(plan)
+    storage.check_writable(storage.resolve(plan.storage))  # pre-flight: fail before any compute
+    storage.write_json(root.join("plan.json"), to_dict(plan))
+    ensure_ray(ray_address)
+    uris, folds = prepare_datasets(plan, root)
+    optim = run_search(plan, uris, folds, root)
+    trials = expand_grid(plan, uris, folds, optim)
+    print(f"[sweep] phase 2: {len(trials)} trials, up to {_concurrency(plan)} at once", flush=True)
+    results = run_grid(plan, trials, root, resume=resume, faults=faults)
+    failed = [str(r.path).rsplit("/", 1)[-1] for r in results if r.error]
+    finished = sum(read_summary(root.join(TRIALS).uri, plan_trial(t, root.join(TRIALS).uri).trial_id) is not None
+                   for t in trials)
+    return SweepResult(root.uri, len(trials), finished, failed, time.time() - start, optim)
+
+
+def _write_table(loc: storage.Location, frame: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
+    with loc.fs.open_output_stream(loc.path) as stream:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), stream)
