@@ -1,4 +1,4 @@
-"""Command line: ``rethink-audio preprocess | train | sweep | demo``.
+"""Command line: ``rethink-audio preprocess | train | sweep | tables | query | demo``.
 
 Errors the user can fix (``RethinkError``) are printed as one message with exit status 2, never as a bare
 traceback; ``--json`` prints a one-line JSON summary on stdout (logs go to stderr).
@@ -10,8 +10,10 @@ import argparse
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
+from analysis.cli import register as register_analysis
 from orchestrator.config import AugmentConfig, FeatureConfig
 from orchestrator.errors import RethinkError
 
@@ -141,15 +143,41 @@ def cmd_preprocess(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job on the bundled data (preprocessing stage of the demo)."""
-    from orchestrator.preprocess import PreprocessRequest, preprocess
+    """The main job on the bundled data: preprocess, sweep plans/demo.yaml, ensembles, report, headline."""
+    from analysis.report import build_report
+    from orchestrator.plan import load_plan
     from orchestrator.ray_runtime import ensure_ray
+    from orchestrator.sweep import run_sweep
 
+    start = time.time()
+    plan = load_plan(REPO_ROOT / "plans" / "demo.yaml", storage=args.out)
+    print(f"[demo] stage 1/2: preprocess the bundled FSDD subset and run {len(plan.seeds)} seeds x "
+          f"{len(plan.inits)} inits x {len(plan.datasets['fsdd'].folds)} folds on Ray "
+          f"(results: {plan.storage}/{plan.name})", flush=True)
     ensure_ray(num_cpus=args.cpus)
-    request = PreprocessRequest(dataset="fsdd", root=str(BUNDLED_FSDD), out=str(Path(args.out) / "datasets"))
-    result = preprocess(request)
-    _report(result.summary(), args.json)
+    sweep = run_sweep(plan)
+    if sweep.failed:
+        print(f"error: {len(sweep.failed)} trial(s) failed: {sweep.failed}; rerun `make demo` to retry them "
+              "(finished trials are kept)", file=sys.stderr)
+        return 1
+    report_dir = f"{sweep.root}/report"
+    print(f"[demo] stage 2/2: ensembles, tables, SVCCA and Integrated Gradients -> {report_dir}", flush=True)
+    written = build_report(sweep.root, report_dir, svcca=not args.no_figures, attribution=not args.no_figures)
+    print(headline(report_dir))
+    print(f"report: {written['report_md']}\n        {written['report_html']}")
+    print(f"[demo] done in {(time.time() - start) / 60:.1f} min")
     return 0
+
+
+def headline(report_dir: str) -> str:
+    """Table I and Table II of a report, as Markdown for the terminal."""
+    tables = Path(report_dir) / "tables"
+    parts = []
+    for name in ("table1_pretrained_vs_random", "table2_single_vs_ensemble"):
+        path = tables / f"{name}.md"
+        if path.exists():
+            parts.append(path.read_text().strip())
+    return "\n\n".join(parts)
 
 
 def _report(summary: dict, as_json: bool) -> None:
@@ -169,9 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sweep(sub)
     demo = sub.add_parser("demo", help="run the main job on the bundled FSDD subset")
-    demo.add_argument("--out", default="runs/demo", help="where results go (default runs/demo)")
+    demo.add_argument("--out", default=str(REPO_ROOT / "runs"),
+                      help="storage root; results go to OUT/demo (default: runs/ in the repository)")
     demo.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--no-figures", action="store_true", help="skip SVCCA and Integrated Gradients")
+    register_analysis(sub)
     return parser
 
 
@@ -181,7 +211,8 @@ COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "sweep": cmd_sweep
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = COMMANDS.get(args.command) or args.handler  # tables / query come from analysis.cli
+        return handler(args)
     except RethinkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -127,8 +127,9 @@ def _trial_name(trial) -> str:
 
 def _resources(plan: Plan) -> dict[str, float]:
     # The Tune trial itself only runs the driver function; the Train workers reserve the real resources.
-    # (Tune refuses an empty bundle, hence a token 0.01 CPU.)
-    return {"cpu": 0.01}
+    # Tune refuses an empty bundle, so the driver asks for 1 byte of memory and no CPU: even a token
+    # 0.01 CPU per driver would leave N workers short of N CPUs and serialise the trials.
+    return {"cpu": 0, "memory": 1}
 
 
 def _concurrency(plan: Plan) -> int:
@@ -213,14 +214,40 @@ def _search_table(results) -> pd.DataFrame:
 # ---------------------------------------------------------------- phase 2
 
 
-def _tune_run_config(plan: Plan, root: storage.Location, name: str):
+def _progress_callback(total: int):
+    """A Tune callback printing trials done / total and an ETA (from the pace so far) after each trial."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def __init__(self):
+            self.start, self.done, self.failed = time.time(), 0, 0
+
+        def _line(self, trial) -> None:
+            elapsed = time.time() - self.start
+            finished = self.done + self.failed
+            eta = elapsed / finished * (total - finished) if finished else float("nan")
+            print(f"[sweep] {finished}/{total} trials done ({self.failed} failed), {elapsed / 60:.1f} min elapsed, "
+                  f"ETA {eta / 60:.1f} min  <- {trial}", flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.done += 1
+            self._line(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.failed += 1
+            self._line(trial)
+
+    return Progress()
+
+
+def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=()):
     from ray import tune
 
     return tune.RunConfig(
         name=name, storage_path=root.uri if root.is_s3 else root.path,
         storage_filesystem=None if root.is_s3 else root.fs,
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        verbose=1,
+        verbose=1, callbacks=list(callbacks),
     )
 
 
@@ -248,7 +275,7 @@ def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, r
         trainable, param_space={"point": tune.grid_search(points)},  # the plan already expanded the grid
         tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency(plan), trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
-        run_config=_tune_run_config(plan, root, GRID),
+        run_config=_tune_run_config(plan, root, GRID, [_progress_callback(len(trials))]),
     )
     return tuner.fit()
 
@@ -269,11 +296,17 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     uris, folds = prepare_datasets(plan, root)
     optim = run_search(plan, uris, folds, root)
     trials = expand_grid(plan, uris, folds, optim)
-    print(f"[sweep] phase 2: {len(trials)} trials, up to {_concurrency(plan)} at once", flush=True)
-    results = run_grid(plan, trials, root, resume=resume, faults=faults)
-    failed = [str(r.path).rsplit("/", 1)[-1] for r in results if r.error]
-    finished = sum(read_summary(root.join(TRIALS).uri, plan_trial(t, root.join(TRIALS).uri).trial_id) is not None
-                   for t in trials)
+    trials_root = root.join(TRIALS).uri
+    pending = [t for t in trials if read_summary(trials_root, plan_trial(t, trials_root).trial_id) is None]
+    failed: list[str] = []
+    if pending or resume:
+        print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
+              f"up to {_concurrency(plan)} at once", flush=True)
+        results = run_grid(plan, trials, root, resume=resume, faults=faults)
+        failed = [str(r.path).rsplit("/", 1)[-1] for r in results if r.error]
+    else:
+        print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)
+    finished = sum(read_summary(trials_root, plan_trial(t, trials_root).trial_id) is not None for t in trials)
     return SweepResult(root.uri, len(trials), finished, failed, time.time() - start, optim)
 
 

@@ -1,0 +1,56 @@
+"""The ``tables`` and ``query`` subcommands, for the main ``rethink-audio`` parser.
+
+``orchestrator.cli`` calls :func:`register` with its subparsers; each subcommand sets
+``handler=fn(args) -> int``. User-fixable problems raise ``RethinkError`` subclasses (printed by the main
+CLI as one line, exit status 2). Heavy modules (torch, captum, matplotlib) load only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    """Add ``tables`` and ``query`` to an argparse subparsers object."""
+    tables = subparsers.add_parser("tables", help="results -> paper tables, figures and report.md/html")
+    tables.add_argument("--results", required=True, help="results root (STORAGE/<plan name>/) or trials folder; "
+                                                         "local path or s3:// URI")
+    tables.add_argument("--out", required=True, help="output folder: local path or s3:// URI")
+    tables.add_argument("--no-svcca", action="store_true", help="skip SVCCA (Fig. 2a): it runs networks on CPU")
+    tables.add_argument("--no-ig", action="store_true", help="skip Integrated Gradients (Fig. 3)")
+    tables.add_argument("--max-clips", type=int, default=10, help="clips per Integrated Gradients figure (10)")
+    tables.add_argument("--ig-steps", type=int, default=64, help="Integrated Gradients path steps (64)")
+    tables.add_argument("--svcca-clips", type=int, default=64, help="test-fold clips SVCCA runs on (64)")
+    tables.set_defaults(handler=cmd_tables)
+
+    query = subparsers.add_parser("query", help="filter / group / aggregate the results table")
+    query.add_argument("--results", required=True, help="results root or trials folder (local or s3://)")
+    query.add_argument("--where", default=None, help="pandas query, e.g. \"dataset == 'esc50' and seed < 3\"")
+    query.add_argument("--group-by", nargs="+", default=None, metavar="COL", help="columns to group by")
+    query.add_argument("--metric", default=None, help="column to aggregate (default valid_selected)")
+    query.add_argument("--format", default="md", choices=["md", "csv", "json"], help="output format (md)")
+    query.set_defaults(handler=cmd_query)
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """Build the report; print where it is and what was skipped."""
+    from analysis.report import build_report
+
+    written = build_report(args.results, args.out, svcca=not args.no_svcca, attribution=not args.no_ig,
+                           max_clips=args.max_clips, svcca_clips=args.svcca_clips, ig_steps=args.ig_steps)
+    print(f"{written['trials']} finished trials ({written['unfinished']} skipped): "
+          f"{len(written['tables'])} tables, {len(written['figures'])} figures")
+    print(f"  -> {written['report_md']}")
+    print(f"  -> {written['report_html']}")
+    for reason in written["skipped"]:
+        print(f"skipped: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Print the query result."""
+    from analysis.query import run_query
+
+    print(run_query(args.results, args.where, args.group_by, args.metric, args.format), end="")
+    return 0

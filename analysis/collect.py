@@ -1,0 +1,230 @@
+"""Trial records -> one tidy table: one row per finished trial, plus per-epoch rows and per-clip predictions.
+
+A results root is what a sweep leaves (``STORAGE/<plan name>/`` with ``trials/<trial id>/``); a bare trials
+folder (``rethink-audio train --out runs/trials``) is accepted too. A trial counts once its ``summary.json``
+exists (the trial writes it last); folders without one are unfinished and reported as skipped, never read
+half-written. Reads go through :mod:`orchestrator.storage`, so ``s3://`` works the same as a local path.
+
+This module needs neither torch nor Ray, so ``rethink-audio query`` starts fast.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+import pyarrow as pa
+
+from analysis import store
+from orchestrator import spectra, storage
+from orchestrator.errors import StorageError
+
+RESULTS_FILE = "results.parquet"
+TRIALS_DIR = "trials"
+# Same names and order as orchestrator.training.PROTOCOLS (not imported: that would pull in torch).
+PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
+STORED_PROTOCOLS = ("last_epoch", "valid_selected")  # the protocols predictions.parquet holds
+# What makes two trials the same configuration (they then differ only in seed and fold).
+CONFIG_KEYS = ["dataset", "model", "init", "loss", "mask"]
+SUMMARY_COLUMNS = ["best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_epoch", "valid_selected",
+                   "valid_selected_epoch", "valid_selected_valid_acc", "epochs", "resumed_at_epoch",
+                   "train_seconds", "samples_per_s"]
+COLUMNS = (["trial_id", *CONFIG_KEYS, "seed", "fold", "valid_fold", "init_kind", "init_k", "method",
+            "dataset_name", "dataset_version", "data_uri", "num_classes", "planned_epochs", "lr",
+            "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS)
+_READERS = 16  # parallel reads: S3 latency, not bandwidth, dominates small JSON files
+
+
+@dataclass
+class Scan:
+    """What :func:`scan_results` found: the results table, what was skipped and why, the dataset cards."""
+
+    results: pd.DataFrame
+    root_uri: str
+    trials_uri: str
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"trial_id", "reason"}
+    warnings: list[str] = field(default_factory=list)
+    cards: dict[str, dict] = field(default_factory=dict)  # data uri -> dataset card ({} if unreadable)
+
+
+def locate(uri: str) -> tuple[storage.Location, storage.Location]:
+    """(results root, trials folder) of ``uri``: ``uri/trials`` if it exists, else ``uri`` itself."""
+    root = storage.resolve(uri)
+    trials = root.join(TRIALS_DIR)
+    return root, (trials if storage.exists(trials) else root)
+
+
+def scan_results(uri: str, *, write: bool = True) -> Scan:
+    """Read every trial folder under ``uri``; write ``results.parquet`` in the results root if ``write``.
+
+    Raises StorageError when ``uri`` holds no trial folders at all (wrong URI is the usual cause).
+    """
+    root, trials = locate(uri)
+    names = [n for n in store.list_dirs(trials) if not n.startswith(".")]  # hidden: tool state, not trials
+    if not names:
+        raise StorageError(f"no trial folders under {trials.uri}: pass the results root a sweep wrote "
+                           f"(STORAGE/<plan name>/, holding {TRIALS_DIR}/) or a trials folder written by "
+                           "`rethink-audio train --out`")
+    found = _parallel(lambda name: _read_trial(trials.join(name)), names)
+    scan = Scan(pd.DataFrame(columns=COLUMNS), root.uri, trials.uri)
+    configs = []
+    for name, (config, summary, reason) in zip(names, found):
+        if reason:
+            scan.skipped.append({"trial_id": name, "reason": reason})
+        else:
+            configs.append((config, summary))
+    scan.cards = _read_cards({c["dataset"]["uri"] for c, _ in configs}, scan.warnings)
+    if configs:
+        rows = [_row(config, summary, scan.cards.get(config["dataset"]["uri"], {})) for config, summary in configs]
+        scan.results = _typed(_disambiguate(pd.DataFrame(rows)))
+    if write:
+        store.write_parquet(root.join(RESULTS_FILE), pa.Table.from_pandas(scan.results, preserve_index=False))
+    return scan
+
+
+def load_results(uri: str, *, write: bool = True) -> pd.DataFrame:
+    """One row per finished trial (columns :data:`COLUMNS`); writes ``results.parquet`` in the results root.
+
+    ``DataFrame.attrs["skipped"]`` lists the unfinished trial folders (``trial_id``, ``reason``).
+    """
+    scan = scan_results(uri, write=write)
+    frame = scan.results
+    frame.attrs["skipped"] = scan.skipped
+    return frame
+
+
+def load_predictions(uri: str, results: pd.DataFrame | None = None,
+                     protocols: Iterable[str] = STORED_PROTOCOLS) -> pd.DataFrame:
+    """Per-clip test-fold softmax of every finished trial, with the trial's configuration columns.
+
+    Columns: trial_id, clip_id, fold, label, protocol, epoch, probs (float32 array) + CONFIG_KEYS + seed.
+    """
+    results = load_results(uri, write=False) if results is None else results
+    wanted = set(protocols)
+    frames = _read_per_trial(uri, results, "predictions.parquet")
+    frames = [f[f["protocol"].isin(wanted)] for f in frames]
+    return _with_config(frames, results, ["trial_id", "clip_id", "fold", "label", "protocol", "epoch", "probs"])
+
+
+def load_epochs(uri: str, results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-epoch curves of every finished trial (epochs.parquet rows) with the configuration columns."""
+    results = load_results(uri, write=False) if results is None else results
+    frames = _read_per_trial(uri, results, "epochs.parquet")
+    for frame, trial in zip(frames, results["trial_id"]):
+        frame.insert(0, "trial_id", trial)
+    return _with_config(frames, results, ["trial_id", "epoch", "train_loss", "valid_loss", "valid_acc",
+                                          "test_acc", "lr", "seconds", "samples_per_s"])
+
+
+def trial_uri(uri: str, trial_id: str) -> str:
+    """URI of one trial folder under the results root ``uri``."""
+    return locate(uri)[1].join(trial_id).uri
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _parallel(fn: Callable[[Any], Any], items: list) -> list:
+    with ThreadPoolExecutor(max_workers=min(_READERS, max(1, len(items)))) as pool:
+        return list(pool.map(fn, items))
+
+
+def _read_trial(loc: storage.Location) -> tuple[dict | None, dict | None, str | None]:
+    """(config, summary, None) for a finished trial, else (None, None, why it is skipped)."""
+    summary_loc, config_loc = loc.join("summary.json"), loc.join("config.json")
+    if not storage.exists(config_loc):
+        return None, None, "no config.json (not a trial folder, or the trial never started)"
+    if not storage.exists(summary_loc):
+        return None, None, "unfinished: no summary.json yet"
+    try:
+        return storage.read_json(config_loc), storage.read_json(summary_loc), None
+    except (StorageError, ValueError) as exc:
+        return None, None, f"unreadable records: {exc}"
+
+
+def _read_cards(uris: set[str], warnings: list[str]) -> dict[str, dict]:
+    """Dataset cards by URI; a card that cannot be read becomes {} and a warning (names fall back)."""
+    cards = {}
+    for uri in sorted(uris):
+        try:
+            cards[uri] = spectra.read_card(uri)
+        except (StorageError, ValueError) as exc:  # missing/unreachable, or not valid JSON
+            cards[uri] = {}
+            warnings.append(f"dataset card of {uri} unreadable ({exc}); dataset name taken from the folder name")
+    return cards
+
+
+def _split_init(init: str) -> tuple[str, int | None]:
+    """``"fusion:2"`` -> ("fusion", 2); ``"pretrained"`` -> ("pretrained", None)."""
+    kind, _, k = init.partition(":")
+    return kind, (int(k) if k.strip().isdigit() else None)
+
+
+def _dataset_name(config: dict, card: dict) -> str:
+    """The card's name; else the version folder's prefix (``esc50-paper3ch-<hash>`` -> ``esc50``)."""
+    if card.get("name"):
+        return str(card["name"])
+    return config["dataset"]["uri"].rstrip("/").rsplit("/", 1)[-1].split("-", 1)[0]
+
+
+def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
+    """One results row from a trial's config.json, summary.json and its dataset card."""
+    trial, optim = config["trial"], config["trial"].get("optim", {})
+    kind, k = _split_init(trial["init"])
+    mask = trial.get("mask") is not None
+    row = {
+        "trial_id": config["trial_id"], "dataset_name": _dataset_name(config, card),
+        "dataset_version": str(config["dataset"].get("version", "")), "data_uri": config["dataset"]["uri"],
+        "model": trial["model"], "init": trial["init"], "init_kind": kind, "init_k": k,
+        "loss": trial.get("loss", {}).get("name", "ce"), "mask": mask, "seed": trial.get("seed", 0),
+        "fold": trial.get("fold", config["folds"]["test"][0]), "valid_fold": config["folds"]["valid"][0],
+        "num_classes": config.get("num_classes"), "planned_epochs": optim.get("epochs"), "lr": optim.get("lr"),
+        "weight_decay": optim.get("weight_decay"), "batch_size": optim.get("batch_size"),
+        "max_train_clips": trial.get("max_train_clips"),
+    }
+    row["method"] = row["loss"] + ("+mask" if mask else "")
+    return row | {c: summary.get(c) for c in SUMMARY_COLUMNS}
+
+
+def _disambiguate(frame: pd.DataFrame) -> pd.DataFrame:
+    """``dataset`` is the card name, or ``name@version`` when one name has several versions in the results
+    (e.g. a smoke run at 32 x 32 beside the real one): their numbers must never be averaged together."""
+    versions = frame.groupby("dataset_name")["dataset_version"].transform("nunique")
+    frame["dataset"] = frame["dataset_name"].where(
+        versions <= 1, frame["dataset_name"] + "@" + frame["dataset_version"].str[:8])
+    return frame
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns in :data:`COLUMNS` order with stable dtypes (nullable ints where records may lack a value)."""
+    frame = frame.reindex(columns=COLUMNS)
+    for col in ["seed", "fold", "valid_fold", "num_classes", "planned_epochs", "batch_size", "epochs",
+                "best_epoch_epoch", "last_epoch_epoch", "valid_selected_epoch"]:
+        frame[col] = frame[col].astype("int64")
+    for col in ["init_k", "resumed_at_epoch", "max_train_clips"]:
+        frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
+    for col in ["best_epoch", "last_epoch", "valid_selected", "valid_selected_valid_acc", "train_seconds",
+                "samples_per_s", "lr", "weight_decay"]:
+        frame[col] = frame[col].astype("float64")
+    frame["mask"] = frame["mask"].astype(bool)
+    return frame.sort_values(["dataset", "model", "init", "loss", "mask", "seed", "fold"],
+                             ignore_index=True)
+
+
+def _read_per_trial(uri: str, results: pd.DataFrame, filename: str) -> list[pd.DataFrame]:
+    """``filename`` (Parquet) of every trial in ``results``, in the same order."""
+    _, trials = locate(uri)
+    return _parallel(lambda t: store.read_parquet(trials.join(t, filename)).to_pandas(),
+                     results["trial_id"].tolist())
+
+
+def _with_config(frames: list[pd.DataFrame], results: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Concatenate per-trial frames and attach each trial's configuration columns and seed."""
+    meta = results[["trial_id", *CONFIG_KEYS, "method", "seed", "fold"]]
+    columns = [c for c in columns if c != "fold"]  # the trial's test fold comes from the results row
+    if not frames:
+        return pd.DataFrame(columns=[*columns, *meta.columns[1:]])
+    data = pd.concat([f[[c for c in columns if c in f.columns]] for f in frames], ignore_index=True)
+    return data.merge(meta, on="trial_id", how="left")

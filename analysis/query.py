@@ -1,0 +1,75 @@
+"""Ad-hoc questions over the results table: filter with a pandas expression, group, aggregate one metric.
+
+``run_query(uri, "dataset == 'esc50' and init == 'pretrained'", ["model"], "valid_selected", "md")``
+is exactly ``results.query(where).groupby(["model"])["valid_selected"].agg(["mean", "std", "count"])``
+on :func:`analysis.collect.load_results` (accuracies as fractions, std with ddof 1), rendered as Markdown,
+CSV or JSON. Without ``group_by`` it lists the matching trials with the metric.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.collect import CONFIG_KEYS, load_results
+from analysis.render import markdown_table
+from orchestrator.errors import ConfigError
+
+FORMATS = ("md", "csv", "json")
+DEFAULT_METRIC = "valid_selected"
+
+
+def select(results: pd.DataFrame, where: str | None) -> pd.DataFrame:
+    """Rows matching the pandas ``DataFrame.query`` expression ``where`` (all rows when None/empty)."""
+    if not where:
+        return results
+    try:
+        return results.query(where)
+    except Exception as exc:  # query raises many types (SyntaxError, UndefinedVariableError, TypeError, ...)
+        raise ConfigError(f"--where {where!r} is not a valid pandas query on the results ({exc}); columns: "
+                          f"{', '.join(results.columns)}; example: --where \"dataset == 'esc50' and "
+                          "init == 'pretrained'\"") from None
+
+
+def aggregate(rows: pd.DataFrame, group_by: list[str] | None, metric: str) -> pd.DataFrame:
+    """Mean, std (ddof 1) and count of ``metric`` per ``group_by`` group; or the rows with the metric."""
+    _check_columns(rows, [metric, *(group_by or [])])
+    if not pd.api.types.is_numeric_dtype(rows[metric]):
+        raise ConfigError(f"--metric {metric!r} is not numeric; pick e.g. valid_selected, best_epoch, "
+                          "last_epoch, train_seconds")
+    if not group_by:
+        return rows[["trial_id", *CONFIG_KEYS, "seed", "fold", metric]].reset_index(drop=True)
+    stats = rows.groupby(group_by, sort=True, dropna=False)[metric].agg(["mean", "std", "count"])
+    return stats.reset_index()
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    unknown = [c for c in columns if c not in frame.columns]
+    if unknown:
+        raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns: {', '.join(frame.columns)}")
+
+
+def render(frame: pd.DataFrame, fmt: str) -> str:
+    """``frame`` as Markdown (floats to 4 decimals), CSV or JSON records (full precision)."""
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return frame.to_json(orient="records", double_precision=15) + "\n"
+    if fmt == "md":
+        if frame.empty:
+            return "_no trials match_\n"
+        shown = frame.apply(lambda col: col.map(_cell) if pd.api.types.is_float_dtype(col) else col.astype(str))
+        return markdown_table(shown) + "\n"
+    raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def _cell(value) -> str:
+    return "" if pd.isna(value) else f"{value:.4f}"
+
+
+def run_query(uri: str, where: str | None = None, group_by: list[str] | None = None,
+              metric: str | None = None, fmt: str = "md") -> str:
+    """Filter, group and aggregate the results under ``uri``; returns the rendered text."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    results = load_results(uri, write=False)
+    return render(aggregate(select(results, where), group_by, metric or DEFAULT_METRIC), fmt)

@@ -1,0 +1,271 @@
+"""One call from a results root to every table, figure and a readable report (``report.md`` + ``report.html``).
+
+Layout of the output folder (local path or ``s3://``)::
+
+    report.md, report.html          opens with Table I and II; protocols, datasets, figures, what was skipped
+    tables/<name>.md|.tex|.csv      every table (CSV: plain numbers), plus ensembles_per_fold.csv, svcca.csv
+    figures/<name>.png|.svg         learning curves, Fig. 2a/2b/2c, Fig. 3 (one per dataset)
+
+SVCCA and Integrated Gradients rebuild networks and run them on CPU, so they cover one representative trial
+per configuration (lowest seed, then lowest fold) and can be turned off. Anything that cannot be produced
+(unfinished trials, tables without rows, figures without data, missing checkpoints or weights) is listed
+with its reason in the report's "Skipped" section and in the returned dict.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+from analysis import collect, figures, store
+from analysis.collect import PROTOCOLS, Scan, load_epochs, load_predictions, scan_results
+from analysis.document import Document
+from analysis.ensembles import ensemble_per_fold, ensemble_summary
+from analysis.render import Table, dataset_label
+from analysis.tables import PROTOCOL_NOTE, build_tables
+from orchestrator import storage
+from orchestrator.errors import RethinkError
+
+# what can go wrong rebuilding a trial's network (weights offline, checkpoint missing, data moved)
+ANALYSIS_ERRORS = (RethinkError, OSError, RuntimeError, ValueError, KeyError)
+TABLES_DIR, FIGURES_DIR = "tables", "figures"
+
+
+def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, attribution: bool = True,
+                 max_clips: int = 10, svcca_clips: int = 64, ig_steps: int = 64) -> dict[str, Any]:
+    """Write every table and figure and report.md/report.html under ``out_uri_or_dir``.
+
+    ``max_clips``: clips (one per class) in each Integrated Gradients figure; ``svcca_clips``: test-fold
+    clips SVCCA runs on. Returns what was written: ``report_md``, ``report_html``, ``results_parquet``,
+    ``tables`` (name -> {md, tex, csv}), ``figures`` (name -> [png, svg]), ``skipped`` (reasons),
+    ``trials`` (finished) and ``unfinished``.
+    """
+    out = storage.resolve(out_uri_or_dir)
+    scan = scan_results(results_uri)
+    results = scan.results
+    written: dict[str, Any] = {"results_parquet": collect.locate(results_uri)[0].join(collect.RESULTS_FILE).uri,
+                               "tables": {}, "figures": {}, "trials": len(results), "unfinished": len(scan.skipped)}
+    skipped = [f"trial folder {s['trial_id']}: {s['reason']}" for s in scan.skipped] + list(scan.warnings)
+    per_fold = ensemble_per_fold(load_predictions(results_uri, results) if len(results) else pd.DataFrame())
+    tables = build_tables(results, ensemble_summary(per_fold))
+    _write_tables(tables, out, written, skipped)
+    _write_csv(out.join(TABLES_DIR, "ensembles_per_fold.csv"), per_fold, written, "ensembles_per_fold")
+    shown = _main_figures(results_uri, results, out, written, skipped)
+    similarity = pd.DataFrame()
+    if svcca:
+        similarity = _svcca(results_uri, results, svcca_clips, skipped)
+        shown += _record(written, skipped, "fig2a_svcca", figures.figure_svcca(similarity, out.join(FIGURES_DIR)),
+                         caption=CAPTIONS["fig2a_svcca"])
+        _write_csv(out.join(TABLES_DIR, "svcca.csv"), similarity, written, "svcca")
+    else:
+        skipped.append("SVCCA (Fig. 2a): turned off (--no-svcca)")
+    if attribution:
+        shown += _attributions(results_uri, results, out, written, skipped, max_clips, ig_steps)
+    else:
+        skipped.append("Integrated Gradients (Fig. 3): turned off (--no-ig)")
+    doc = _document(scan, tables, shown, similarity, skipped)
+    written["report_md"] = _write(out.join("report.md"), doc.to_markdown())
+    written["report_html"] = _write(out.join("report.html"), doc.to_html())
+    written["skipped"] = skipped
+    return written
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _write(loc: storage.Location, text: str) -> str:
+    return store.write_text(loc, text)
+
+
+def _write_csv(loc: storage.Location, frame: pd.DataFrame, written: dict, name: str) -> None:
+    if not frame.empty:
+        written["tables"][name] = {"csv": _write(loc, frame.to_csv(index=False))}
+
+
+def _write_tables(tables: list[Table], out: storage.Location, written: dict, skipped: list[str]) -> None:
+    """Each table as .md/.tex/.csv (an empty one as .md/.tex with its note, and a line in skipped)."""
+    for table in tables:
+        files = {"md": _write(out.join(TABLES_DIR, f"{table.name}.md"), table.to_markdown()),
+                 "tex": _write(out.join(TABLES_DIR, f"{table.name}.tex"), table.to_latex())}
+        if table.empty:
+            skipped.append(f"{table.title}: no rows ({table.empty_reason})")
+        else:
+            files["csv"] = _write(out.join(TABLES_DIR, f"{table.name}.csv"), table.to_csv())
+        written["tables"][table.name] = files
+
+
+def _record(written: dict, skipped: list[str], stem: str, paths: list[str], need: str | None = None,
+            caption: str = "") -> list[tuple[str, str]]:
+    """Note a figure as written (returns [(relative png path, caption)]) or as skipped with its need."""
+    if paths:
+        written["figures"][stem] = paths
+        return [(f"{FIGURES_DIR}/{stem}.png", caption or stem)]
+    skipped.append(f"figure {stem}: not drawn; it needs {need or figures.NEEDS[stem]}")
+    return []
+
+
+CAPTIONS = {
+    "learning_curves": "Learning curves: valid (dashed) and test (solid) accuracy per epoch, mean over trials",
+    "fig2b_fusion": "Fig. 2b: weight fusion, accuracy vs number of pretrained blocks K",
+    "fig2c_freeze": "Fig. 2c: weight freezing, accuracy vs number of frozen blocks K",
+    "fig2a_svcca": "Fig. 2a: SVCCA similarity per block, before vs after fine-tuning",
+}
+
+
+def _main_figures(uri: str, results: pd.DataFrame, out: storage.Location, written: dict,
+                  skipped: list[str]) -> list[tuple[str, str]]:
+    """Learning curves and the fusion / freeze curves (records only, no networks)."""
+    folder = out.join(FIGURES_DIR)
+    epochs = load_epochs(uri, results) if len(results) else pd.DataFrame()
+    shown = _record(written, skipped, "learning_curves", figures.figure_learning_curves(epochs, folder),
+                    caption=CAPTIONS["learning_curves"])
+    empty = results.empty
+    for stem, draw in (("fig2b_fusion", figures.figure_fusion), ("fig2c_freeze", figures.figure_freeze)):
+        shown += _record(written, skipped, stem, [] if empty else draw(results, folder), caption=CAPTIONS[stem])
+    return shown
+
+
+# ---------------------------------------------------------------- SVCCA and Integrated Gradients
+
+
+def representative_trials(results: pd.DataFrame, inits=("pretrained", "random")) -> pd.DataFrame:
+    """One trial per (dataset, model, method, init): the lowest seed, then the lowest fold."""
+    data = results[results["init"].isin(inits)].sort_values(["seed", "fold"])
+    return data.groupby(["dataset", "model", "method", "init"], sort=True).head(1)
+
+
+def _svcca(uri: str, results: pd.DataFrame, n_clips: int, skipped: list[str]) -> pd.DataFrame:
+    """SVCCA per block for the representative pretrained and random trials (failures go to skipped)."""
+    from analysis.svcca import trial_block_similarity
+
+    frames = []
+    for _, row in representative_trials(results).iterrows():
+        try:
+            frame = trial_block_similarity(collect.trial_uri(uri, row["trial_id"]), n_clips=n_clips)
+        except ANALYSIS_ERRORS as exc:
+            skipped.append(f"SVCCA of {row['trial_id']}: {exc}")
+            continue
+        frames.append(frame.assign(dataset=row["dataset"], method=row["method"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _attribution_trials(uri: str, results: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, the representative pretrained trial of the best model (valid_selected mean) among those
+    whose representative trial kept its checkpoints."""
+    keys = ["dataset", "model", "method"]
+    candidates = representative_trials(results, ("pretrained",))
+    if candidates.empty:
+        return candidates
+    score = results[results["init"] == "pretrained"].groupby(keys)["valid_selected"].mean().rename("score")
+    candidates = candidates.merge(score.reset_index(), on=keys)
+    candidates = candidates[[_has_checkpoint(uri, t) for t in candidates["trial_id"]]]
+    return candidates.sort_values("score", ascending=False, kind="stable").drop_duplicates("dataset")
+
+
+def _has_checkpoint(uri: str, trial_id: str) -> bool:
+    folder = collect.locate(uri)[1].join(trial_id)
+    return any(n.startswith("checkpoint_") for n in store.list_dirs(folder))
+
+
+def _attributions(uri: str, results: pd.DataFrame, out: storage.Location, written: dict, skipped: list[str],
+                  max_clips: int, steps: int) -> list[tuple[str, str]]:
+    """Fig. 3 per dataset; returns [(relative png, caption)] of the figures drawn."""
+    from analysis.attribution import trial_attributions
+
+    trials = _attribution_trials(uri, results)
+    if trials.empty:
+        skipped.append("figure fig3_integrated_gradients: not drawn; it needs a finished 'pretrained' trial "
+                       "with its checkpoint")
+        return []
+    shown = []
+    for _, row in trials.iterrows():
+        stem = f"fig3_integrated_gradients_{_slug(row['dataset'])}"
+        try:
+            attr = trial_attributions(collect.trial_uri(uri, row["trial_id"]), max_clips=max_clips, steps=steps)
+        except ANALYSIS_ERRORS as exc:
+            skipped.append(f"Integrated Gradients of {row['trial_id']}: {exc}")
+            continue
+        caption = (f"Fig. 3: Integrated Gradients, {dataset_label(row['dataset'])}, {row['model']} pretrained "
+                   f"({len(attr.clip_ids)} clips, {steps} steps, silence baseline; completeness error "
+                   f"{attr.completeness_error():.0%} of the logit change, lower with more --ig-steps)")
+        shown += _record(written, skipped, stem, figures.figure_attributions(attr, out.join(FIGURES_DIR), stem),
+                         need=figures.NEEDS["fig3_integrated_gradients"], caption=caption)
+    return shown
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "dataset"
+
+
+# ---------------------------------------------------------------- the document
+
+
+def _document(scan: Scan, tables: list[Table], shown: list[tuple[str, str]], similarity: pd.DataFrame,
+              skipped: list[str]) -> Document:
+    """The report: summary, Tables I and II, protocols, datasets, other tables, figures, what was skipped."""
+    doc = Document(f"Results: {scan.root_uri}")
+    doc.paragraph(_summary(scan))
+    for table in tables[:2]:  # Table I and II first: the paper's two headline claims
+        doc.table(table)
+    doc.heading("How to read the numbers: three protocols")
+    doc.paragraph(PROTOCOL_NOTE + " Predictions (and so ensembles) exist for last_epoch and valid_selected only.")
+    doc.heading("Datasets")
+    doc.bullets(_dataset_lines(scan))
+    doc.heading("More tables")
+    for table in tables[2:]:
+        doc.table(table)
+    doc.heading("Figures")
+    for path, caption in shown:
+        doc.image(path, caption)
+    if not similarity.empty:
+        doc.paragraph("SVCCA per block (data points = clip × spatial position; dims = directions kept for 99 % "
+                      "of variance; CCA needs many more points than dims, rows with fewer than 10 × are unreliable):")
+        doc.frame(_similarity_view(similarity))
+    doc.heading("Skipped")
+    doc.bullets(skipped or ["nothing: every trial finished and every table and figure had data"])
+    return doc
+
+
+def _summary(scan: Scan) -> str:
+    results = scan.results
+    if results.empty:
+        return f"No finished trials yet ({len(scan.skipped)} trial folders without summary.json)."
+    def values(column: str) -> str:
+        return ", ".join(map(str, sorted(results[column].unique().tolist())))
+
+    parts = [f"{results[c].nunique()} {c}s ({values(c)})" for c in ("dataset", "model", "init")]
+    return (f"**{len(results)} finished trials** in `{scan.trials_uri}`: " + "; ".join(parts)
+            + f"; seeds {values('seed')}; folds {values('fold')}. {len(scan.skipped)} trial folder(s) skipped "
+            f"(see Skipped). Protocols: {', '.join(PROTOCOLS)}.")
+
+
+def _dataset_lines(scan: Scan) -> list[str]:
+    """One line per dataset version used: size, classes, folds and feature parameters from its card."""
+    lines = []
+    for uri, card in sorted(scan.cards.items()):
+        if not card:
+            lines.append(f"`{uri}`: dataset card unreadable; names fall back to the folder name")
+            continue
+        counts, f = card.get("counts", {}), card.get("features", {})
+        per_class = list(counts.get("per_class", {}).values()) or [0]
+        per_fold = ", ".join(f"{k}: {v}" for k, v in counts.get("per_fold", {}).items())
+        lines.append(
+            f"**{dataset_label(card.get('name', '?'))}** (version `{card.get('version', '?')}`, `{uri}`): "
+            f"{len(card.get('classes', []))} classes, {counts.get('originals', '?')} clips "
+            f"(+{counts.get('augmented', 0)} augmented copies, train only); clips per class {min(per_class)}"
+            f"–{max(per_class)}; clips per fold {per_fold}. Features: {f.get('variant')}, "
+            f"{f.get('sample_rate')} Hz, windows {f.get('windows_ms')} ms, hops {f.get('hops_ms')} ms, "
+            f"n_fft {f.get('n_fft_ms')} ms, {f.get('n_mels')} mel bins, log(x + {f.get('log_eps')}), resized to "
+            f"{f.get('height')} × {f.get('width')}.")
+    return lines
+
+
+def _similarity_view(similarity: pd.DataFrame) -> pd.DataFrame:
+    view = similarity[["dataset", "model", "init", "block", "svcca", "points", "dims_before", "dims_after"]].copy()
+    view["dataset"] = view["dataset"].map(dataset_label)
+    view["svcca"] = view["svcca"].map(lambda v: f"{v:.3f}")
+    reliable = similarity["points"] >= 10 * similarity[["dims_before", "dims_after"]].max(axis=1)
+    view["reliable"] = reliable.map({True: "yes", False: "no (few points)"})
+    return view

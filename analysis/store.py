@@ -1,0 +1,77 @@
+"""Small storage helpers on top of :mod:`orchestrator.storage`: list folders, read/write Parquet, bytes, text.
+
+Everything takes a :class:`orchestrator.storage.Location`, so local paths and ``s3://`` URIs behave alike;
+I/O failures become ``StorageError`` messages that name the URI (via ``storage._call``'s rules).
+"""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from orchestrator import storage
+from orchestrator.errors import StorageError
+from orchestrator.storage import Location
+
+
+def _guard(loc: Location, action):
+    """Run ``action`` turning OSError/ValueError into a StorageError naming ``loc`` and a fix."""
+    try:
+        return action()
+    except StorageError:
+        raise
+    except (OSError, ValueError) as exc:
+        hint = ("check the bucket name, AWS credentials and AWS_ENDPOINT_URL" if loc.is_s3
+                else "check the path and its permissions")
+        raise StorageError(f"storage error at {loc.uri}: {str(exc).splitlines()[0][:300]}; {hint}") from None
+
+
+def list_entries(loc: Location) -> list[pafs.FileInfo]:
+    """Direct children of the folder at ``loc`` (empty when it does not exist)."""
+    if not storage.exists(loc):
+        return []
+    selector = pafs.FileSelector(loc.path, recursive=False, allow_not_found=True)
+    return _guard(loc, lambda: loc.fs.get_file_info(selector))
+
+
+def list_dirs(loc: Location) -> list[str]:
+    """Names of the sub-folders of ``loc``, sorted."""
+    return sorted(i.base_name for i in list_entries(loc) if i.type == pafs.FileType.Directory)
+
+
+def read_parquet(loc: Location) -> pa.Table:
+    """The Parquet file at ``loc`` as an Arrow table."""
+    return _guard(loc, lambda: pq.read_table(loc.path, filesystem=loc.fs))
+
+
+def read_bytes(loc: Location) -> bytes:
+    """The whole file at ``loc``."""
+    def read():
+        with loc.fs.open_input_stream(loc.path) as stream:
+            return stream.read()
+    return _guard(loc, read)
+
+
+def write_bytes(loc: Location, data: bytes) -> str:
+    """Write ``data`` at ``loc`` (parent folders created on local disk); returns the URI written."""
+    def write():
+        loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
+        with loc.fs.open_output_stream(loc.path) as stream:
+            stream.write(data)
+    _guard(loc, write)
+    return loc.uri
+
+
+def write_text(loc: Location, text: str) -> str:
+    """Write UTF-8 text at ``loc``; returns the URI written."""
+    return write_bytes(loc, text.encode())
+
+
+def write_parquet(loc: Location, table: pa.Table) -> str:
+    """Write an Arrow table as Parquet at ``loc``; returns the URI written."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return write_bytes(loc, sink.getvalue())
