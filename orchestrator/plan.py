@@ -155,12 +155,17 @@ def _resolve_relative(plan: Plan, base: Path) -> Plan:
                                weights={m: local(w) for m, w in plan.weights.items()})
 
 
+# Smallest input side each architecture accepts (Inception-v3's stem needs 75 px); others work at 32.
+SMOKE_MIN_SIDE = {"inception_v3": 80}
+
+
 def smoke(plan: Plan) -> Plan:
     """The plan shrunk to check it cheaply: one seed, one fold, one epoch, tiny data, search off."""
+    side = max([32, *(SMOKE_MIN_SIDE.get(m, 32) for m in plan.models)])
     datasets = {}
     for name, ds in plan.datasets.items():
         pre = ds.preprocess and dataclasses.replace(
-            ds.preprocess, features=dataclasses.replace(ds.preprocess.features, height=32, width=32),
+            ds.preprocess, features=dataclasses.replace(ds.preprocess.features, height=side, width=side),
             augment=AugmentConfig())
         datasets[name] = dataclasses.replace(ds, preprocess=pre)
     one_epoch = dataclasses.replace(plan.optim, epochs=1, batch_size=min(plan.optim.batch_size, 16))

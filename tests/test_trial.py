@@ -98,3 +98,21 @@ def test_protocol_summary_known_answers():
     assert (s["best_epoch"], s["best_epoch_epoch"]) == (0.65, 3)
     assert (s["last_epoch"], s["last_epoch_epoch"]) == (0.60, 4)
     assert (s["valid_selected"], s["valid_selected_epoch"]) == (0.55, 2)  # tie on valid: earlier epoch
+
+
+def test_two_ddp_workers_train_and_record(tiny_fsdd, tmp_path):
+    cfg = tiny_trial(tiny_fsdd, init="random", num_workers=2, optim=OptimConfig(epochs=1, lr=1e-3, batch_size=16))
+    summary = run_trial(cfg, str(tmp_path))
+    _, epochs, _, predictions = read_records(tmp_path / trial_id(cfg))
+    assert summary["epochs"] == 1 and len(epochs) == 1 and np.isfinite(epochs["train_loss"]).all()
+    assert len(predictions) == 200  # rank 0 evaluates the whole test fold, once per protocol
+
+
+def test_training_code_imports_without_ray_or_librosa():
+    import subprocess
+    import sys
+
+    code = ("import sys, orchestrator.training, orchestrator.features, orchestrator.losses, orchestrator.models; "
+            "bad = [m for m in ('ray', 'librosa', 'pandas', 'pyarrow') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
