@@ -132,6 +132,24 @@ def _resources(plan: Plan) -> dict[str, float]:
     return {"cpu": 0, "memory": 1}
 
 
+# Ray Tune copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the driver's environment
+# into every trial actor's runtime_env (ray.tune.execution.class_cache), which Ray then writes in plain text
+# to runtime_env_agent.log and shows in the dashboard. Every node gets S3 credentials from its own AWS chain
+# (instance profile, service account, or the env it was started with), so the copy is never needed.
+_CREDENTIAL_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
+
+
+def _keep_credentials_out_of_runtime_envs() -> None:
+    """Stop Tune from copying AWS credentials into trial runtime envs (no-op if Ray changed this)."""
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:
+        return
+    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if isinstance(propagated, (set, frozenset)):
+        class_cache.ENV_VARS_TO_PROPAGATE = set(propagated) - _CREDENTIAL_VARS
+
+
 def _concurrency(plan: Plan) -> int:
     """``max_concurrent_trials``, defaulting to how many trials the cluster's resources hold at once."""
     import ray
@@ -161,6 +179,8 @@ def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], ro
         return from_dict(OptimConfig, saved["optim"])
     from ray import tune
     from ray.tune.search.hyperopt import HyperOptSearch
+
+    _keep_credentials_out_of_runtime_envs()
 
     s = plan.search
     dataset = s.dataset or next(iter(plan.datasets))
@@ -255,6 +275,8 @@ def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, r
              faults: dict[str, dict] | None = None):
     """Phase 2: every trial as a Tune trial, in parallel up to the cluster; restores with ``resume``."""
     from ray import tune
+
+    _keep_credentials_out_of_runtime_envs()
 
     trainable = tune.with_resources(grid_driver, _resources(plan))
     grid_path = root.join(GRID)

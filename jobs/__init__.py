@@ -1,0 +1,1 @@
+"""Job entrypoints for ``ray job submit`` (see jobs/runtime_env.yaml and cluster/README.md)."""

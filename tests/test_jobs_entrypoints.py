@@ -1,0 +1,57 @@
+"""The job entrypoints without a cluster: arguments, the analyze job on synthetic trial records (no Ray),
+and a clear message when the analysis package is missing. The Ray parts run in tests/test_jobs_submit.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from s3_fixture import REPO
+
+import records_fixture as F
+
+sys.path.insert(0, str(REPO))  # jobs/ is not an installed package: it travels as the job's working dir
+from jobs import analyze, paper, preprocess, sweep  # noqa: E402
+from jobs._shared import make_report  # noqa: E402
+
+
+@pytest.mark.parametrize("job", [sweep, analyze, paper])
+def test_every_job_takes_smoke_and_documents_itself(job, capsys):
+    with pytest.raises(SystemExit) as done:
+        job.parse_args(["--help"])
+    assert done.value.code == 0 and "--smoke" in capsys.readouterr().out
+
+
+def test_preprocess_job_expands_smoke_into_cli_flags():
+    args = preprocess.arguments(["--dataset", "fsdd", "--root", "data/fsdd-mini", "--out", "s3://b/d", "--smoke"])
+    assert args[0] == "preprocess" and "--smoke" not in args
+    assert args[-6:] == ["--height", "32", "--width", "32", "--augment-copies", "0"]
+    assert preprocess.arguments(["--dataset", "fsdd"]) == ["preprocess", "--dataset", "fsdd"]
+
+
+def test_analyze_job_builds_the_report_of_a_results_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # run by hand: no Ray at all
+    data = F.write_dataset(tmp_path / "ds")
+    for seed in (0, 1):
+        F.write_trial(tmp_path / "study" / "trials", data, valid=[0.5, 0.6], test=[0.6, 0.7], seed=seed)
+    out = tmp_path / "report"
+    assert analyze.main([str(tmp_path / "study"), "--out", str(out), "--smoke"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["trials"] == 2 and summary["report"] == str(out / "report.html")
+    assert any("SVCCA off, Integrated Gradients off" in line for line in lines)  # --smoke
+    assert (out / "report.md").is_file() and list((out / "tables").glob("*.csv"))
+
+
+def test_analyze_job_finds_a_plans_results(tmp_path):
+    uri = analyze.results_of(str(REPO / "plans" / "demo.yaml"), str(tmp_path), smoke=True)
+    assert uri == str(tmp_path / "demo-smoke")
+    assert analyze.results_of("s3://bucket/runs/paper", None, smoke=False) == "s3://bucket/runs/paper"
+
+
+def test_missing_analysis_package_is_a_clear_message(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "analysis.report", None)  # what an absent module looks like
+    assert make_report(str(tmp_path), str(tmp_path / "out"), smoke=True, svcca=True, attribution=True) is None
+    out = capsys.readouterr().out
+    assert "tables stage unavailable" in out and "jobs/analyze.py" in out
