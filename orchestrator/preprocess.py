@@ -236,6 +236,9 @@ def _write_card(request, manifest, rejected, out, version) -> dict:
         "feature_code_version": FEATURE_CODE_VERSION,
         "spec": {"shape": [3, request.features.height, resolved_features(request)["width"]], "dtype": "float16"},
         "classes": classes["label_name"].tolist(),
+        # label indices are the dataset's own (ESC-50 targets 0-49), so a subset may skip some: the model's
+        # head needs max label + 1 outputs, not the number of classes present
+        "num_classes": int(manifest["label"].max()) + 1,
         "folds": sorted(int(f) for f in table["fold"].unique()),
         "counts": {
             "total": len(table), "originals": len(originals), "augmented": len(table) - len(originals),

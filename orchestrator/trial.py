@@ -82,8 +82,13 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
     if valid == cfg.fold or valid not in folds:
         raise ConfigError(f"valid fold {valid} must be one of {folds} other than the test fold {cfg.fold}")
     train = [f for f in folds if f not in (cfg.fold, valid)]
-    return TrialPlan(cfg, trial_id(cfg), trials_root, len(card["classes"]),
+    num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
+    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes,
                      {"train": train, "valid": [valid], "test": [cfg.fold]})
+
+
+def _max_label(data_uri: str) -> int:
+    return max(spectra.read_table(data_uri, columns=["label"])["label"].to_pylist())
 
 
 def split_datasets(plan: TrialPlan) -> dict[str, Any]:
