@@ -1,7 +1,7 @@
 """Small storage helpers on top of :mod:`orchestrator.storage`: list folders, read/write Parquet, bytes, text.
 
 Everything takes a :class:`orchestrator.storage.Location`, so local paths and ``s3://`` URIs behave alike;
-I/O failures become ``StorageError`` messages that name the URI (via ``storage._call``'s rules).
+I/O failures become ``StorageError`` messages that name the URI (via ``storage.guarded``).
 """
 
 from __future__ import annotations
@@ -13,20 +13,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator import storage
-from orchestrator.errors import StorageError
 from orchestrator.storage import Location
-
-
-def _guard(loc: Location, action):
-    """Run ``action`` turning OSError/ValueError into a StorageError naming ``loc`` and a fix."""
-    try:
-        return action()
-    except StorageError:
-        raise
-    except (OSError, ValueError) as exc:
-        hint = ("check the bucket name, AWS credentials and AWS_ENDPOINT_URL" if loc.is_s3
-                else "check the path and its permissions")
-        raise StorageError(f"storage error at {loc.uri}: {str(exc).splitlines()[0][:300]}; {hint}") from None
 
 
 def list_entries(loc: Location) -> list[pafs.FileInfo]:
@@ -34,7 +21,7 @@ def list_entries(loc: Location) -> list[pafs.FileInfo]:
     if not storage.exists(loc):
         return []
     selector = pafs.FileSelector(loc.path, recursive=False, allow_not_found=True)
-    return _guard(loc, lambda: loc.fs.get_file_info(selector))
+    return storage.guarded(loc, lambda: loc.fs.get_file_info(selector))
 
 
 def list_dirs(loc: Location) -> list[str]:
@@ -44,7 +31,7 @@ def list_dirs(loc: Location) -> list[str]:
 
 def read_parquet(loc: Location) -> pa.Table:
     """The Parquet file at ``loc`` as an Arrow table."""
-    return _guard(loc, lambda: pq.read_table(loc.path, filesystem=loc.fs))
+    return storage.guarded(loc, lambda: pq.read_table(loc.path, filesystem=loc.fs))
 
 
 def read_bytes(loc: Location) -> bytes:
@@ -52,7 +39,7 @@ def read_bytes(loc: Location) -> bytes:
     def read():
         with loc.fs.open_input_stream(loc.path) as stream:
             return stream.read()
-    return _guard(loc, read)
+    return storage.guarded(loc, read)
 
 
 def write_bytes(loc: Location, data: bytes) -> str:
@@ -61,7 +48,7 @@ def write_bytes(loc: Location, data: bytes) -> str:
         loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
         with loc.fs.open_output_stream(loc.path) as stream:
             stream.write(data)
-    _guard(loc, write)
+    storage.guarded(loc, write)
     return loc.uri
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from orchestrator import spectra, storage
 from orchestrator.audio import decode_audio
@@ -223,9 +222,7 @@ def _write_card(request, manifest, rejected, out, version) -> dict:
     """Count what was actually written, store the rejected table, then write dataset.json (last)."""
     table = spectra.read_table(out.uri, columns=["label", "label_name", "fold", "aug_copy"]).to_pandas()
     originals = table[table["aug_copy"].isna()]
-    rejected_loc = out.join(spectra.REJECTED)
-    with rejected_loc.fs.open_output_stream(rejected_loc.path) as stream:
-        pq.write_table(pa.Table.from_pandas(rejected.astype(str), preserve_index=False), stream)
+    storage.write_parquet(out.join(spectra.REJECTED), pa.Table.from_pandas(rejected.astype(str), preserve_index=False))
     classes = manifest.drop_duplicates("label").sort_values("label")
     card = {
         "name": get_dataset(request.dataset).name, "version": version, "uri": out.uri,

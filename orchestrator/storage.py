@@ -72,7 +72,7 @@ def resolve(uri: str | Path) -> Location:
 
 def exists(loc: Location) -> bool:
     """Whether a file or folder exists at ``loc``."""
-    return _call(loc, lambda: loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound)
+    return guarded(loc, lambda: loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound)
 
 
 def read_json(loc: Location) -> Any:
@@ -80,7 +80,7 @@ def read_json(loc: Location) -> Any:
     def read():
         with loc.fs.open_input_stream(loc.path) as stream:
             return json.loads(stream.read().decode())
-    return _call(loc, read)
+    return guarded(loc, read)
 
 
 def write_json(loc: Location, payload: Any) -> None:
@@ -90,13 +90,24 @@ def write_json(loc: Location, payload: Any) -> None:
         loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
         with loc.fs.open_output_stream(loc.path) as stream:
             stream.write(text)
-    _call(loc, write)
+    guarded(loc, write)
+
+
+def write_parquet(loc: Location, table) -> None:
+    """Write an Arrow table as one Parquet file at ``loc`` (creating parent folders on local disk)."""
+    import pyarrow.parquet as pq
+
+    def write():
+        loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
+        with loc.fs.open_output_stream(loc.path) as stream:
+            pq.write_table(table, stream)
+    guarded(loc, write)
 
 
 def delete_dir(loc: Location) -> None:
     """Remove a folder and everything below it, if it exists."""
     if exists(loc):
-        _call(loc, lambda: loc.fs.delete_dir(loc.path))
+        guarded(loc, lambda: loc.fs.delete_dir(loc.path))
 
 
 def check_writable(loc: Location) -> None:
@@ -106,7 +117,7 @@ def check_writable(loc: Location) -> None:
     """
     if loc.is_s3:
         bucket = loc.path.split("/", 1)[0]
-        info = _call(loc, lambda: loc.fs.get_file_info(bucket))
+        info = guarded(loc, lambda: loc.fs.get_file_info(bucket))
         if info.type == pafs.FileType.NotFound:
             raise StorageError(f"{loc.uri}: bucket {bucket!r} does not exist; create it first "
                                f"(aws s3 mb s3://{bucket}) or fix the URI")
@@ -116,10 +127,10 @@ def check_writable(loc: Location) -> None:
         with loc.fs.open_output_stream(probe.path) as stream:
             stream.write(b"ok")
         loc.fs.delete_file(probe.path)
-    _call(loc, write_and_delete)
+    guarded(loc, write_and_delete)
 
 
-def _call(loc: Location, action):
+def guarded(loc: Location, action):
     """Run a filesystem action, turning I/O failures into a StorageError that names the URI and a fix."""
     try:
         return action()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from orchestrator import spectra, storage
 from orchestrator.config import OptimConfig, TrialConfig, from_dict, to_dict
@@ -204,7 +205,7 @@ def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], ro
     )
     results = tuner.fit()
     table = _search_table(results)
-    _write_table(root.join(SEARCH, "trials.parquet"), table)
+    storage.write_parquet(root.join(SEARCH, "trials.parquet"), pa.Table.from_pandas(table, preserve_index=False))
     if table.empty:
         raise RethinkError(f"phase 1 search produced no finished trial; see {root.join(SEARCH).uri}")
     best = table.sort_values("valid_acc", ascending=False).iloc[0]
@@ -330,12 +331,3 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
         print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)
     finished = sum(read_summary(trials_root, plan_trial(t, trials_root).trial_id) is not None for t in trials)
     return SweepResult(root.uri, len(trials), finished, failed, time.time() - start, optim)
-
-
-def _write_table(loc: storage.Location, frame: pd.DataFrame) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
-    with loc.fs.open_output_stream(loc.path) as stream:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), stream)

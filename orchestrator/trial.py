@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from orchestrator import spectra, storage
@@ -222,8 +221,8 @@ def write_records(config: dict[str, Any], state: TrialState) -> None:
     }
     storage.write_json(records.join("config.json"), {k: config[k] for k in ("trial", "trial_id", "folds",
                                                                           "num_classes", "dataset")})
-    _write_parquet(records.join("epochs.parquet"), pa.Table.from_pylist(state.epochs))
-    _write_parquet(records.join("predictions.parquet"), _predictions_table(config, state))
+    storage.write_parquet(records.join("epochs.parquet"), pa.Table.from_pylist(state.epochs))
+    storage.write_parquet(records.join("predictions.parquet"), _predictions_table(config, state))
     storage.write_json(records.join("summary.json"), summary)  # last: marks the records complete
 
 
@@ -240,12 +239,6 @@ def _predictions_table(config: dict[str, Any], state: TrialState) -> pa.Table:
                         ("label", pa.int64()), ("protocol", pa.string()), ("epoch", pa.int64()),
                         ("probs", pa.list_(pa.float32()))])
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-
-
-def _write_parquet(loc: storage.Location, table: pa.Table) -> None:
-    loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
-    with loc.fs.open_output_stream(loc.path) as stream:
-        pq.write_table(table, stream)
 
 
 def read_summary(trials_root: str, trial: str) -> dict[str, Any] | None:
