@@ -1,5 +1,6 @@
 """Local mode binds to localhost: ``ensure_ray`` serves no dashboard (Ray still runs its dashboard process
-for internal modules: it gets ``--host=127.0.0.1`` and opens no HTTP port), and with loopback-only node
+for internal modules: it gets ``--host=127.0.0.1``; depending on timing it may also open a gRPC port, on
+loopback only), and with loopback-only node
 addressing (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, set by the test environment) no process of the local
 Ray listens on a routable address. Without that variable Ray's gRPC servers bind every interface.
 
@@ -63,7 +64,8 @@ def test_ensure_ray_local_mode_listens_on_loopback_only():
     dashboards = {pid for pid, argv in commands.items() if any(a.endswith(b"dashboard/dashboard.py") for a in argv)}
     for pid in dashboards:
         assert b"--host=127.0.0.1" in commands[pid]  # ensure_ray's dashboard_host
-    assert [s for s in sockets if s[0] in dashboards] == []  # and it serves nothing
+    # Ray 2.60's dashboard process sometimes opens an internal gRPC port (seen in CI): loopback only.
+    assert all(is_loopback(host) for pid, host, _ in sockets if pid in dashboards)
     assert info["gcs"].startswith("127.0.0.1:")
     assert sockets, "found no listening socket: the /proc inspection is broken"
     exposed = [(pid, host, port) for pid, host, port in sockets if not is_loopback(host)]
