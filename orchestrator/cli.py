@@ -144,18 +144,24 @@ def cmd_preprocess(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job on the bundled data: preprocess, sweep plans/demo.yaml, ensembles, report, headline."""
+    import ray
+
     from analysis.report import build_report
-    from orchestrator.plan import load_plan
+    from orchestrator.plan import load_plan, smoke
     from orchestrator.ray_runtime import ensure_ray
     from orchestrator.sweep import run_sweep
 
     start = time.time()
     plan = load_plan(REPO_ROOT / "plans" / "demo.yaml", storage=args.out)
+    plan = smoke(plan) if args.smoke else plan
     print(f"[demo] stage 1/2: preprocess the bundled FSDD subset and run {len(plan.seeds)} seeds x "
-          f"{len(plan.inits)} inits x {len(plan.datasets['fsdd'].folds)} folds on Ray "
-          f"(results: {plan.storage}/{plan.name})", flush=True)
-    ensure_ray(num_cpus=args.cpus)
-    sweep = run_sweep(plan)
+          f"{len(plan.inits)} inits x {len(plan.datasets['fsdd'].folds[: plan.max_folds or None])} folds on "
+          f"Ray (results: {plan.storage}/{plan.name})", flush=True)
+    started_ray = not ray.is_initialized()
+    ensure_ray(num_cpus=args.cpus, log_to_driver=args.verbose)
+    sweep = run_sweep(plan, quiet=not args.verbose)
+    if started_ray:  # the report needs no Ray; stopping it first also flushes late worker logs above it
+        ray.shutdown()
     if sweep.failed:
         print(f"error: {len(sweep.failed)} trial(s) failed: {sweep.failed}; rerun `make demo` to retry them "
               "(finished trials are kept)", file=sys.stderr)
@@ -201,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="storage root; results go to OUT/demo (default: runs/ in the repository)")
     demo.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
     demo.add_argument("--no-figures", action="store_true", help="skip SVCCA and Integrated Gradients")
+    demo.add_argument("--smoke", action="store_true",
+                      help="one seed, one fold, one epoch on tiny images (checks the whole path in ~2 min)")
+    demo.add_argument("--verbose", action="store_true",
+                      help="stream Ray's worker logs and Tune's status tables (default: one line per epoch)")
     register_analysis(sub)
     return parser
 

@@ -235,13 +235,19 @@ def _search_table(results) -> pd.DataFrame:
 # ---------------------------------------------------------------- phase 2
 
 
-def _progress_callback(total: int):
-    """A Tune callback printing trials done / total and an ETA (from the pace so far) after each trial."""
+def _progress_callback(total: int, epochs: bool):
+    """A Tune callback printing trials done / total and an ETA (from the pace so far) after each trial, and
+    with ``epochs`` one line per trial epoch (from the driver: quiet mode hides the workers' own lines)."""
     from ray import tune
 
     class Progress(tune.Callback):
         def __init__(self):
             self.start, self.done, self.failed = time.time(), 0, 0
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if epochs and "train_loss" in result:  # per-epoch reports, not the trial's final summary
+                print(f"[sweep]   {trial} epoch {result['epoch']}: train_loss {result['train_loss']:.4f} "
+                      f"valid_acc {result['valid_acc']:.3f} test_acc {result['test_acc']:.3f}", flush=True)
 
         def _line(self, trial) -> None:
             elapsed = time.time() - self.start
@@ -261,19 +267,19 @@ def _progress_callback(total: int):
     return Progress()
 
 
-def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=()):
+def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=(), quiet: bool = False):
     from ray import tune
 
     return tune.RunConfig(
         name=name, storage_path=root.uri if root.is_s3 else root.path,
         storage_filesystem=None if root.is_s3 else root.fs,
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        verbose=1, callbacks=list(callbacks),
+        verbose=0 if quiet else 1, callbacks=list(callbacks),
     )
 
 
 def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, resume: bool,
-             faults: dict[str, dict] | None = None):
+             faults: dict[str, dict] | None = None, quiet: bool = False):
     """Phase 2: every trial as a Tune trial, in parallel up to the cluster; restores with ``resume``."""
     from ray import tune
 
@@ -298,7 +304,7 @@ def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, r
         trainable, param_space={"point": tune.grid_search(points)},  # the plan already expanded the grid
         tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency(plan), trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
-        run_config=_tune_run_config(plan, root, GRID, [_progress_callback(len(trials))]),
+        run_config=_tune_run_config(plan, root, GRID, [_progress_callback(len(trials), epochs=quiet)], quiet),
     )
     return tuner.fit()
 
@@ -307,8 +313,9 @@ def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, r
 
 
 def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = None,
-              faults: dict[str, dict] | None = None) -> SweepResult:
-    """Datasets -> phase 1 -> phase 2 for ``plan``; everything under ``STORAGE/<plan name>``."""
+              faults: dict[str, dict] | None = None, quiet: bool = False) -> SweepResult:
+    """Datasets -> phase 1 -> phase 2 for ``plan``; everything under ``STORAGE/<plan name>``. ``quiet``
+    replaces Tune's status tables with one line per trial epoch (pair it with ``log_to_driver=False``)."""
     from orchestrator.ray_runtime import ensure_ray
 
     start = time.time()
@@ -325,7 +332,7 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     if pending or resume:
         print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
               f"up to {_concurrency(plan)} at once", flush=True)
-        results = run_grid(plan, trials, root, resume=resume, faults=faults)
+        results = run_grid(plan, trials, root, resume=resume, faults=faults, quiet=quiet)
         failed = [str(r.path).rsplit("/", 1)[-1] for r in results if r.error]
     else:
         print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)

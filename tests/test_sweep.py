@@ -53,6 +53,16 @@ def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
     assert json.loads((root / "search" / "best.json").read_text())["source"].startswith("plan")
     for name in done:
         assert (root / "trials" / name / "predictions.parquet").exists()
+    # `rethink-audio demo --smoke` is the same plan: it reuses these trials and goes on to the report
+    assert main(["demo", "--smoke", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[sweep] phase 2: all 2 trials already finished" in out
+    assert "**Table I. Pretrained (ImageNet) vs random" in out and "**Table II. Single model vs deep" in out
+    assert summaries(root) == done  # nothing retrained
+    report = root / "report"
+    assert "Integrated Gradients" in (report / "report.md").read_text() and (report / "report.html").exists()
+    for figure in ("fig2a_svcca.png", "fig3_integrated_gradients_fsdd.png"):
+        assert (report / "figures" / figure).stat().st_size > 1000
 
 
 def test_trial_that_crashes_once_is_retried_from_its_checkpoint(ray_local, tmp_path):
