@@ -106,7 +106,13 @@ def split_datasets(plan: TrialPlan) -> dict[str, Any]:
             expr = expr & col("aug_copy").is_null()
         # iter_torch_batches needs every column typed, so train carries only tensors; eval keeps clip ids
         columns = ["spec", "label"] if split == "train" else ["spec", "label", "clip_id"]
-        ds = source.filter(expr=expr).select_columns(columns)
+        ds = source.filter(expr=expr)
+        if split == "train":
+            # Preprocessing writes rows to files in whatever order its parallel writers finish: sort, so a
+            # seed gives the same batches on any copy of the dataset (a clip's augmented copies stay in
+            # their written order: they share a block and the block sort is stable).
+            ds = ds.sort("clip_id")
+        ds = ds.select_columns(columns)
         if split == "train" and plan.cfg.max_train_clips:
             ds = ds.limit(plan.cfg.max_train_clips)
         out[split] = ds.materialize()
