@@ -210,7 +210,8 @@ def protocol_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def batched(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle_seed: int | None = None) -> Iterator[tuple]:
-    """Minibatches of in-memory arrays (for Ray-free use: benchmarks, tests); shuffled when seeded."""
+    """Minibatches of in-memory arrays (a trial worker's training rows, benchmarks, tests); a fresh full
+    permutation when seeded."""
     n = len(arrays[0])
     order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle_seed is not None else np.arange(n)
     for start in range(0, n, batch_size):

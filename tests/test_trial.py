@@ -12,7 +12,7 @@ import pytest
 from orchestrator.config import FeatureConfig, OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
 from orchestrator.preprocess import PreprocessRequest, preprocess
-from orchestrator.trial import InjectedFault, build_trainer, plan_trial, run_trial, trial_id
+from orchestrator.trial import InjectedFault, build_trainer, load_train_rows, plan_trial, run_trial, trial_id
 from orchestrator.training import protocol_summary
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_acc", "test_acc", "lr", "seconds", "samples_per_s"]
@@ -82,6 +82,37 @@ def test_same_seed_same_metrics_on_any_copy_of_the_dataset(tiny_fsdd, tmp_path):
     c = read_records(tmp_path / "c" / trial_id(shuffled))[1].drop(columns=["seconds", "samples_per_s"])
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(a, c)  # the trial sorts its training rows: file order does not matter
+
+
+class InMemoryShard:
+    """Rows served in numpy batches, as a Ray Data shard's ``iter_batches`` serves them."""
+
+    def __init__(self, rows: list[tuple[str, float | None, int]], batch_size: int = 3):
+        self.rows, self.batch_size = rows, batch_size
+
+    def iter_batches(self, batch_size, batch_format):
+        for start in range(0, len(self.rows), self.batch_size):
+            part = self.rows[start : start + self.batch_size]
+            yield {"clip_id": np.array([r[0] for r in part], dtype=object),
+                   "aug_copy": np.array([r[1] for r in part], dtype=float),  # nulls arrive as NaN
+                   "label": np.array([r[2] for r in part]),
+                   "spec": np.stack([np.full((1, 2, 2), r[2] * 10 + (r[1] or 0), np.float16) for r in part])}
+
+
+def test_training_rows_load_in_one_order_whatever_the_file_order():
+    rows = [(f"{digit}_spk_{take}", copy, digit) for digit in range(3) for take in range(4) for copy in (None, 1.0)]
+    forward = load_train_rows(InMemoryShard(rows), None, seed=0)
+    backward = load_train_rows(InMemoryShard(rows[::-1], batch_size=5), None, seed=0)
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a, b)
+    specs, labels = forward
+    assert labels.tolist() == [0] * 8 + [1] * 8 + [2] * 8  # sorted by clip id ...
+    assert specs[:2, 0, 0, 0].tolist() == [0, 1]  # ... then original before its augmented copy
+    subset = load_train_rows(InMemoryShard(rows), 9, seed=3)[1]
+    assert len(subset) == 9 and set(subset) == {0, 1, 2}  # a seeded random subset, not the first rows
+    np.testing.assert_array_equal(subset, load_train_rows(InMemoryShard(rows[::-1]), 9, seed=3)[1])
+    with pytest.raises(ConfigError, match="training split is empty"):
+        load_train_rows(InMemoryShard([]), None, seed=0)
 
 
 def test_trial_killed_after_epoch_1_resumes_at_epoch_2(tiny_fsdd, tmp_path):
