@@ -236,13 +236,23 @@ def _search_table(results) -> pd.DataFrame:
 
 
 def _progress_callback(total: int, epochs: bool):
-    """A Tune callback printing trials done / total and an ETA (from the pace so far) after each trial, and
-    with ``epochs`` one line per trial epoch (from the driver: quiet mode hides the workers' own lines)."""
+    """A Tune callback printing trials done / total and an ETA after each trial, and with ``epochs`` one line
+    per trial epoch (from the driver: quiet mode hides the workers' own lines).
+
+    ETA = mean trial duration x trials left / trials running at once: dividing the elapsed time by the
+    trials finished would count a whole wave as one trial when several run in parallel."""
     from ray import tune
 
     class Progress(tune.Callback):
         def __init__(self):
             self.start, self.done, self.failed = time.time(), 0, 0
+            self.started: dict[str, float] = {}
+            self.durations: list[float] = []
+            self.parallel = 1
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.started[str(trial)] = time.time()
+            self.parallel = max(self.parallel, sum(t.status == "RUNNING" for t in trials), len(self.started))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if epochs and "train_loss" in result:  # per-epoch reports, not the trial's final summary
@@ -250,11 +260,16 @@ def _progress_callback(total: int, epochs: bool):
                       f"valid_acc {result['valid_acc']:.3f} test_acc {result['test_acc']:.3f}", flush=True)
 
         def _line(self, trial) -> None:
-            elapsed = time.time() - self.start
+            began = self.started.pop(str(trial), None)
+            if began is not None:
+                self.durations.append(time.time() - began)
             finished = self.done + self.failed
-            eta = elapsed / finished * (total - finished) if finished else float("nan")
-            print(f"[sweep] {finished}/{total} trials done ({self.failed} failed), {elapsed / 60:.1f} min elapsed, "
-                  f"ETA {eta / 60:.1f} min  <- {trial}", flush=True)
+            left = total - finished
+            mean = sum(self.durations) / len(self.durations) if self.durations else float("nan")
+            eta = mean * left / min(self.parallel, left) if left else 0.0
+            print(f"[sweep] {finished}/{total} trials done ({self.failed} failed), "
+                  f"{(time.time() - self.start) / 60:.1f} min elapsed, ETA {eta / 60:.1f} min  <- {trial}",
+                  flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.done += 1

@@ -43,8 +43,11 @@ def summaries(root: Path) -> dict[str, dict]:
 
 def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
     code = main(["sweep", str(REPO / "plans" / "demo.yaml"), "--smoke", "--storage", str(tmp_path), "--json"])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and summary["trials"] == summary["finished"] == 2 and summary["failed"] == []
+    assert "[sweep] 1/2 trials done (0 failed)" in out and "[sweep] 2/2 trials done (0 failed)" in out
+    assert "ETA 0.0 min" in out  # nothing left after the last trial
     root = tmp_path / "demo-smoke"
     done = summaries(root)
     assert sorted(s["epochs"] for s in done.values()) == [1, 1]
