@@ -252,7 +252,7 @@ def _progress_callback(total: int, epochs: bool):
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started[str(trial)] = time.time()
-            self.parallel = max(self.parallel, sum(t.status == "RUNNING" for t in trials), len(self.started))
+            self.parallel = max(self.parallel, len(self.started))  # started and not yet finished
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if epochs and "train_loss" in result:  # per-epoch reports, not the trial's final summary
