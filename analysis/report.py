@@ -165,8 +165,9 @@ def _attribution_trials(uri: str, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _has_checkpoint(uri: str, trial_id: str) -> bool:
-    folder = collect.locate(uri)[1].join(trial_id)
-    return any(n.startswith("checkpoint_") for n in store.list_dirs(folder))
+    from analysis.trialnet import has_checkpoint
+
+    return has_checkpoint(collect.locate(uri)[1].join(trial_id).uri)
 
 
 def _attributions(uri: str, results: pd.DataFrame, out: storage.Location, written: dict, skipped: list[str],

@@ -13,7 +13,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator import storage
-from orchestrator.storage import Location
+from orchestrator.storage import Location, read_bytes, write_bytes  # noqa: F401  (part of this API)
 
 
 def list_entries(loc: Location) -> list[pafs.FileInfo]:
@@ -32,24 +32,6 @@ def list_dirs(loc: Location) -> list[str]:
 def read_parquet(loc: Location) -> pa.Table:
     """The Parquet file at ``loc`` as an Arrow table."""
     return storage.guarded(loc, lambda: pq.read_table(loc.path, filesystem=loc.fs))
-
-
-def read_bytes(loc: Location) -> bytes:
-    """The whole file at ``loc``."""
-    def read():
-        with loc.fs.open_input_stream(loc.path) as stream:
-            return stream.read()
-    return storage.guarded(loc, read)
-
-
-def write_bytes(loc: Location, data: bytes) -> str:
-    """Write ``data`` at ``loc`` (parent folders created on local disk); returns the URI written."""
-    def write():
-        loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
-        with loc.fs.open_output_stream(loc.path) as stream:
-            stream.write(data)
-    storage.guarded(loc, write)
-    return loc.uri
 
 
 def write_text(loc: Location, text: str) -> str:

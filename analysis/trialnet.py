@@ -3,7 +3,7 @@
 * :func:`initial_network`: the network the trial started from, rebuilt exactly as the trial did
   (``seed_everything(seed)`` then ``build_network``): ImageNet weights for 'pretrained' (so the weights
   must be available offline, as they were for the trial), the seeded default init for 'random'.
-* :func:`final_network`: the same architecture with the weights of the newest checkpoint's ``state.pt``
+* :func:`final_network`: the same architecture with the weights of the trial's final ``checkpoint.pt``
   (read with ``torch.load(..., weights_only=True)``: tensors only, never pickles).
 * :func:`fixed_clips`: clips of the test fold in a fixed, class-balanced order (original clips only).
 
@@ -27,10 +27,10 @@ from analysis import store
 from orchestrator import spectra, storage
 from orchestrator.config import TrialConfig, from_dict
 from orchestrator.errors import StorageError
+from orchestrator.trial import CHECKPOINT_FILE
 from orchestrator.training import build_network, seed_everything
 
-STATE_FILE = "state.pt"
-CHECKPOINT_PREFIX = "checkpoint_"
+LEGACY_STATE_FILE, CHECKPOINT_PREFIX = "state.pt", "checkpoint_"  # Ray Train checkpoint folders (older results)
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,26 @@ def read_trial(trial_uri: str) -> TrialInfo:
 
 
 def newest_checkpoint(trial_uri: str) -> storage.Location:
-    """``state.pt`` of the newest ``checkpoint_<timestamp>`` folder (names sort by time)."""
+    """The trial's ``checkpoint.pt`` (written after its last epoch), or in results written before that file
+    existed, ``state.pt`` of the newest Ray Train ``checkpoint_<timestamp>`` folder (names sort by time)."""
+    found = _checkpoint(trial_uri)
+    if found is None:
+        raise StorageError(f"{trial_uri} holds no {CHECKPOINT_FILE} (nor a legacy {CHECKPOINT_PREFIX}* folder): "
+                           "no final weights to analyse (were the trial's checkpoints deleted or written elsewhere?)")
+    return found
+
+
+def has_checkpoint(trial_uri: str) -> bool:
+    """Whether the trial left final weights to analyse."""
+    return _checkpoint(trial_uri) is not None
+
+
+def _checkpoint(trial_uri: str) -> storage.Location | None:
     loc = storage.resolve(trial_uri)
-    names = [n for n in store.list_dirs(loc) if n.startswith(CHECKPOINT_PREFIX)]
-    if not names:
-        raise StorageError(f"{trial_uri} holds no {CHECKPOINT_PREFIX}* folder: no final weights to analyse "
-                           "(were the trial's checkpoints deleted or written elsewhere?)")
-    return loc.join(max(names), STATE_FILE)
+    if storage.exists(loc.join(CHECKPOINT_FILE)):
+        return loc.join(CHECKPOINT_FILE)
+    legacy = [n for n in store.list_dirs(loc) if n.startswith(CHECKPOINT_PREFIX)]
+    return loc.join(max(legacy), LEGACY_STATE_FILE) if legacy else None
 
 
 @contextlib.contextmanager

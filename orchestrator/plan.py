@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config import (AugmentConfig, FeatureConfig, LossConfig, MaskConfig, OptimConfig, TrialConfig,
-                                 from_dict, to_dict)
+from orchestrator.config import (CHECKPOINT_EVERY, AugmentConfig, FeatureConfig, LossConfig, MaskConfig,
+                                 OptimConfig, TrialConfig, check_gpu_share, from_dict, to_dict)
 from orchestrator.errors import ConfigError
 
 
@@ -73,11 +73,24 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class Resources:
-    """Resources of one trial (its Ray Train workers)."""
+    """What one trial asks Ray for. A single-worker trial reserves one bundle (CPUs, GPU share, custom) in
+    its Tune trial; a multi-worker trial reserves it once per Ray Train worker."""
 
-    num_workers: int = 1  # Ray Train workers (DDP processes) per trial
+    num_workers: int = 1  # DDP processes per trial; 1 runs the loop in the Tune trial itself (no Ray Train)
     cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0  # > 0 turns on use_gpu; fractions pack trials on one GPU (no isolation)
+    gpus_per_worker: float = 0.0  # > 0 turns on use_gpu; single-worker trials may take a fraction (0.25,
+    # 0.5): several trials then share one GPU, with no memory isolation (README: "GPU memory per trial")
+    custom: dict[str, float] = field(default_factory=dict)  # extra Ray resources per worker, e.g. a node
+    # label such as {"g5.xlarge": 1}, or a fake per-trial resource for tests of the autoscaler
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1 or self.cpus_per_worker < 0:
+            raise ConfigError("plan.resources.num_workers must be >= 1 and cpus_per_worker >= 0")
+        check_gpu_share(self.gpus_per_worker, self.num_workers, "plan.resources.gpus_per_worker")
+        for name, amount in self.custom.items():
+            if amount < 0 or name in ("CPU", "GPU", "memory"):
+                raise ConfigError(f"plan.resources.custom.{name}: a custom resource needs an amount >= 0 and "
+                                  "a name other than CPU, GPU, memory")
 
 
 @dataclass(frozen=True)
@@ -101,8 +114,9 @@ class Plan:
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: Resources = field(default_factory=Resources)
     max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
-    max_failures: int = 2  # restarts of a crashed trial, at both the Tune and the Train level
+    max_failures: int = 2  # restarts of a crashed trial (one budget per trial, owned by Tune)
     max_train_clips: int | None = None  # cap on training rows per trial (smoke runs)
+    checkpoint_every: int = CHECKPOINT_EVERY  # epochs between a trial's checkpoints (and after its last)
     max_folds: int = 0  # use only the first N test folds of each dataset (0: all; smoke runs use 1)
 
     def __post_init__(self) -> None:
@@ -211,6 +225,7 @@ def expand_grid(plan: Plan, data_uris: dict[str, str], folds_of: dict[str, list[
             loss=dataclasses.replace(plan.loss, name=loss), mask=plan.mask,
             num_workers=plan.resources.num_workers, use_gpu=plan.resources.gpus_per_worker > 0,
             cpus_per_worker=plan.resources.cpus_per_worker, gpus_per_worker=plan.resources.gpus_per_worker or 1.0,
-            max_train_clips=plan.max_train_clips,
+            custom_resources=dict(plan.resources.custom), max_train_clips=plan.max_train_clips,
+            checkpoint_every=plan.checkpoint_every,
         ))
     return trials

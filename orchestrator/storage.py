@@ -104,6 +104,28 @@ def write_parquet(loc: Location, table) -> None:
     guarded(loc, write)
 
 
+def write_bytes(loc: Location, data: bytes) -> str:
+    """Write ``data`` at ``loc`` so a reader never sees half a file (on local disk through a temporary file
+    renamed into place; an S3 PUT is atomic by itself); returns the URI written."""
+    def write():
+        loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
+        target = loc.path if loc.is_s3 else f"{loc.path}.tmp-{uuid.uuid4().hex[:8]}"
+        with loc.fs.open_output_stream(target) as stream:
+            stream.write(data)
+        if target != loc.path:
+            loc.fs.move(target, loc.path)
+    guarded(loc, write)
+    return loc.uri
+
+
+def read_bytes(loc: Location) -> bytes:
+    """The whole file at ``loc``."""
+    def read():
+        with loc.fs.open_input_stream(loc.path) as stream:
+            return stream.read()
+    return guarded(loc, read)
+
+
 def delete_dir(loc: Location) -> None:
     """Remove a folder and everything below it, if it exists."""
     if exists(loc):

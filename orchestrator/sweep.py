@@ -6,12 +6,14 @@ Layout under ``STORAGE/<plan name>/``::
     datasets/            dataset versions preprocessed for this plan
     search/best.json     phase 1 result: the recipe phase 2 uses (or the plan's own when search is off)
     search/trials.parquet, search/trials/   every configuration tried and its valid accuracy
-    grid/                Ray Tune's experiment state for phase 2 (what --resume restores)
-    trials/<trial id>/   records + checkpoints of every phase-2 trial (see orchestrator.trial)
+    grid/                Ray Tune's experiment state for phase 2; points.json: the trial ids of the last run
+    trials/<trial id>/   records + checkpoint of every phase-2 trial (see orchestrator.trial)
 
-Each Tune trial runs ``grid_driver`` (Train V2 pattern): it builds and fits the trial's ``TorchTrainer``,
-whose per-epoch reports reach Tune through ``TuneReportCallback``. Trials are named by their stable trial
-id, so a restarted trial finds its checkpoints, and a finished one is never trained twice.
+Each Tune trial runs ``grid_driver``: a single-worker trial trains inside it (``orchestrator.trial.train_trial``
+with per-epoch ``tune.report``); a multi-worker trial builds and fits a ``TorchTrainer`` whose reports reach
+Tune through ``TuneReportCallback``. Trials are named by their stable trial id and keep their own checkpoint in
+their folder, so a restarted trial (a Tune retry, ``--resume``, a rerun) resumes from it, and a finished one
+is never trained twice: phase 2 only queues the trials without a ``summary.json``.
 """
 
 from __future__ import annotations
@@ -83,18 +85,28 @@ def prepare_datasets(plan: Plan, root: storage.Location) -> tuple[dict[str, str]
 # ---------------------------------------------------------------- Tune driver functions
 
 
-def _fit_trial(cfg: TrialConfig, trials_root: str, max_failures: int, fault: dict | None) -> dict[str, Any]:
-    """Inside a Tune trial: run the Ray Train trial (or reuse its records); returns its summary."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None) -> dict[str, Any]:
+    """Inside a Tune trial: train the trial (or reuse its records); returns its summary.
 
-    from orchestrator.trial import build_trainer
+    A single-worker trial runs the training loop right here, in the Tune trial's own process; only
+    multi-worker (DDP) trials build a TorchTrainer. Retries belong to Tune (``FailureConfig`` of the sweep):
+    the trainer gets none of its own, so a crash is retried ``max_failures`` times, not (n + 1)^2 - 1. Each
+    retry resumes from the trial's last checkpoint.
+    """
+    from ray import tune
+
+    from orchestrator.trial import TuneSession, build_trainer, train_trial
 
     plan = plan_trial(cfg, trials_root)
     summary = read_summary(trials_root, plan.trial_id)
     if summary is None:
-        trainer = build_trainer(plan, max_failures=max_failures, fault=fault, callbacks=[TuneReportCallback()])
-        trainer.fit()
+        if cfg.num_workers == 1:
+            train_trial(plan.job(fault), TuneSession.for_trial(cfg))
+            _release_gpu_memory()  # the next trial reuses this process (reuse_actors)
+        else:
+            from ray.tune.integration.ray_train import TuneReportCallback
+
+            build_trainer(plan, max_failures=0, fault=fault, callbacks=[TuneReportCallback()]).fit()
         summary = read_summary(trials_root, plan.trial_id)
     # Final result: the summary, plus valid_acc = the best valid accuracy over epochs, which is what the
     # search optimises (Tune adds its own "trial_id" key, so ours travels as "record_id").
@@ -103,10 +115,17 @@ def _fit_trial(cfg: TrialConfig, trials_root: str, max_failures: int, fault: dic
     return summary
 
 
+def _release_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def grid_driver(config: dict[str, Any]) -> None:
     """Tune trainable of phase 2: one grid point = one trial."""
     point = config["point"]
-    _fit_trial(from_dict(TrialConfig, point["trial"]), point["trials_root"], point["max_failures"], point["fault"])
+    _fit_trial(from_dict(TrialConfig, point["trial"]), point["trials_root"], point["fault"])
 
 
 def search_driver(config: dict[str, Any]) -> None:
@@ -114,7 +133,7 @@ def search_driver(config: dict[str, Any]) -> None:
     base = from_dict(TrialConfig, config["base"])
     optim = dataclasses.replace(base.optim, lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
                                 batch_size=int(config["batch_size"]))
-    _fit_trial(dataclasses.replace(base, optim=optim), config["trials_root"], config["max_failures"], None)
+    _fit_trial(dataclasses.replace(base, optim=optim), config["trials_root"], None)
 
 
 def _trial_name(trial) -> str:
@@ -126,11 +145,21 @@ def _trial_name(trial) -> str:
     return f"search-{trial.trial_id}"
 
 
-def _resources(plan: Plan) -> dict[str, float]:
-    # The Tune trial itself only runs the driver function; the Train workers reserve the real resources.
-    # Tune refuses an empty bundle, so the driver asks for 1 byte of memory and no CPU: even a token
-    # 0.01 CPU per driver would leave N workers short of N CPUs and serialise the trials.
-    return {"cpu": 0, "memory": 1}
+def _resources(plan: Plan):
+    """What each Tune trial reserves. A single-worker trial trains in the Tune trial itself, so the trial
+    holds the whole bundle (CPUs, its GPU or share of one, custom resources): exactly what the autoscaler
+    must find a node for. A multi-worker trial's Tune trial only drives a TorchTrainer whose workers reserve
+    the real resources; the driver asks for 1 byte of memory and no CPU (Tune refuses an empty bundle, and
+    even a token 0.01 CPU per driver would leave N workers short of N CPUs and serialise the trials)."""
+    from ray import tune
+
+    res = plan.resources
+    if res.num_workers > 1:
+        return {"cpu": 0, "memory": 1}
+    bundle = {"CPU": res.cpus_per_worker, **res.custom}
+    if res.gpus_per_worker > 0:
+        bundle["GPU"] = res.gpus_per_worker
+    return tune.PlacementGroupFactory([bundle])
 
 
 # Ray Tune copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the driver's environment
@@ -151,18 +180,12 @@ def _keep_credentials_out_of_runtime_envs() -> None:
         class_cache.ENV_VARS_TO_PROPAGATE = set(propagated) - _CREDENTIAL_VARS
 
 
-def _concurrency(plan: Plan) -> int:
-    """``max_concurrent_trials``, defaulting to how many trials the cluster's resources hold at once."""
-    import ray
-
-    if plan.max_concurrent_trials:
-        return plan.max_concurrent_trials
-    res = plan.resources
-    cpus = ray.cluster_resources().get("CPU", 1) / (res.cpus_per_worker * res.num_workers)
-    if res.gpus_per_worker > 0:
-        gpus = ray.cluster_resources().get("GPU", 0) / (res.gpus_per_worker * res.num_workers)
-        return max(1, int(min(cpus, gpus)))
-    return max(1, int(cpus))
+def _concurrency(plan: Plan) -> int | None:
+    """``max_concurrent_trials`` when the plan caps it; else None: Tune queues every trial, so the pending
+    ones are resource demand Ray's autoscaler sees and adds worker nodes for (up to the cluster config's
+    ``max_workers``); a cap computed from the nodes present at start would hold a cluster that starts with no
+    GPU workers to one trial at a time."""
+    return plan.max_concurrent_trials or None
 
 
 # ---------------------------------------------------------------- phase 1
@@ -192,14 +215,14 @@ def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], ro
                                optim=dataclasses.replace(plan.optim, epochs=s.epochs or plan.optim.epochs))
     space = {"lr": tune.loguniform(1e-5, 1e-2), "weight_decay": tune.loguniform(1e-5, 1e-1),
              "batch_size": tune.choice([16, 32, 64]), "base": to_dict(base),
-             "trials_root": root.join(SEARCH, TRIALS).uri, "max_failures": plan.max_failures}
+             "trials_root": root.join(SEARCH, TRIALS).uri}
     paper_point = {"lr": plan.optim.lr, "weight_decay": plan.optim.weight_decay,
                    "batch_size": plan.optim.batch_size if plan.optim.batch_size in (16, 32, 64) else 32}
     searcher = HyperOptSearch(metric="valid_acc", mode="max", points_to_evaluate=[paper_point],
                               random_state_seed=s.seed)
     tuner = tune.Tuner(
         tune.with_resources(search_driver, _resources(plan)), param_space=space,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples, reuse_actors=True,
                                     max_concurrent_trials=s.max_concurrent, metric="valid_acc", mode="max"),
         run_config=_tune_run_config(plan, root, SEARCH),
     )
@@ -293,35 +316,46 @@ def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=()
     )
 
 
-def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, resume: bool,
+def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *,
              faults: dict[str, dict] | None = None, quiet: bool = False):
-    """Phase 2: every trial as a Tune trial, in parallel up to the cluster; restores with ``resume``."""
+    """Phase 2: every trial given as a Tune trial, queued at once (see ``_concurrency``). Tune actors are
+    reused from trial to trial (same resources), so a trial pays no process start-up or imports, and its
+    dataset is already in memory when the previous trial on that actor read the same version."""
     from ray import tune
 
-    _keep_credentials_out_of_runtime_envs()
-
-    trainable = tune.with_resources(grid_driver, _resources(plan))
-    grid_path = root.join(GRID)
-    if resume:
-        from ray.tune import Tuner
-
-        location = grid_path.uri if grid_path.is_s3 else grid_path.path
-        fs = None if grid_path.is_s3 else grid_path.fs
-        if not Tuner.can_restore(location, storage_filesystem=fs):
-            raise RethinkError(f"--resume: no sweep to restore at {grid_path.uri}; run without --resume")
-        print(f"[sweep] restoring phase 2 from {grid_path.uri}", flush=True)
-        return Tuner.restore(location, trainable, resume_errored=True, storage_filesystem=fs).fit()
     from orchestrator.trial import trial_id
 
-    points = [{"trial": to_dict(t), "trials_root": root.join(TRIALS).uri, "max_failures": plan.max_failures,
+    _keep_credentials_out_of_runtime_envs()
+    points = [{"trial": to_dict(t), "trials_root": root.join(TRIALS).uri,
                "fault": (faults or {}).get(trial_id(t))} for t in trials]
     tuner = tune.Tuner(
-        trainable, param_space={"point": tune.grid_search(points)},  # the plan already expanded the grid
-        tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency(plan), trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
+        tune.with_resources(grid_driver, _resources(plan)),
+        param_space={"point": tune.grid_search(points)},  # the plan already expanded the grid
+        tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency(plan), reuse_actors=True,
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=_tune_run_config(plan, root, GRID, [_progress_callback(len(trials), epochs=quiet)], quiet),
     )
     return tuner.fit()
+
+
+def _grid_changes(root: storage.Location, ids: list[str], resume: bool) -> None:
+    """Record this run's grid in ``grid/points.json``; with ``resume``, say how it differs from the last one.
+
+    Phase 2 always runs the grid of the plan as it is now: finished trials are reused by id, unfinished
+    ones resume from their checkpoints, new grid points run, and points no longer in the plan are not
+    started (their folders are kept). So a plan edited between runs is applied, never silently ignored.
+    """
+    saved = root.join(GRID, "points.json")
+    if resume:  # run_sweep checked that a previous run left its points.json
+        before = storage.read_json(saved)["trial_ids"]
+        added, removed = [i for i in ids if i not in before], [i for i in before if i not in ids]
+        if added or removed:
+            print(f"[sweep] --resume: the plan changed since the last run: {len(added)} new trial(s) will run, "
+                  f"{len(removed)} trial(s) no longer in the plan will not be started "
+                  f"(new: {', '.join(added[:5]) or '-'}; dropped: {', '.join(removed[:5]) or '-'})", flush=True)
+        else:
+            print(f"[sweep] --resume: same grid as the last run ({len(ids)} trials)", flush=True)
+    storage.write_json(saved, {"trial_ids": ids})
 
 
 # ---------------------------------------------------------------- the whole sweep
@@ -336,20 +370,26 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     start = time.time()
     root = plan_root(plan)
     storage.check_writable(storage.resolve(plan.storage))  # pre-flight: fail before any compute
+    if resume and not storage.exists(root.join(GRID, "points.json")):
+        raise RethinkError(f"--resume: no sweep to restore at {root.join(GRID).uri}; run without --resume")
     storage.write_json(root.join("plan.json"), to_dict(plan))
     ensure_ray(ray_address)
     uris, folds = prepare_datasets(plan, root)
     optim = run_search(plan, uris, folds, root)
     trials = expand_grid(plan, uris, folds, optim)
     trials_root = root.join(TRIALS).uri
-    pending = [t for t in trials if read_summary(trials_root, plan_trial(t, trials_root).trial_id) is None]
+    ids = [plan_trial(t, trials_root).trial_id for t in trials]
+    _grid_changes(root, ids, resume)
+    pending = [t for t, i in zip(trials, ids) if read_summary(trials_root, i) is None]
     failed: list[str] = []
-    if pending or resume:
+    if pending:
+        limit = _concurrency(plan)
         print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
-              f"up to {_concurrency(plan)} at once", flush=True)
-        results = run_grid(plan, trials, root, resume=resume, faults=faults, quiet=quiet)
+              f"{f'up to {limit}' if limit else 'all queued: as many'} at once"
+              f"{'' if limit else ' as the cluster holds (an autoscaler adds nodes for the rest)'}", flush=True)
+        results = run_grid(plan, pending, root, faults=faults, quiet=quiet)
         failed = [str(r.path).rsplit("/", 1)[-1] for r in results if r.error]
     else:
         print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)
-    finished = sum(read_summary(trials_root, plan_trial(t, trials_root).trial_id) is not None for t in trials)
+    finished = sum(read_summary(trials_root, i) is not None for i in ids)
     return SweepResult(root.uri, len(trials), finished, failed, time.time() - start, optim)

@@ -209,11 +209,36 @@ def protocol_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def batched(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle_seed: int | None = None) -> Iterator[tuple]:
-    """Minibatches of in-memory arrays (a trial worker's training rows, benchmarks, tests); a fresh full
-    permutation when seeded."""
+def batched(arrays: tuple, batch_size: int, shuffle_seed: int | None = None) -> Iterator[tuple]:
+    """Minibatches of in-memory arrays (numpy, or tensors already on their device); a fresh full permutation
+    when seeded. The permutation is numpy's for both kinds, so the same seed gives the same batches on CPU
+    and GPU, from host or device memory."""
     n = len(arrays[0])
     order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle_seed is not None else np.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        yield tuple(torch.from_numpy(np.ascontiguousarray(a[idx])) for a in arrays)
+        yield tuple(_take(a, idx) for a in arrays)
+
+
+def _take(array, idx: np.ndarray) -> torch.Tensor:
+    if isinstance(array, torch.Tensor):
+        return array.index_select(0, torch.from_numpy(idx).to(array.device))
+    return torch.from_numpy(np.ascontiguousarray(array[idx]))
+
+
+# Arrays go to the GPU when they take at most this share of its free memory: the rest is for the model,
+# its activations and the optimizer (DenseNet-201 at batch 32 needs ~8 GB: README, "GPU memory").
+DEVICE_DATA_SHARE = 0.25
+
+
+def place_on_device(arrays: tuple[np.ndarray, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The arrays as tensors on ``device`` when they fit (moved once, so no host-to-device copy per step),
+    else as host tensors sharing the numpy memory. On CPU: always host tensors, no copy."""
+    # Arrow-backed arrays are read-only: copy those (torch tensors must be writable), share the rest
+    tensors = tuple(torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else a.copy()) for a in arrays)
+    if device.type != "cuda":
+        return tensors
+    free, _ = torch.cuda.mem_get_info(device)
+    if sum(a.nbytes for a in arrays) > DEVICE_DATA_SHARE * free:
+        return tuple(t.pin_memory() for t in tensors)  # pinned: the per-step copy is asynchronous
+    return tuple(t.to(device) for t in tensors)

@@ -1,28 +1,34 @@
-"""One trial on Ray Train: Ray Data splits of a dataset version -> TorchTrainer workers -> trial records.
+"""One trial: a model, an init mode, a seed and a test fold, trained by one loop on any of three paths.
 
-A trial is one model, one init mode, one seed and one test fold. ``run_trial`` builds the fold splits as
-Ray Datasets, runs ``train_loop_per_worker`` on ``num_workers`` DDP workers (CPU or one GPU each), reports
-metrics with a checkpoint every epoch, and leaves these files in ``<trials root>/<trial id>/``:
+``train_trial`` is the whole training loop, top to bottom; a ``Session`` says where it runs:
+
+* in the calling process (``rethink-audio train`` on a laptop: no Ray at all),
+* inside a Ray Tune function trainable (a sweep's single-device trial: no Ray Train scaffolding),
+* on each rank of a Ray Train ``TorchTrainer`` (multi-GPU DDP trials, ``num_workers > 1``).
+
+The loop reads the dataset version once (``orchestrator.trial_data``: one Parquet read, splits by fold in
+memory), trains, evaluates valid and test every epoch, reports each epoch's metrics to the session, and keeps
+its own checkpoint, ``checkpoint.pt``, in the trial folder every ``checkpoint_every`` epochs and after the
+last one. Any rerun of the same trial (a Tune retry, a Ray Train restart, ``--resume``, the same CLI call)
+resumes from it; a finished trial (``summary.json`` present) is never trained again.
+
+Records in ``<trials root>/<trial id>/``:
 
 * ``config.json``: the resolved TrialConfig, dataset card summary, splits, trial id.
 * ``epochs.parquet``: epoch, train_loss, valid_loss, valid_acc, test_acc, lr, seconds, samples_per_s.
 * ``summary.json``: test accuracy under best_epoch / last_epoch / valid_selected, chosen epochs, timing.
 * ``predictions.parquet``: trial_id, clip_id, fold, label, protocol (valid_selected | last_epoch),
   epoch, probs (list<float32>) — the per-clip softmax ensembles are built from.
-* Ray Train's own run folder (checkpoints) under the same trial folder.
-
-Rerunning a trial with the same id and storage resumes from its latest checkpoint (Ray Train V2 restores
-a run from ``(storage_path, name)``).
+* ``checkpoint.pt``: weights, optimizer, scheduler, RNG and the curve so far (``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -33,26 +39,33 @@ from orchestrator import spectra, storage
 from orchestrator.config import TrialConfig, from_dict, stable_hash, to_dict
 from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import ConfigError
+from orchestrator.trial_data import EvalSplit, load_trial_data
 from orchestrator.training import (PROTOCOLS, TrialState, TrainStep, batched, build_network, evaluate,
-                                   make_optimizer, make_scheduler, protocol_summary, seed_everything,
-                                   train_epoch)
+                                   make_optimizer, make_scheduler, place_on_device, protocol_summary,
+                                   seed_everything, train_epoch)
 
-STATE_FILE, PROGRESS_FILE = "state.pt", "progress.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+EVAL_BATCH = 64
 
 
 class InjectedFault(RuntimeError):
     """Raised by the fault-injection hook (tests of retry and resume)."""
 
 
+# How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
+EXECUTION_ONLY = ("checkpoint_every", "custom_resources")
+
+
 def trial_id(cfg: TrialConfig) -> str:
     """Stable, readable id: the same config always maps to the same folder (so reruns resume)."""
     init = cfg.init.replace(":", "")
-    return f"{cfg.model}-{init}-{cfg.loss.name}-fold{cfg.fold}-seed{cfg.seed}-{stable_hash(to_dict(cfg), 8)}"
+    identity = {k: v for k, v in to_dict(cfg).items() if k not in EXECUTION_ONLY}
+    return f"{cfg.model}-{init}-{cfg.loss.name}-fold{cfg.fold}-seed{cfg.seed}-{stable_hash(identity, 8)}"
 
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """What the driver resolves before any worker starts."""
+    """What the driver resolves before any training starts."""
 
     cfg: TrialConfig
     trial_id: str
@@ -64,9 +77,16 @@ class TrialPlan:
     def records(self) -> storage.Location:
         return storage.resolve(self.trials_root).join(self.trial_id)
 
+    def job(self, fault: dict | None = None) -> dict[str, Any]:
+        """The JSON-able description every path hands to ``train_trial``. ``fault`` is a test hook
+        ({"after_epoch": k, "log": path, "times": n}: raise after epoch k while the log has < n lines)."""
+        return {"trial": to_dict(self.cfg), "trial_id": self.trial_id, "num_classes": self.num_classes,
+                "folds": self.folds, "records_uri": self.records.uri, "fault": fault,
+                "dataset": {"uri": self.cfg.data, "version": spectra.read_card(self.cfg.data)["version"]}}
+
 
 def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
-    """Validate the trial before any worker starts (model name, init mode, weights, folds) and fix the
+    """Validate the trial before any training starts (model name, init mode, weights, folds) and fix the
     folds: valid is a whole fold, never the test fold."""
     from orchestrator.models import get_spec, parse_init, resolve_weights_file
 
@@ -91,74 +111,96 @@ def _max_label(data_uri: str) -> int:
     return max(spectra.read_table(data_uri, columns=["label"])["label"].to_pylist())
 
 
-def split_datasets(plan: TrialPlan) -> dict[str, Any]:
-    """Ray Datasets of the three splits; augmented copies only in train. Materialised once: each worker loads
-    its train shard into memory (``load_train_rows``) and streams valid/test every epoch."""
-    import ray.data
-    from ray.data.datasource import Partitioning
-    from ray.data.expressions import col
-
-    loc = storage.resolve(plan.cfg.data).join(spectra.DATA_DIR)
-    source = ray.data.read_parquet(loc.path, filesystem=loc.fs,
-                                   partitioning=Partitioning("hive", field_types={"fold": int}))
-    out = {}
-    for split, folds in plan.folds.items():
-        expr = col("fold").is_in(folds)
-        if split != "train":
-            expr = expr & col("aug_copy").is_null()
-        columns = ["spec", "label", "clip_id"] + (["aug_copy"] if split == "train" else [])
-        out[split] = source.filter(expr=expr).select_columns(columns).materialize()
-    return out
+# ---------------------------------------------------------------- where the loop runs
 
 
-# ---------------------------------------------------------------- worker side
+class Session(Protocol):
+    """Where ``train_trial`` runs: its rank among DDP workers, its device, and where metrics go."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def prepare(self, network: torch.nn.Module) -> torch.nn.Module: ...
+
+    def report(self, metrics: dict[str, Any]) -> None: ...
 
 
-def load_train_rows(shard, max_rows: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """This worker's training rows in memory, (specs float16, labels), in a canonical order.
+@dataclass
+class LocalSession:
+    """The calling process: one worker, the GPU when the trial asks for one, metrics only printed."""
 
-    Why in memory and sorted: preprocessing stores rows grouped by class and in whatever order its parallel
-    writers finished, so a streaming shuffle buffer would both mix only neighbours (class-correlated
-    batches) and depend on the file order. Sorted by (clip id, augmented copy) and then fully permuted per
-    epoch, the same seed gives the same batches on any copy of the dataset. ``max_rows`` (smoke runs) keeps
-    a seeded random subset. Memory: the shard at float16, e.g. ~0.3 GB for an ESC-50 training split.
-    """
-    specs, labels, clip_ids, copies = [], [], [], []
-    for batch in shard.iter_batches(batch_size=1024, batch_format="numpy"):
-        specs.append(np.asarray(batch["spec"]))
-        labels.append(batch["label"].astype(np.int64))
-        clip_ids.extend(str(c) for c in batch["clip_id"])
-        copies.extend(-1 if c is None or c != c else int(c) for c in batch["aug_copy"])  # None/NaN: original
-    if not specs:
-        raise ConfigError("this trial's training split is empty: check the dataset's folds and the trial's fold")
-    order = np.lexsort((np.asarray(copies), np.asarray(clip_ids)))
-    if max_rows and max_rows < len(order):
-        order = order[np.sort(np.random.default_rng(seed).choice(len(order), max_rows, replace=False))]
-    return np.concatenate(specs)[order], np.concatenate(labels)[order]
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @classmethod
+    def for_trial(cls, cfg: TrialConfig) -> "LocalSession":
+        if cfg.use_gpu and not torch.cuda.is_available():
+            raise ConfigError("the trial asks for a GPU (use_gpu / --gpu) but torch sees none on this machine")
+        return cls(device=torch.device("cuda" if cfg.use_gpu else "cpu"))
+
+    def prepare(self, network):
+        return network.to(self.device)
+
+    def report(self, metrics):
+        pass
 
 
-def _eval_batches(shard, batch_size: int):
-    """(spec, label, clip ids) minibatches in a fixed order; clip ids stay strings for the records."""
-    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        yield (torch.from_numpy(np.asarray(batch["spec"], dtype=np.float32)),
-               torch.from_numpy(batch["label"].astype(np.int64)), [str(c) for c in batch["clip_id"]])
+class TuneSession(LocalSession):
+    """A Ray Tune function trainable (a sweep's single-device trial): every epoch's metrics go to Tune."""
+
+    def report(self, metrics):
+        from ray import tune
+
+        tune.report(metrics)
 
 
-def _save_checkpoint(folder: Path, network, optimizer, scheduler, state: TrialState) -> None:
+class TrainSession:
+    """One rank of a Ray Train ``TorchTrainer`` (DDP); reports reach Tune through TuneReportCallback."""
+
+    def __init__(self):
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def prepare(self, network):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(network)
+
+    def report(self, metrics):
+        import ray.train
+
+        ray.train.report(metrics)  # every rank must call it; only rank 0's metrics are filled in
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(records: storage.Location, network, optimizer, scheduler, state: TrialState) -> None:
+    """One file, written atomically: weights, optimizer, scheduler, RNG and the curve so far."""
     tensors, meta = state.to_checkpoint()
+    buffer = io.BytesIO()
     torch.save({"model": _unwrap(network).state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), **tensors},
-               folder / STATE_FILE)
-    (folder / PROGRESS_FILE).write_text(json.dumps(meta))
+                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "meta": meta, **tensors}, buffer)
+    storage.write_bytes(records.join(CHECKPOINT_FILE), buffer.getvalue())
 
 
-def _load_checkpoint(folder: Path, network, optimizer, scheduler) -> TrialState:
-    blob = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+def load_checkpoint(records: storage.Location, network, optimizer, scheduler) -> TrialState | None:
+    """The trial's state from its checkpoint (weights etc. loaded in place), or None when there is none."""
+    loc = records.join(CHECKPOINT_FILE)
+    if not storage.exists(loc):
+        return None
+    blob = torch.load(io.BytesIO(storage.read_bytes(loc)), map_location="cpu", weights_only=True)
     _unwrap(network).load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["rng"])
-    state = TrialState.from_checkpoint(blob, json.loads((folder / PROGRESS_FILE).read_text()))
+    state = TrialState.from_checkpoint(blob, blob["meta"])
     state.resumed_at_epoch = state.next_epoch
     return state
 
@@ -168,59 +210,68 @@ def _unwrap(network):
 
 
 def _maybe_fail(fault: dict | None, epoch: int) -> None:
-    """Test hook: raise once after ``fault['after_epoch']`` (a marker file makes it fire only once)."""
-    if fault and epoch == fault["after_epoch"]:
-        marker = Path(fault["marker"])
-        if not marker.exists():
-            marker.write_text("fired")
-            raise InjectedFault(f"injected fault after epoch {epoch}")
+    """Test hook: raise after epoch ``after_epoch`` (or later) while ``log`` has fewer than ``times`` lines,
+    adding a line each time: ``times`` 1 crashes once, a large ``times`` on every attempt."""
+    if not fault or epoch < fault["after_epoch"]:
+        return
+    log = Path(fault["log"])
+    fired = len(log.read_text().splitlines()) if log.exists() else 0
+    if fired < fault.get("times", 1):
+        with log.open("a") as stream:
+            stream.write(f"epoch {epoch}\n")
+        raise InjectedFault(f"injected fault after epoch {epoch}")
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker: build, (resume,) train for the configured epochs, report and checkpoint each epoch."""
-    import ray.train
-    import ray.train.torch
+# ---------------------------------------------------------------- the training loop
 
-    cfg = from_dict(TrialConfig, config["trial"])
-    rank = ray.train.get_context().get_world_rank()
+
+def train_trial(job: dict[str, Any], session: Session) -> TrialState:
+    """Build (or resume), train for the configured epochs, report every epoch, checkpoint, write records."""
+    cfg = from_dict(TrialConfig, job["trial"])
     seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
-    device = ray.train.torch.get_device()
-    network = ray.train.torch.prepare_model(build_network(cfg, config["num_classes"]))
-    optimizer = make_optimizer(network, cfg.optim)
+    network = session.prepare(build_network(cfg, job["num_classes"]))
+    optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
-    state = TrialState()
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = _load_checkpoint(Path(folder), network, optimizer, scheduler)
-    step = TrainStep(network, optimizer, cfg, device)
-    per_worker_batch = max(1, cfg.optim.batch_size // cfg.num_workers)
-    max_rows = cfg.max_train_clips and max(1, cfg.max_train_clips // cfg.num_workers)
-    train_rows = load_train_rows(ray.train.get_dataset_shard("train"), max_rows, cfg.seed)
+    state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
+    data = load_trial_data(cfg.data, cfg.fold, job["folds"]["valid"][0], max_train_rows=cfg.max_train_clips,
+                           seed=cfg.seed, rank=session.rank, world_size=session.world_size)
+    train = place_on_device((data.train_specs, data.train_labels), session.device)
+    valid, test = (_on_device(split, session.device) for split in (data.valid, data.test))
+    step = TrainStep(network, optimizer, cfg, session.device)
+    per_worker_batch = max(1, cfg.optim.batch_size // session.world_size)
     for epoch in range(state.next_epoch, cfg.optim.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        batches = batched(train_rows, per_worker_batch, shuffle_seed=cfg.seed * 10_007 + epoch)
-        train_loss, seen = train_epoch(step, batches)
+        train_loss, seen = train_epoch(step, batched(train, per_worker_batch, shuffle_seed=cfg.seed * 10_007 + epoch))
         train_seconds = time.perf_counter() - start
         scheduler.step()
         metrics: dict[str, Any] = {"epoch": epoch}
-        with tempfile.TemporaryDirectory() as folder:
-            if rank == 0:  # valid/test are not split across workers: rank 0 evaluates the whole folds
-                valid = evaluate(_unwrap(network), _eval_batches(ray.train.get_dataset_shard("valid"), 64), device)
-                test = evaluate(_unwrap(network), _eval_batches(ray.train.get_dataset_shard("test"), 64), device)
-                metrics |= {"train_loss": train_loss, "valid_loss": valid.loss, "valid_acc": valid.accuracy,
-                            "test_acc": test.accuracy, "lr": lr, "seconds": time.perf_counter() - start,
-                            "samples_per_s": seen * cfg.num_workers / train_seconds}
-                state.record(metrics, valid, test)
-                print(f"[{config['trial_id']}] epoch {epoch}/{cfg.optim.epochs}: train_loss {train_loss:.4f} "
-                      f"valid_acc {valid.accuracy:.3f} test_acc {test.accuracy:.3f} "
-                      f"({metrics['seconds']:.1f} s, {metrics['samples_per_s']:.1f} samples/s)", flush=True)
-                _save_checkpoint(Path(folder), network, optimizer, scheduler, state)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
-        _maybe_fail(config.get("fault"), epoch)
-    if rank == 0:
-        write_records(config, state)
+        if session.rank == 0:  # valid/test are not split across workers: rank 0 evaluates the whole folds
+            valid_result, test_result = (evaluate(_unwrap(network), split, session.device) for split in (valid, test))
+            metrics |= {"train_loss": train_loss, "valid_loss": valid_result.loss, "valid_acc": valid_result.accuracy,
+                        "test_acc": test_result.accuracy, "lr": lr, "seconds": time.perf_counter() - start,
+                        "samples_per_s": seen * session.world_size / train_seconds}
+            state.record(metrics, valid_result, test_result)
+            print(f"[{job['trial_id']}] epoch {epoch}/{cfg.optim.epochs}: train_loss {train_loss:.4f} "
+                  f"valid_acc {valid_result.accuracy:.3f} test_acc {test_result.accuracy:.3f} "
+                  f"({metrics['seconds']:.1f} s, {metrics['samples_per_s']:.1f} samples/s)", flush=True)
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.optim.epochs:
+                save_checkpoint(records, network, optimizer, scheduler, state)
+        session.report(metrics)
+        _maybe_fail(job.get("fault"), epoch)
+    _maybe_fail(job.get("fault"), state.next_epoch - 1)  # a retry that finds every epoch done crashes too
+    if session.rank == 0:
+        write_records(job, state)
+    return state
+
+
+def _on_device(split: EvalSplit, device: torch.device):
+    """An evaluation split as (inputs, labels, clip ids) batches, its spectrograms moved to the GPU once
+    when they fit (labels stay on the host: the loss is computed there)."""
+    (specs,) = place_on_device((split.specs,), device)
+    labels = torch.from_numpy(split.labels)
+    return [(specs[i : i + EVAL_BATCH], labels[i : i + EVAL_BATCH], split.clip_ids[i : i + EVAL_BATCH])
+            for i in range(0, len(labels), EVAL_BATCH)]
 
 
 # ---------------------------------------------------------------- records
@@ -262,64 +313,97 @@ def read_summary(trials_root: str, trial: str) -> dict[str, Any] | None:
     return storage.read_json(loc) if storage.exists(loc) else None
 
 
-# ---------------------------------------------------------------- driver side
+# ---------------------------------------------------------------- running one trial
+
+
+def train_loop_per_worker(job: dict[str, Any]) -> None:
+    """Ray Train worker entry point (multi-worker DDP trials): the same loop on each rank."""
+    train_trial(job, TrainSession())
 
 
 def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None, callbacks=()):
-    """The TorchTrainer of one trial: named by the trial id, stored under the trials root.
+    """The TorchTrainer of a multi-worker (DDP) trial: named by the trial id, stored under the trials root.
 
-    ``fault`` is a test hook ({"after_epoch": k, "marker": path}): raise once after epoch k.
+    Single-worker trials never build one (``run_trial``/the sweep run ``train_trial`` directly): a trainer
+    adds a controller, a worker group and its placement group to every trial.
     """
-    import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # same seed, same batches
-    context.enable_progress_bars = False  # per-epoch lines from the worker are the progress display
-    cfg = plan.cfg
-    trials = storage.resolve(plan.trials_root)
-    config = {"trial": to_dict(cfg), "trial_id": plan.trial_id, "num_classes": plan.num_classes,
-              "folds": plan.folds, "records_uri": plan.records.uri, "fault": fault,
-              "dataset": {"uri": cfg.data, "version": spectra.read_card(cfg.data)["version"]}}
+    cfg, trials = plan.cfg, storage.resolve(plan.trials_root)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config=plan.job(fault),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker=_worker_resources(cfg)),
-        datasets=split_datasets(plan),
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+                                               resources_per_worker=worker_resources(cfg)),
         run_config=ray.train.RunConfig(
             name=plan.trial_id, storage_path=trials.path if not trials.is_s3 else trials.uri,
             storage_filesystem=None if trials.is_s3 else trials.fs,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=list(callbacks),  # e.g. TuneReportCallback when a sweep drives this trial
         ),
     )
 
 
-def _worker_resources(cfg: TrialConfig) -> dict[str, float]:
-    resources = {"CPU": cfg.cpus_per_worker}
+def worker_resources(cfg: TrialConfig) -> dict[str, float]:
+    """What one worker of the trial reserves: CPUs, the GPU (or a fraction of one), custom resources."""
+    resources = {"CPU": cfg.cpus_per_worker, **cfg.custom_resources}
     if cfg.use_gpu:
         resources["GPU"] = cfg.gpus_per_worker
     return resources
 
 
+def run_in_process(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None,
+                   session: Session | None = None) -> None:
+    """A single-worker trial in this process, restarted from its checkpoint up to ``max_failures`` times."""
+    session = session or LocalSession.for_trial(plan.cfg)
+    for attempt in range(max_failures + 1):
+        try:
+            train_trial(plan.job(fault), session)
+            return
+        except Exception as exc:  # noqa: BLE001 - any crash of the loop is retried from the checkpoint
+            if attempt == max_failures:
+                raise
+            print(f"[{plan.trial_id}] attempt {attempt + 1} failed ({type(exc).__name__}: {exc}); "
+                  f"resuming from its last checkpoint", flush=True)
+
+
 def run_trial(cfg: TrialConfig, trials_root: str, *, max_failures: int = 0, fault: dict | None = None,
               ray_address: str | None = None) -> dict[str, Any]:
-    """Run (or resume, or reuse if finished) one trial; returns its summary."""
-    from orchestrator.ray_runtime import ensure_ray
+    """Run (or resume, or reuse if finished) one trial; returns its summary.
+
+    One worker: in this process, without Ray, unless a cluster is named (``ray_address`` or RAY_ADDRESS),
+    where it runs as one Ray task holding the trial's resources. Several workers: a Ray Train TorchTrainer.
+    """
+    import os
 
     plan = plan_trial(cfg, trials_root)
     done = read_summary(trials_root, plan.trial_id)
     if done is not None:
         return done | {"reused": True}
     storage.check_writable(storage.resolve(trials_root))
-    ensure_ray(ray_address)
-    build_trainer(plan, max_failures=max_failures, fault=fault).fit()
+    if cfg.num_workers == 1 and not (ray_address or os.environ.get("RAY_ADDRESS")):
+        run_in_process(plan, max_failures=max_failures, fault=fault)
+    else:
+        from orchestrator.ray_runtime import ensure_ray
+
+        ensure_ray(ray_address)
+        _run_on_ray(plan, max_failures=max_failures, fault=fault)
     return read_summary(trials_root, plan.trial_id) | {"reused": False}
 
 
-__all__ = ["PROTOCOLS", "TrialPlan", "build_trainer", "plan_trial", "run_trial", "trial_id",
-           "train_loop_per_worker", "write_records"]
+def _run_on_ray(plan: TrialPlan, *, max_failures: int, fault: dict | None) -> None:
+    if plan.cfg.num_workers > 1:
+        build_trainer(plan, max_failures=max_failures, fault=fault).fit()
+        return
+    import ray
+
+    resources = worker_resources(plan.cfg)
+    task = ray.remote(run_in_process).options(num_cpus=resources.pop("CPU"), num_gpus=resources.pop("GPU", 0),
+                                              resources=resources)
+    ray.get(task.remote(plan, max_failures=max_failures, fault=fault))
+
+
+__all__ = ["CHECKPOINT_FILE", "PROTOCOLS", "LocalSession", "TrainSession", "TrialPlan", "TuneSession",
+           "build_trainer", "load_checkpoint", "plan_trial", "read_summary", "run_in_process", "run_trial",
+           "save_checkpoint", "train_trial", "trial_id", "worker_resources", "write_records"]

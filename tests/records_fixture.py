@@ -5,8 +5,8 @@
 * :func:`write_trial`: one trial folder written by the real ``orchestrator.trial.write_records`` (so
   config.json / epochs.parquet / summary.json / predictions.parquet are exactly what trials write), from
   chosen per-epoch accuracies; predictions are generated to match the summary's accuracies unless given.
-* :func:`write_checkpoint` / :func:`write_weights`: a Ray-Train-style checkpoint folder holding
-  ``state.pt`` = {"model": state_dict}, and an ImageNet-format weights file for "pretrained" trials.
+* :func:`write_checkpoint` / :func:`write_weights`: a trial's checkpoint.pt (or a legacy Ray Train folder) holding
+  {"model": state_dict}, and an ImageNet-format weights file for "pretrained" trials.
 * :func:`write_real_trial`: a finished resnet18 trial with a checkpoint (for SVCCA / Integrated Gradients).
 * :func:`write_sweep`: the small sweep whose tables the table tests work out by hand.
 """
@@ -134,12 +134,18 @@ def _generated(accuracy: float, fold: int, num_classes: int, n_clips: int, confi
     return [f"{fold}-clip{j:03d}" for j in range(n_clips)], labels, probs
 
 
-def write_checkpoint(trial_dir: Path, state_dict: dict, stamp: str = "2026-01-01_00-00-00.000000") -> Path:
-    """A Ray Train checkpoint folder holding ``state.pt`` = {"model": state_dict} (what trials save)."""
-    folder = trial_dir / f"checkpoint_{stamp}"
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state_dict, "optimizer": {}, "rng": torch.get_rng_state()}, folder / "state.pt")
-    return folder
+def write_checkpoint(trial_dir: Path, state_dict: dict, legacy: bool = False) -> Path:
+    """The trial's ``checkpoint.pt`` holding {"model": state_dict, ...} (what trials save), or with ``legacy``
+    a Ray Train ``checkpoint_<timestamp>/state.pt`` folder (results written before checkpoint.pt)."""
+    blob = {"model": state_dict, "optimizer": {}, "rng": torch.get_rng_state()}
+    if legacy:
+        folder = trial_dir / "checkpoint_2026-01-01_00-00-00.000000"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(blob, folder / "state.pt")
+        return folder / "state.pt"
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(blob, trial_dir / "checkpoint.pt")
+    return trial_dir / "checkpoint.pt"
 
 
 def write_weights(name: str, path: Path, seed: int = 123) -> Path:

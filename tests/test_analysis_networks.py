@@ -141,5 +141,15 @@ def test_trial_attributions_one_clip_per_class(real):
 def test_trial_without_checkpoint_says_so(tmp_path, real):
     tid = F.write_trial(tmp_path, real["data"], valid=[.5], test=[.5], model="resnet18", init="random",
                         num_classes=3)
-    with pytest.raises(StorageError, match="no checkpoint_"):
+    with pytest.raises(StorageError, match="no checkpoint.pt"):
         trial_block_similarity(str(tmp_path / tid), n_clips=4)
+
+
+def test_results_written_with_ray_train_checkpoint_folders_still_load(tmp_path, real):
+    tid = F.write_trial(tmp_path, real["data"], valid=[.5], test=[.5], model="resnet18", init="random",
+                        num_classes=3)
+    final = trialnet.final_network(trialnet.read_trial(real["other"]))
+    F.write_checkpoint(tmp_path / tid, final.state_dict(), legacy=True)
+    assert trialnet.newest_checkpoint(str(tmp_path / tid)).uri.endswith("/state.pt")
+    loaded = trialnet.final_network(trialnet.read_trial(str(tmp_path / tid)))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), final.state_dict().values()))

@@ -146,7 +146,7 @@ def test_sweep_job_succeeds_with_results_in_s3(submitted, s3_env):
     assert len(trials) == 2 and {t.split("-")[1] for t in trials} == {"pretrained", "random"}
     for trial in trials:
         assert read_summary(f"{STORAGE}/demo-smoke/trials", trial)["epochs"] == 1
-        assert any(k.startswith(f"{ROOT_KEY}trials/{trial}/checkpoint_") and k.endswith("state.pt") for k in keys)
+        assert f"{ROOT_KEY}trials/{trial}/checkpoint.pt" in keys
         assert f"{ROOT_KEY}grid/{trial}/result.json" in keys
     assert any(k.startswith(ROOT_KEY + "grid/experiment_state") for k in keys)
 

@@ -68,20 +68,44 @@ def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
         assert (report / "figures" / figure).stat().st_size > 1000
 
 
-def test_trial_that_crashes_once_is_retried_from_its_checkpoint(ray_local, tmp_path):
-    plan = load_plan(write_plan(tmp_path))
+def test_retries_resume_from_checkpoints_and_a_deterministic_crash_costs_max_failures_plus_one(ray_local, tmp_path):
+    plan = load_plan(write_plan(tmp_path, seeds=[0, 1], checkpoint_every=1))
     uris, folds = prepare_datasets(plan, plan_root(plan))
-    crashing = next(t for t in expand_grid(plan, uris, folds) if t.init == "random")
-    faults = {trial_id(crashing): {"after_epoch": 1, "marker": str(tmp_path / "fired")}}
+    grid = {(t.init, t.seed): t for t in expand_grid(plan, uris, folds)}
+    crashes_once, always_fails = grid["random", 0], grid["pretrained", 1]
+    faults = {trial_id(crashes_once): {"after_epoch": 1, "log": str(tmp_path / "once.log")},
+              trial_id(always_fails): {"after_epoch": 1, "log": str(tmp_path / "always.log"), "times": 99}}
     result = run_sweep(plan, faults=faults)
-    assert (tmp_path / "fired").exists()  # the fault really happened
-    assert result.finished == result.trials == 2 and result.failed == []
+    assert (tmp_path / "once.log").read_text().splitlines() == ["epoch 1"]  # the fault really happened
+    # one retry budget per trial, owned by Tune (max_failures 2): 3 attempts, not (2 + 1)^2
+    assert len((tmp_path / "always.log").read_text().splitlines()) == plan.max_failures + 1
+    assert result.failed == [trial_id(always_fails)] and result.finished == 3 and result.trials == 4
     done = summaries(Path(result.root))
-    assert done[trial_id(crashing)]["resumed_at_epoch"] == 2  # restarted from the epoch-1 checkpoint
-    epochs = pq.read_table(Path(result.root) / "trials" / trial_id(crashing) / "epochs.parquet").to_pandas()
+    assert done[trial_id(crashes_once)]["resumed_at_epoch"] == 2  # restarted from the epoch-1 checkpoint
+    epochs = pq.read_table(Path(result.root) / "trials" / trial_id(crashes_once) / "epochs.parquet").to_pandas()
     assert epochs["epoch"].tolist() == [1, 2]
-    other = [s for name, s in done.items() if name != trial_id(crashing)]
-    assert other[0]["resumed_at_epoch"] is None
+    assert [s["resumed_at_epoch"] for n, s in done.items() if n != trial_id(crashes_once)] == [None, None]
+
+
+def test_resume_applies_an_edited_plan(ray_local, tmp_path, capsys):
+    plan = load_plan(write_plan(tmp_path, optim={"epochs": 1, "lr": 0.001, "batch_size": 16}, max_failures=0))
+    uris, folds = prepare_datasets(plan, plan_root(plan))
+    broken = next(t for t in expand_grid(plan, uris, folds) if t.init == "random")
+    first = run_sweep(plan, faults={trial_id(broken): {"after_epoch": 1, "log": str(tmp_path / "f.log"), "times": 9}})
+    assert first.failed == [trial_id(broken)] and first.finished == 1
+    root = Path(first.root)
+    kept = {n: (root / "trials" / n / "summary.json").stat().st_mtime_ns for n in summaries(root)}
+    edited = load_plan(write_plan(tmp_path, optim={"epochs": 1, "lr": 0.001, "batch_size": 16}, max_failures=0,
+                                  inits=["pretrained"], seeds=[0, 1]))
+    capsys.readouterr()
+    result = run_sweep(edited, resume=True)
+    out = capsys.readouterr().out
+    assert "--resume: the plan changed since the last run: 1 new trial(s) will run, 1 trial(s) no longer" in out
+    assert trial_id(broken) in out  # named as dropped
+    assert result.trials == result.finished == 2 and result.failed == []
+    assert len((tmp_path / "f.log").read_text().splitlines()) == 1  # the dropped trial was not started again
+    assert all((root / "trials" / n / "summary.json").stat().st_mtime_ns == t for n, t in kept.items())  # reused
+    assert {n.split("-seed")[1][0] for n in summaries(root) if "-pretrained-" in n} == {"0", "1"}
 
 
 def test_killed_driver_resumes_with_one_result_per_grid_point(ray_local, tmp_path):

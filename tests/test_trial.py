@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from orchestrator.config import FeatureConfig, OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
 from orchestrator.preprocess import PreprocessRequest, preprocess
-from orchestrator.trial import InjectedFault, build_trainer, load_train_rows, plan_trial, run_trial, trial_id
+from orchestrator.trial import CHECKPOINT_FILE, InjectedFault, plan_trial, run_trial, trial_id
+from orchestrator.trial_data import canonical_train_order, load_trial_data
 from orchestrator.training import protocol_summary
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_acc", "test_acc", "lr", "seconds", "samples_per_s"]
@@ -84,47 +87,57 @@ def test_same_seed_same_metrics_on_any_copy_of_the_dataset(tiny_fsdd, tmp_path):
     pd.testing.assert_frame_equal(a, c)  # the trial sorts its training rows: file order does not matter
 
 
-class InMemoryShard:
-    """Rows served in numpy batches, as a Ray Data shard's ``iter_batches`` serves them."""
-
-    def __init__(self, rows: list[tuple[str, float | None, int]], batch_size: int = 3):
-        self.rows, self.batch_size = rows, batch_size
-
-    def iter_batches(self, batch_size, batch_format):
-        for start in range(0, len(self.rows), self.batch_size):
-            part = self.rows[start : start + self.batch_size]
-            yield {"clip_id": np.array([r[0] for r in part], dtype=object),
-                   "aug_copy": np.array([r[1] for r in part], dtype=float),  # nulls arrive as NaN
-                   "label": np.array([r[2] for r in part]),
-                   "spec": np.stack([np.full((1, 2, 2), r[2] * 10 + (r[1] or 0), np.float16) for r in part])}
-
-
 def test_training_rows_load_in_one_order_whatever_the_file_order():
-    rows = [(f"{digit}_spk_{take}", copy, digit) for digit in range(3) for take in range(4) for copy in (None, 1.0)]
-    forward = load_train_rows(InMemoryShard(rows), None, seed=0)
-    backward = load_train_rows(InMemoryShard(rows[::-1], batch_size=5), None, seed=0)
-    for a, b in zip(forward, backward):
-        np.testing.assert_array_equal(a, b)
-    specs, labels = forward
-    assert labels.tolist() == [0] * 8 + [1] * 8 + [2] * 8  # sorted by clip id ...
-    assert specs[:2, 0, 0, 0].tolist() == [0, 1]  # ... then original before its augmented copy
-    subset = load_train_rows(InMemoryShard(rows), 9, seed=3)[1]
-    assert len(subset) == 9 and set(subset) == {0, 1, 2}  # a seeded random subset, not the first rows
-    np.testing.assert_array_equal(subset, load_train_rows(InMemoryShard(rows[::-1]), 9, seed=3)[1])
+    rows = pd.DataFrame([(f"{digit}_spk_{take}", copy, digit) for digit in range(3) for take in range(4)
+                         for copy in (-1, 1)], columns=["clip_id", "aug_copy", "label"])
+    forward = rows.iloc[canonical_train_order(rows, None, seed=0)]
+    backward = rows.iloc[::-1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(forward.reset_index(drop=True),
+                                  backward.iloc[canonical_train_order(backward, None, seed=0)].reset_index(drop=True))
+    assert forward["label"].tolist() == [0] * 8 + [1] * 8 + [2] * 8  # sorted by clip id ...
+    assert forward["aug_copy"].tolist()[:2] == [-1, 1]  # ... then original before its augmented copy
+    subset = rows.iloc[canonical_train_order(rows, 9, seed=3)]
+    assert len(subset) == 9 and set(subset["label"]) == {0, 1, 2}  # a seeded random subset, not the first rows
+    assert subset["clip_id"].tolist() == backward.iloc[canonical_train_order(backward, 9, seed=3)]["clip_id"].tolist()
     with pytest.raises(ConfigError, match="training split is empty"):
-        load_train_rows(InMemoryShard([]), None, seed=0)
+        canonical_train_order(rows.iloc[:0], None, seed=0)
 
 
-def test_trial_killed_after_epoch_1_resumes_at_epoch_2(tiny_fsdd, tmp_path):
-    cfg = tiny_trial(tiny_fsdd, init="random", optim=OptimConfig(epochs=3, lr=1e-3, batch_size=16))
-    plan = plan_trial(cfg, str(tmp_path))
-    fault = {"after_epoch": 1, "marker": str(tmp_path / "fault-fired")}
-    with pytest.raises(Exception, match="injected fault after epoch 1"):
-        build_trainer(plan, max_failures=0, fault=fault).fit()  # like a crash: no retry allowed
-    assert not (tmp_path / plan.trial_id / "summary.json").exists()
-    summary = run_trial(cfg, str(tmp_path))  # same id + storage: Ray Train restores the latest checkpoint
-    _, epochs, _, _ = read_records(tmp_path / plan.trial_id)
+def test_trial_data_comes_from_the_one_fold_function(tiny_fsdd):
+    data = load_trial_data(tiny_fsdd, test_fold=2, valid_fold=None)
+    assert len(data.train_labels) == 400 and len(data.valid.labels) == len(data.test.labels) == 100
+    assert all("_jackson_" in c for c in data.test.clip_ids) and data.test.clip_ids == sorted(data.test.clip_ids)
+    assert data.train_specs.dtype == np.float16 and data.train_specs.shape[1:] == (3, 32, 32)
+    ranks = [load_trial_data(tiny_fsdd, 2, None, max_train_rows=96, seed=7, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(r.train_labels) for r in ranks] == [48, 48]  # disjoint halves of one seeded subset
+    with pytest.raises(ConfigError, match="valid fold 2 must be a fold other than the test fold"):
+        load_trial_data(tiny_fsdd, test_fold=2, valid_fold=2)
+
+
+def test_trial_killed_after_epoch_1_resumes_at_epoch_2_with_the_same_curve(tiny_fsdd, tmp_path):
+    cfg = tiny_trial(tiny_fsdd, init="random", checkpoint_every=1, optim=OptimConfig(epochs=3, lr=1e-3, batch_size=16))
+    fault = {"after_epoch": 1, "log": str(tmp_path / "faults.log")}
+    with pytest.raises(InjectedFault, match="injected fault after epoch 1"):
+        run_trial(cfg, str(tmp_path / "crashed"), fault=fault)  # like a crash: no retry allowed
+    assert not (tmp_path / "crashed" / trial_id(cfg) / "summary.json").exists()
+    summary = run_trial(cfg, str(tmp_path / "crashed"))  # same id + storage: resumes from checkpoint.pt
+    _, epochs, _, _ = read_records(tmp_path / "crashed" / trial_id(cfg))
     assert summary["resumed_at_epoch"] == 2 and epochs["epoch"].tolist() == [1, 2, 3]
+    run_trial(cfg, str(tmp_path / "whole"))
+    _, uninterrupted, _, _ = read_records(tmp_path / "whole" / trial_id(cfg))
+    timing = ["seconds", "samples_per_s"]
+    pd.testing.assert_frame_equal(epochs.drop(columns=timing), uninterrupted.drop(columns=timing))
+
+
+def test_checkpoints_every_k_epochs_and_retries_from_the_last_one(tiny_fsdd, tmp_path):
+    cfg = tiny_trial(tiny_fsdd, init="random", checkpoint_every=2, optim=OptimConfig(epochs=3, lr=1e-3, batch_size=16))
+    fault = {"after_epoch": 2, "log": str(tmp_path / "faults.log")}
+    summary = run_trial(cfg, str(tmp_path), fault=fault, max_failures=1)  # crash after epoch 2, one retry
+    assert (tmp_path / "faults.log").read_text().splitlines() == ["epoch 2"]
+    assert summary["resumed_at_epoch"] == 3 and summary["epochs"] == 3  # the epoch-2 checkpoint was there
+    blob = torch.load(tmp_path / trial_id(cfg) / CHECKPOINT_FILE, weights_only=True)
+    assert [row["epoch"] for row in blob["meta"]["epochs"]] == [1, 2, 3]  # always checkpointed at the end
+    assert trial_id(cfg) == trial_id(dataclasses.replace(cfg, checkpoint_every=7))  # not part of the identity
 
 
 def test_bad_trials_fail_before_any_worker_starts(tiny_fsdd, tmp_path):
@@ -147,10 +160,16 @@ def test_protocol_summary_known_answers():
     assert (s["valid_selected"], s["valid_selected_epoch"]) == (0.55, 2)  # tie on valid: earlier epoch
 
 
-def test_two_ddp_workers_train_and_record(tiny_fsdd, tmp_path):
+def test_two_ddp_workers_train_and_record(tiny_fsdd, tmp_path, monkeypatch):
+    import orchestrator.trial as trial_module
+
+    built = []
+    original = trial_module.build_trainer
+    monkeypatch.setattr(trial_module, "build_trainer", lambda *a, **k: built.append(1) or original(*a, **k))
     cfg = tiny_trial(tiny_fsdd, init="random", num_workers=2, optim=OptimConfig(epochs=1, lr=1e-3, batch_size=16))
     summary = run_trial(cfg, str(tmp_path))
     _, epochs, _, predictions = read_records(tmp_path / trial_id(cfg))
+    assert built == [1]  # multi-worker trials still go through Ray Train's TorchTrainer
     assert summary["epochs"] == 1 and len(epochs) == 1 and np.isfinite(epochs["train_loss"]).all()
     assert len(predictions) == 200  # rank 0 evaluates the whole test fold, once per protocol
 
