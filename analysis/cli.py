@@ -26,7 +26,9 @@ def register(subparsers) -> None:
 
     query = subparsers.add_parser("query", help="filter / group / aggregate the results table")
     query.add_argument("--results", required=True, help="results root or trials folder (local or s3://)")
-    query.add_argument("--where", default=None, help="pandas query, e.g. \"dataset == 'esc50' and seed < 3\"")
+    query.add_argument("--where", default=None,
+                       help="filter: columns, literals, comparisons, in [...], and/or/not (no code runs), "
+                            "e.g. \"dataset == 'esc50' and 0 <= seed < 3\"")
     query.add_argument("--group-by", nargs="+", default=None, metavar="COL", help="columns to group by")
     query.add_argument("--metric", default=None, help="column to aggregate (default valid_selected)")
     query.add_argument("--format", default="md", choices=["md", "csv", "json"], help="output format (md)")

@@ -1,17 +1,21 @@
-"""Ad-hoc questions over the results table: filter with a pandas expression, group, aggregate one metric.
+"""Ad-hoc questions over the results table: filter, group, aggregate one metric.
 
 ``run_query(uri, "dataset == 'esc50' and init == 'pretrained'", ["model"], "valid_selected", "md")``
-is exactly ``results.query(where).groupby(["model"])["valid_selected"].agg(["mean", "std", "count"])``
-on :func:`analysis.collect.load_results` (accuracies as fractions, std with ddof 1), rendered as Markdown,
-CSV or JSON. Without ``group_by`` it lists the matching trials with the metric.
+gives the same numbers as ``results.query(where).groupby(["model"])["valid_selected"].agg(["mean", "std",
+"count"])`` on :func:`analysis.collect.load_results` (accuracies as fractions, std with ddof 1), rendered as
+Markdown, CSV or JSON. Without ``group_by`` it lists the matching trials with the metric.
+
+The filter is never given to ``DataFrame.query``: :mod:`analysis.safe_query` parses it into an allow-listed
+tree (columns, literals, comparisons, in, and/or/not) and evaluates that, so a query string cannot run code.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from analysis.collect import CONFIG_KEYS, load_results
+from analysis.collect import COLUMNS, CONFIG_KEYS, load_results
 from analysis.render import markdown_table
+from analysis.safe_query import parse_where, select_rows
 from orchestrator.errors import ConfigError
 
 FORMATS = ("md", "csv", "json")
@@ -19,15 +23,8 @@ DEFAULT_METRIC = "valid_selected"
 
 
 def select(results: pd.DataFrame, where: str | None) -> pd.DataFrame:
-    """Rows matching the pandas ``DataFrame.query`` expression ``where`` (all rows when None/empty)."""
-    if not where:
-        return results
-    try:
-        return results.query(where)
-    except Exception as exc:  # query raises many types (SyntaxError, UndefinedVariableError, TypeError, ...)
-        raise ConfigError(f"--where {where!r} is not a valid pandas query on the results ({exc}); columns: "
-                          f"{', '.join(results.columns)}; example: --where \"dataset == 'esc50' and "
-                          "init == 'pretrained'\"") from None
+    """Rows matching the filter ``where`` (all rows when None/empty); see :mod:`analysis.safe_query`."""
+    return select_rows(results, where)
 
 
 def aggregate(rows: pd.DataFrame, group_by: list[str] | None, metric: str) -> pd.DataFrame:
@@ -71,5 +68,7 @@ def run_query(uri: str, where: str | None = None, group_by: list[str] | None = N
     """Filter, group and aggregate the results under ``uri``; returns the rendered text."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if where:
+        parse_where(where, COLUMNS)  # a bad filter fails before any record is read
     results = load_results(uri, write=False)
     return render(aggregate(select(results, where), group_by, metric or DEFAULT_METRIC), fmt)
