@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from orchestrator.errors import StorageError
+
+_COMPONENT = re.compile(r"[A-Za-z0-9_@+=][A-Za-z0-9._@+=-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,27 @@ class Location:
         return self.uri.startswith("s3://")
 
     def join(self, *parts: str) -> "Location":
-        """A location below this one."""
-        suffix = "/".join(p.strip("/") for p in parts if p)
+        """A location below this one: ``..`` and ``.`` segments are refused, so a join never leaves it."""
+        segments = [s for p in parts if p for s in str(p).split("/") if s]
+        bad = [s for s in segments if s in (".", "..") or "\0" in s]
+        if bad:
+            raise StorageError(f"path {'/'.join(str(p) for p in parts)!r} would leave {self.uri}: "
+                               f"'{bad[0]}' is not allowed in a name; use a plain folder or file name")
+        suffix = "/".join(segments)
         return Location(self.fs, f"{self.path.rstrip('/')}/{suffix}", f"{self.uri.rstrip('/')}/{suffix}")
+
+
+def check_component(name: str, what: str) -> str:
+    """``name`` if it is one safe path component (a folder name under a storage root), else StorageError.
+
+    Allowed: letters, digits, ``.``, ``_``, ``-``, ``=``, ``+``, ``@``, 1-200 characters, not starting with
+    ``.`` or ``-``; so ``..``, ``a/b``, absolute paths and hidden names are refused before anything is written.
+    """
+    if not isinstance(name, str) or not _COMPONENT.fullmatch(name):
+        raise StorageError(f"{what} {name!r} must be a single folder name (letters, digits, . _ - = + @; not "
+                           "starting with . or -; at most 200 characters): it names a folder under the storage "
+                           "root and may not contain '/', '..' or an absolute path")
+    return name
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
