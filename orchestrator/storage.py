@@ -96,12 +96,27 @@ def exists(loc: Location) -> bool:
     return guarded(loc, lambda: loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound)
 
 
+class RecordError(StorageError):
+    """A record file cannot be used; ``kind`` says why: missing, permission denied, not valid JSON, unreadable."""
+
+    def __init__(self, loc: Location, kind: str, detail: str, hint: str):
+        super().__init__(f"{loc.uri}: {kind}{f' ({detail})' if detail else ''}; {hint}")
+        self.uri, self.kind, self.detail = loc.uri, kind, detail
+
+
 def read_json(loc: Location) -> Any:
-    """Parse the JSON file at ``loc``."""
+    """Parse the JSON file at ``loc``; a RecordError says whether it is missing, forbidden or not JSON."""
     def read():
         with loc.fs.open_input_stream(loc.path) as stream:
-            return json.loads(stream.read().decode())
-    return guarded(loc, read)
+            return stream.read()
+    raw = guarded(loc, read)
+    try:
+        return json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        detail = (f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
+                  else "not UTF-8 text")
+        raise RecordError(loc, "not valid JSON", detail, "the file is truncated or corrupt: rerun the step that "
+                          "wrote it, or remove it") from None
 
 
 def write_json(loc: Location, payload: Any) -> None:
@@ -151,13 +166,25 @@ def check_writable(loc: Location) -> None:
     guarded(loc, write_and_delete)
 
 
+def _denied(exc: BaseException) -> bool:
+    """Whether an I/O error is an access refusal (local permissions, or S3 AccessDenied)."""
+    text = str(exc).lower()
+    return (isinstance(exc, PermissionError) or getattr(exc, "errno", None) == 13
+            or "permission denied" in text or "access_denied" in text or "accessdenied" in text)
+
+
 def guarded(loc: Location, action):
     """Run a filesystem action, turning I/O failures into a StorageError that names the URI and a fix."""
     try:
         return action()
     except StorageError:
         raise
+    except FileNotFoundError:
+        raise RecordError(loc, "missing", "no such file or folder", "check the path") from None
     except (OSError, ValueError) as exc:
+        if _denied(exc):
+            raise RecordError(loc, "permission denied", "", "grant read access to this file or its bucket, or "
+                              "run as a user who has it") from None
         hint = ("check the bucket name, AWS credentials (env vars, profile or instance role) and "
                 "AWS_ENDPOINT_URL" if loc.is_s3 else "check the path and its permissions")
         raise StorageError(f"storage error at {loc.uri}: {str(exc).splitlines()[0][:300]}; {hint}") from None
