@@ -36,6 +36,8 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--folds", type=int, default=None, help="GTZAN/folder: number of seeded folds (default 5)")
     p.add_argument("--seed", type=int, default=None, help="GTZAN/folder: fold assignment seed (default 0)")
     p.add_argument("--strict", action="store_true", help="fail if any file is rejected")
+    p.add_argument("--max-duration", type=float, default=600.0, metavar="SECONDS",
+                   help="reject clips longer than this (default 600 = 10 minutes)")
     p.add_argument("--workers", type=int, default=None, help="featurizer actors (default: all CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
@@ -128,7 +130,7 @@ def _preprocess_request(args):
         features=FeatureConfig(variant=args.features, width=args.width, height=args.height,
                                sample_rate=args.sample_rate),
         augment=AugmentConfig(copies=args.augment_copies, seed=args.augment_seed),
-        dataset_options=options, strict=args.strict, num_workers=args.workers,
+        dataset_options=options, strict=args.strict, num_workers=args.workers, max_duration_s=args.max_duration,
     )
 
 
