@@ -103,11 +103,20 @@ def _add_sweep(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
+    import os
+
     from orchestrator.plan import load_plan, smoke
+    from orchestrator.plan_check import check_cluster
+    from orchestrator.ray_runtime import ensure_ray
     from orchestrator.sweep import run_sweep
 
-    plan = load_plan(args.plan, storage=args.storage)
-    result = run_sweep(smoke(plan) if args.smoke else plan, resume=args.resume, ray_address=args.address)
+    plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
+    plan = smoke(plan) if args.smoke else plan
+    ensure_ray(args.address)
+    warning = check_cluster(plan, attached=bool(args.address or os.environ.get("RAY_ADDRESS")))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    result = run_sweep(plan, resume=args.resume, ray_address=args.address)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))
