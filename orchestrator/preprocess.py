@@ -246,9 +246,11 @@ def _run_pipeline(request: PreprocessRequest, manifest: pd.DataFrame, out: stora
 
 
 def _strict_message(rejected: pd.DataFrame) -> str:
-    lines = [f"  {r.path}: {r.reason}" for r in rejected.head(20).itertuples()]
-    return (f"--strict: {len(rejected)} file(s) rejected:\n" + "\n".join(lines)
-            + "\nfix or remove these files, or run without --strict to skip them")
+    """One line: how many files, the first ten with their reasons, and the fix."""
+    shown = "; ".join(f"{r.path}: {r.reason}" for r in rejected.head(10).itertuples())
+    more = f"; and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+    return (f"--strict: {len(rejected)} file(s) rejected: {shown}{more}; fix or remove these files, or run "
+            "without --strict to skip them")
 
 
 def _write_card(request, manifest, rejected, out, version) -> dict:
