@@ -105,6 +105,7 @@ def _add_sweep(sub) -> None:
 def cmd_sweep(args) -> int:
     import os
 
+    from orchestrator import storage
     from orchestrator.plan import load_plan, smoke
     from orchestrator.plan_check import check_cluster
     from orchestrator.ray_runtime import ensure_ray
@@ -112,6 +113,7 @@ def cmd_sweep(args) -> int:
 
     plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
     plan = smoke(plan) if args.smoke else plan
+    storage.check_writable(storage.resolve(plan.storage))  # a wrong bucket fails before Ray starts
     ensure_ray(args.address)
     warning = check_cluster(plan, attached=bool(args.address or os.environ.get("RAY_ADDRESS")))
     if warning:
