@@ -183,7 +183,8 @@ def _check_models(models: Any, where: str, problems: list[str]) -> None:
 
     for i, model in enumerate(models if isinstance(models, list) else [models]):
         if model not in list_models():
-            problems.append(f"{_at(where, models, i)}: unknown model {model!r}; valid models: {', '.join(list_models())}")
+            problems.append(f"{_at(where, models, i)}: unknown model {model!r}; "
+                            f"valid models: {', '.join(list_models())}")
 
 
 def _check_inits(inits: Any, where: str, problems: list[str]) -> None:
