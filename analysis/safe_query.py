@@ -49,7 +49,10 @@ def parse_where(where: str, columns: list[str]) -> ast.Expression:
     if len(where) > MAX_LENGTH:
         raise _error(where[:60] + "...", f"longer than {MAX_LENGTH} characters", columns)
     try:
-        tree = ast.parse(_words_for_symbols(where), mode="eval")
+        text = _words_for_symbols(where)
+        if text is None:
+            raise _error(where, "'@name' references are not allowed (they reach Python objects)", columns)
+        tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError, tokenize.TokenError) as exc:
         detail = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
         raise _error(where, f"not a valid filter ({detail})", columns) from None
@@ -66,11 +69,14 @@ def select_rows(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
     return frame[mask.to_numpy(dtype=bool)]
 
 
-def _words_for_symbols(where: str) -> str:
-    """``&``, ``|``, ``~`` outside string literals -> ``and``, ``or``, ``not`` (tokenize only splits text)."""
+def _words_for_symbols(where: str) -> str | None:
+    """``&``, ``|``, ``~`` outside string literals -> ``and``, ``or``, ``not`` (tokenize only splits text);
+    None when the text holds an ``@`` reference."""
     words = {"&": "and", "|": "or", "~": "not"}
     tokens = []
     for tok in tokenize.generate_tokens(io.StringIO(where.strip()).readline):
+        if tok.type == tokenize.OP and tok.string == "@":
+            return None
         if tok.type == tokenize.OP and tok.string in words:
             tok = tok._replace(type=tokenize.NAME, string=words[tok.string])
         tokens.append((tok.type, tok.string))

@@ -113,7 +113,7 @@ def read_json(loc: Location) -> Any:
     try:
         return json.loads(raw.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        detail = (f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
+        detail = (f"{exc.msg}: line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
                   else "not UTF-8 text")
         raise RecordError(loc, "not valid JSON", detail, "the file is truncated or corrupt: rerun the step that "
                           "wrote it, or remove it") from None

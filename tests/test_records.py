@@ -80,7 +80,7 @@ def test_missing_forbidden_and_invalid_records_are_told_apart(tmp_path, monkeypa
 def test_read_json_errors_say_what_is_wrong(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": 1,')
-    with pytest.raises(storage.RecordError, match=r"bad\.json: not valid JSON \(Expecting .* at line 1 column 9\); "
+    with pytest.raises(storage.RecordError, match=r"bad\.json: not valid JSON \(Expecting .*: line 1 column 9\); "
                                                   "the file is truncated or corrupt") as error:
         storage.read_json(storage.resolve(bad))
     assert error.value.kind == "not valid JSON" and "permissions" not in str(error.value)

@@ -77,6 +77,8 @@ def test_code_payloads_are_rejected_with_no_side_effect(frame, tmp_path, monkeyp
 def test_query_error_is_a_config_error_naming_the_part(frame):
     with pytest.raises(ConfigError, match=r"'model\.str\.len\(\)' is not allowed here"):
         select_rows(frame, "model.str.len() > 0")
+    with pytest.raises(QueryError, match="'@name' references are not allowed"):
+        select_rows(frame, "@pd.io.common.os.system('id') == 0 or seed >= 0")
     with pytest.raises(QueryError, match="unknown column 'nope'"):
         select_rows(frame, "nope == 1")
     with pytest.raises(QueryError, match="not a valid filter"):
@@ -105,6 +107,7 @@ def test_query_error_is_a_config_error_naming_the_part(frame):
     "init_k == 2",
     "model < 'e'",
     "init == \"random\"",
+    "model == 'a@b & c'",
 ])
 def test_allowed_filters_match_pandas_query(frame, where):
     expected = frame.query(where.replace("not mask", "~mask"), engine="python")
