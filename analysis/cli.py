@@ -26,15 +26,20 @@ def register(subparsers) -> None:
 
     query = subparsers.add_parser("query", help="filter / group / aggregate the results table")
     query.add_argument("--results", required=True, help="results root or trials folder (local or s3://)")
-    query.add_argument("--where", default=None, help="pandas query, e.g. \"dataset == 'esc50' and seed < 3\"")
+    query.add_argument("--where", default=None,
+                       help="filter: columns, literals, comparisons, in [...], and/or/not (no code runs), "
+                            "e.g. \"dataset == 'esc50' and 0 <= seed < 3\"")
     query.add_argument("--group-by", nargs="+", default=None, metavar="COL", help="columns to group by")
     query.add_argument("--metric", default=None, help="column to aggregate (default valid_selected)")
     query.add_argument("--format", default="md", choices=["md", "csv", "json"], help="output format (md)")
+    query.add_argument("--strict", action="store_true",
+                       help="exit 2 if any trial record is missing or unreadable (unfinished trials are listed)")
     query.set_defaults(handler=cmd_query)
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
     """Build the report; print where it is and what was skipped."""
+    from analysis.records import describe_skipped
     from analysis.report import build_report
 
     written = build_report(args.results, args.out, svcca=not args.no_svcca, attribution=not args.no_ig,
@@ -43,14 +48,21 @@ def cmd_tables(args: argparse.Namespace) -> int:
           f"{len(written['tables'])} tables, {len(written['figures'])} figures")
     print(f"  -> {written['report_md']}")
     print(f"  -> {written['report_html']}")
-    for reason in written["skipped"]:
+    for line in describe_skipped(written["skipped_trials"]):
+        print(line, file=sys.stderr)
+    for reason in written["skipped"][len(written["skipped_trials"]):]:
         print(f"skipped: {reason}", file=sys.stderr)
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """Print the query result."""
-    from analysis.query import run_query
+    """Print the query result; trial folders not counted in it go to stderr (count, path, reason)."""
+    from analysis.query import query_results
+    from analysis.records import describe_skipped
 
-    print(run_query(args.results, args.where, args.group_by, args.metric, args.format), end="")
+    result = query_results(args.results, args.where, args.group_by, args.metric, args.format,
+                           strict=args.strict)
+    for line in describe_skipped(result.skipped):
+        print(line, file=sys.stderr)
+    print(result.text, end="")
     return 0

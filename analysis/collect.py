@@ -2,8 +2,8 @@
 
 A results root is what a sweep leaves (``STORAGE/<plan name>/`` with ``trials/<trial id>/``); a bare trials
 folder (``rethink-audio train --out runs/trials``) is accepted too. A trial counts once its ``summary.json``
-exists (the trial writes it last); folders without one are unfinished and reported as skipped, never read
-half-written. Reads go through :mod:`orchestrator.storage`, so ``s3://`` works the same as a local path.
+exists (the trial writes it last) and its records read cleanly; every other folder is reported as skipped
+with its path and why (:mod:`analysis.records`), never read half-written and never dropped silently. Reads go through :mod:`orchestrator.storage`, so ``s3://`` works the same as a local path.
 
 This module needs neither torch nor Ray, so ``rethink-audio query`` starts fast.
 """
@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis import store
+from analysis.records import read_trial
 from orchestrator import spectra, storage
 from orchestrator.errors import StorageError
 
@@ -44,7 +45,7 @@ class Scan:
     results: pd.DataFrame
     root_uri: str
     trials_uri: str
-    skipped: list[dict[str, str]] = field(default_factory=list)  # {"trial_id", "reason"}
+    skipped: list[dict[str, str]] = field(default_factory=list)  # analysis.records: trial_id, path, kind, reason
     warnings: list[str] = field(default_factory=list)
     cards: dict[str, dict] = field(default_factory=dict)  # data uri -> dataset card ({} if unreadable)
 
@@ -67,12 +68,12 @@ def scan_results(uri: str, *, write: bool = True) -> Scan:
         raise StorageError(f"no trial folders under {trials.uri}: pass the results root a sweep wrote "
                            f"(STORAGE/<plan name>/, holding {TRIALS_DIR}/) or a trials folder written by "
                            "`rethink-audio train --out`")
-    found = _parallel(lambda name: _read_trial(trials.join(name)), names)
+    found = _parallel(lambda name: read_trial(trials.join(name), name), names)
     scan = Scan(pd.DataFrame(columns=COLUMNS), root.uri, trials.uri)
     configs = []
-    for name, (config, summary, reason) in zip(names, found):
-        if reason:
-            scan.skipped.append({"trial_id": name, "reason": reason})
+    for config, summary, skipped in found:
+        if skipped:
+            scan.skipped.append(skipped)
         else:
             configs.append((config, summary))
     scan.cards = _read_cards({c["dataset"]["uri"] for c, _ in configs}, scan.warnings)
@@ -87,7 +88,8 @@ def scan_results(uri: str, *, write: bool = True) -> Scan:
 def load_results(uri: str, *, write: bool = True) -> pd.DataFrame:
     """One row per finished trial (columns :data:`COLUMNS`); writes ``results.parquet`` in the results root.
 
-    ``DataFrame.attrs["skipped"]`` lists the unfinished trial folders (``trial_id``, ``reason``).
+    ``DataFrame.attrs["skipped"]`` lists the folders not counted (``trial_id``, ``path``, ``kind``, ``reason``;
+    see :mod:`analysis.records`).
     """
     scan = scan_results(uri, write=write)
     frame = scan.results
@@ -129,19 +131,6 @@ def trial_uri(uri: str, trial_id: str) -> str:
 def _parallel(fn: Callable[[Any], Any], items: list) -> list:
     with ThreadPoolExecutor(max_workers=min(_READERS, max(1, len(items)))) as pool:
         return list(pool.map(fn, items))
-
-
-def _read_trial(loc: storage.Location) -> tuple[dict | None, dict | None, str | None]:
-    """(config, summary, None) for a finished trial, else (None, None, why it is skipped)."""
-    summary_loc, config_loc = loc.join("summary.json"), loc.join("config.json")
-    if not storage.exists(config_loc):
-        return None, None, "no config.json (not a trial folder, or the trial never started)"
-    if not storage.exists(summary_loc):
-        return None, None, "unfinished: no summary.json yet"
-    try:
-        return storage.read_json(config_loc), storage.read_json(summary_loc), None
-    except (StorageError, ValueError) as exc:
-        return None, None, f"unreadable records: {exc}"
 
 
 def _read_cards(uris: set[str], warnings: list[str]) -> dict[str, dict]:

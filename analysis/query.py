@@ -1,33 +1,33 @@
-"""Ad-hoc questions over the results table: filter with a pandas expression, group, aggregate one metric.
+"""Ad-hoc questions over the results table: filter, group, aggregate one metric.
 
 ``run_query(uri, "dataset == 'esc50' and init == 'pretrained'", ["model"], "valid_selected", "md")``
-is exactly ``results.query(where).groupby(["model"])["valid_selected"].agg(["mean", "std", "count"])``
-on :func:`analysis.collect.load_results` (accuracies as fractions, std with ddof 1), rendered as Markdown,
-CSV or JSON. Without ``group_by`` it lists the matching trials with the metric.
+gives the same numbers as ``results.query(where).groupby(["model"])["valid_selected"].agg(["mean", "std",
+"count"])`` on :func:`analysis.collect.load_results` (accuracies as fractions, std with ddof 1), rendered as
+Markdown, CSV or JSON. Without ``group_by`` it lists the matching trials with the metric.
+
+The filter is never given to ``DataFrame.query``: :mod:`analysis.safe_query` parses it into an allow-listed
+tree (columns, literals, comparisons, in, and/or/not) and evaluates that, so a query string cannot run code.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pandas as pd
 
-from analysis.collect import CONFIG_KEYS, load_results
+from analysis.collect import COLUMNS, CONFIG_KEYS, load_results
+from analysis.records import problems
 from analysis.render import markdown_table
-from orchestrator.errors import ConfigError
+from analysis.safe_query import parse_where, select_rows
+from orchestrator.errors import ConfigError, StorageError
 
 FORMATS = ("md", "csv", "json")
 DEFAULT_METRIC = "valid_selected"
 
 
 def select(results: pd.DataFrame, where: str | None) -> pd.DataFrame:
-    """Rows matching the pandas ``DataFrame.query`` expression ``where`` (all rows when None/empty)."""
-    if not where:
-        return results
-    try:
-        return results.query(where)
-    except Exception as exc:  # query raises many types (SyntaxError, UndefinedVariableError, TypeError, ...)
-        raise ConfigError(f"--where {where!r} is not a valid pandas query on the results ({exc}); columns: "
-                          f"{', '.join(results.columns)}; example: --where \"dataset == 'esc50' and "
-                          "init == 'pretrained'\"") from None
+    """Rows matching the filter ``where`` (all rows when None/empty); see :mod:`analysis.safe_query`."""
+    return select_rows(results, where)
 
 
 def aggregate(rows: pd.DataFrame, group_by: list[str] | None, metric: str) -> pd.DataFrame:
@@ -66,10 +66,34 @@ def _cell(value) -> str:
     return "" if pd.isna(value) else f"{value:.4f}"
 
 
-def run_query(uri: str, where: str | None = None, group_by: list[str] | None = None,
-              metric: str | None = None, fmt: str = "md") -> str:
-    """Filter, group and aggregate the results under ``uri``; returns the rendered text."""
+@dataclass
+class QueryResult:
+    """The rendered answer and the trial folders that could not be counted in it."""
+
+    text: str
+    skipped: list[dict] = field(default_factory=list)  # analysis.records entries: trial_id, path, kind, reason
+
+
+def query_results(uri: str, where: str | None = None, group_by: list[str] | None = None,
+                  metric: str | None = None, fmt: str = "md", *, strict: bool = False) -> QueryResult:
+    """Filter, group and aggregate the results under ``uri``. ``strict``: a trial record that is missing or
+    unreadable (not merely unfinished) is an error instead of a skipped entry."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if where:
+        parse_where(where, COLUMNS)  # a bad filter fails before any record is read
     results = load_results(uri, write=False)
-    return render(aggregate(select(results, where), group_by, metric or DEFAULT_METRIC), fmt)
+    skipped = results.attrs.get("skipped", [])
+    bad = problems(skipped)
+    if strict and bad:
+        shown = "; ".join(f"{s['path']}: {s['reason']}" for s in bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        raise StorageError(f"--strict: {len(bad)} trial record(s) not counted: {shown}; fix or remove them, "
+                           "or run without --strict to query the rest")
+    return QueryResult(render(aggregate(select(results, where), group_by, metric or DEFAULT_METRIC), fmt), skipped)
+
+
+def run_query(uri: str, where: str | None = None, group_by: list[str] | None = None,
+              metric: str | None = None, fmt: str = "md", *, strict: bool = False) -> str:
+    """Filter, group and aggregate the results under ``uri``; returns the rendered text (skipped trial
+    folders are in :func:`query_results`' answer and on the CLI's stderr)."""
+    return query_results(uri, where, group_by, metric, fmt, strict=strict).text

@@ -40,7 +40,8 @@ def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, a
     ``max_clips``: clips (one per class) in each Integrated Gradients figure; ``svcca_clips``: test-fold
     clips SVCCA runs on. Returns what was written: ``report_md``, ``report_html``, ``results_parquet``,
     ``tables`` (name -> {md, tex, csv}), ``figures`` (name -> [png, svg]), ``skipped`` (reasons),
-    ``trials`` (finished) and ``unfinished``.
+    ``skipped_trials`` (the trial folders not counted, :mod:`analysis.records` entries), ``trials`` (finished)
+    and ``unfinished``.
     """
     out = storage.resolve(out_uri_or_dir)
     scan = scan_results(results_uri)
@@ -68,7 +69,8 @@ def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, a
     doc = _document(scan, tables, shown, similarity, skipped)
     written["report_md"] = _write(out.join("report.md"), doc.to_markdown())
     written["report_html"] = _write(out.join("report.html"), doc.to_html())
-    written["skipped"] = skipped
+    written["skipped"] = skipped  # the trial folders first, in scan.skipped order
+    written["skipped_trials"] = scan.skipped
     return written
 
 

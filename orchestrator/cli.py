@@ -36,6 +36,8 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--folds", type=int, default=None, help="GTZAN/folder: number of seeded folds (default 5)")
     p.add_argument("--seed", type=int, default=None, help="GTZAN/folder: fold assignment seed (default 0)")
     p.add_argument("--strict", action="store_true", help="fail if any file is rejected")
+    p.add_argument("--max-duration", type=float, default=600.0, metavar="SECONDS",
+                   help="reject clips longer than this (default 600 = 10 minutes)")
     p.add_argument("--workers", type=int, default=None, help="featurizer actors (default: all CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
@@ -101,11 +103,22 @@ def _add_sweep(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
+    import os
+
+    from orchestrator import storage
     from orchestrator.plan import load_plan, smoke
+    from orchestrator.plan_check import check_cluster
+    from orchestrator.ray_runtime import ensure_ray
     from orchestrator.sweep import run_sweep
 
-    plan = load_plan(args.plan, storage=args.storage)
-    result = run_sweep(smoke(plan) if args.smoke else plan, resume=args.resume, ray_address=args.address)
+    plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
+    plan = smoke(plan) if args.smoke else plan
+    storage.check_writable(storage.resolve(plan.storage))  # a wrong bucket fails before Ray starts
+    ensure_ray(args.address)
+    warning = check_cluster(plan, attached=bool(args.address or os.environ.get("RAY_ADDRESS")))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    result = run_sweep(plan, resume=args.resume, ray_address=args.address)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))
@@ -128,7 +141,7 @@ def _preprocess_request(args):
         features=FeatureConfig(variant=args.features, width=args.width, height=args.height,
                                sample_rate=args.sample_rate),
         augment=AugmentConfig(copies=args.augment_copies, seed=args.augment_seed),
-        dataset_options=options, strict=args.strict, num_workers=args.workers,
+        dataset_options=options, strict=args.strict, num_workers=args.workers, max_duration_s=args.max_duration,
     )
 
 

@@ -154,10 +154,10 @@ class OptimConfig:
     gamma: float = 0.1  # paper: x0.1 at each step
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError("optim.lr must be > 0 and optim.weight_decay >= 0")
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ConfigError("optim.batch_size and optim.epochs must be >= 1")
+        for key, ok, rule in (("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                              ("batch_size", self.batch_size >= 1, ">= 1"), ("epochs", self.epochs >= 1, ">= 1")):
+            if not ok:
+                raise ConfigError(f"optim.{key} must be {rule}, got {getattr(self, key)!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "OptimConfig":

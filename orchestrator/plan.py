@@ -18,6 +18,7 @@ import yaml
 from orchestrator.config import (CHECKPOINT_EVERY, AugmentConfig, FeatureConfig, LossConfig, MaskConfig,
                                  OptimConfig, TrialConfig, check_gpu_share, from_dict, to_dict)
 from orchestrator.errors import ConfigError
+from orchestrator.plan_check import check_plan_file
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Plan:
 def load_plan(path: str | Path, storage: str | None = None) -> Plan:
     """Read and validate a plan file; ``storage`` overrides the plan's storage URI."""
     path = Path(path)
+    check_plan_file(path, storage)  # every problem at once (duplicate keys, models, inits, folds, ...)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:

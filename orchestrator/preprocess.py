@@ -18,11 +18,11 @@ import pandas as pd
 import pyarrow as pa
 
 from orchestrator import spectra, storage
-from orchestrator.audio import decode_audio
+from orchestrator.audio import DEFAULT_MAX_SECONDS, decode_audio
 from orchestrator.augment import apply_augment, augment_params
 from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
 from orchestrator.datasets import get_dataset, load_manifest
-from orchestrator.errors import RethinkError
+from orchestrator.errors import ConfigError, RethinkError
 from orchestrator.features import LogMelSpectrogram3, channel_params, featurize_clips
 from orchestrator.ray_runtime import ensure_ray
 
@@ -43,6 +43,7 @@ class PreprocessRequest:
     strict: bool = False  # any rejected file is fatal (default: reported in dataset.json, run goes on)
     batch_size: int = 16  # clips per map_batches call
     num_workers: int | None = None  # featurizer actors; None: the CPUs Ray reports
+    max_duration_s: float = DEFAULT_MAX_SECONDS  # longer clips are rejected (header check, then at decode)
 
 
 @dataclass
@@ -74,26 +75,47 @@ def version_of(request: PreprocessRequest, manifest: pd.DataFrame) -> str:
     """Content hash of every input that changes the stored values."""
     manifest_digest = stable_hash(manifest[["clip_id", "label", "fold", "split", "duration"]]
                                   .astype(str).values.tolist(), length=16)
-    return stable_hash({
+    payload = {
         "dataset": get_dataset(request.dataset).name, "options": request.dataset_options,
         "manifest": manifest_digest, "features": resolved_features(request),
         "augment": to_dict(request.augment), "code": FEATURE_CODE_VERSION,
-    })
+    }
+    if request.max_duration_s != DEFAULT_MAX_SECONDS:  # only a non-default limit: existing names stay valid
+        payload["max_duration_s"] = request.max_duration_s
+    return stable_hash(payload)
+
+
+def reject_long_clips(manifest: pd.DataFrame, max_seconds: float) -> pd.DataFrame:
+    """Mark usable rows whose header duration exceeds ``max_seconds`` as rejected (before any decoding)."""
+    long = (manifest["error"] == "") & (manifest["duration"] > max_seconds)
+    manifest = manifest.copy()
+    manifest.loc[long, "error"] = [f"too long: {d:.1f} s is over the maximum duration of {max_seconds:g} s "
+                                   "(raise --max-duration to keep it)" for d in manifest.loc[long, "duration"]]
+    return manifest
+
+
+def rejection_reason(exc: BaseException) -> str:
+    """Why one file was rejected: our own errors as they read, anything else with its class and message."""
+    if isinstance(exc, RethinkError):
+        return str(exc)
+    message = (str(exc).splitlines() or [""])[0][:200]
+    return f"failed while decoding/featurizing: {type(exc).__name__}: {message}".rstrip(": ")
 
 
 class Featurizer:
     """Ray Data actor: decodes a batch of manifest rows, adds augmented copies, computes features."""
 
     def __init__(self, features: FeatureConfig, sample_rate: int, width: int, augment: AugmentConfig,
-                 rejections):
+                 rejections, max_seconds: float = DEFAULT_MAX_SECONDS):
         import torch
 
         torch.set_num_threads(1)  # one actor per core: intra-op threads would only oversubscribe
         self.module = LogMelSpectrogram3(features, sample_rate, width).eval()
         self.rate, self.augment, self.rejections = sample_rate, augment, rejections
+        self.max_seconds = max_seconds
 
     def _clips(self, row) -> list[tuple[dict, np.ndarray]]:
-        wave = decode_audio(Path(row.path).read_bytes(), self.rate, self.module.min_samples)
+        wave = decode_audio(Path(row.path).read_bytes(), self.rate, self.module.min_samples, self.max_seconds)
         base = {"clip_id": row.clip_id, "source_id": row.clip_id, "fold": row.fold, "split": row.split,
                 "label": row.label, "label_name": row.label_name, "group": row.group,
                 "duration": row.duration, "aug_copy": None, "aug_pitch": None, "aug_stretch": None}
@@ -107,20 +129,28 @@ class Featurizer:
                                 "aug_pitch": params.pitch, "aug_stretch": params.stretch}, copy_wave))
         return out
 
-    def __call__(self, batch: pd.DataFrame) -> pa.Table:
-        rows, waves, rejected = [], [], []
+    def featurize_rows(self, batch: pd.DataFrame) -> tuple[list[dict], np.ndarray, list[dict]]:
+        """(metadata rows, float16 spectrograms, rejected files) of a batch. Any exception while reading,
+        decoding, augmenting or featurizing one file rejects that file alone, with its class and message."""
+        rows, specs, rejected = [], [], []
         for row in batch.itertuples(index=False):
             try:
-                for meta, wave in self._clips(row):
-                    rows.append(meta)
-                    waves.append(wave)
-            except (RethinkError, OSError) as exc:
-                rejected.append({"path": row.path, "clip_id": row.clip_id, "reason": str(exc)})
+                clips = self._clips(row)
+                features = featurize_clips(self.module, [wave for _, wave in clips])
+            except Exception as exc:  # one bad file must not abort the run: it is reported in dataset.json
+                rejected.append({"path": row.path, "clip_id": row.clip_id, "reason": rejection_reason(exc)})
+                continue
+            rows += [meta for meta, _ in clips]
+            specs.append(features.astype(np.float16))
+        empty = np.empty((0, 3, self.module.cfg.height, self.module.width), dtype=np.float16)
+        return rows, (np.concatenate(specs) if specs else empty), rejected
+
+    def __call__(self, batch: pd.DataFrame) -> pa.Table:
+        rows, specs, rejected = self.featurize_rows(batch)
         if rejected:
             import ray
 
             ray.get(self.rejections.add.remote(rejected))
-        specs = featurize_clips(self.module, waves).astype(np.float16)
         return _to_arrow(rows, specs)
 
 
@@ -166,6 +196,8 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) ->
     The manifest and the output location are checked before Ray starts, so bad input fails in seconds.
     """
     start = time.time()
+    if not request.max_duration_s > 0:
+        raise ConfigError(f"--max-duration must be > 0 seconds, got {request.max_duration_s}")
     manifest = load_manifest(request.dataset, request.root, **request.dataset_options)
     version = version_of(request, manifest)
     name = f"{get_dataset(request.dataset).name}-{request.features.variant}-{version}"
@@ -173,6 +205,7 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) ->
     if storage.exists(out.join(spectra.CARD)):
         return PreprocessResult(out.uri, True, storage.read_json(out.join(spectra.CARD)), time.time() - start)
     storage.check_writable(storage.resolve(request.out))
+    manifest = reject_long_clips(manifest, request.max_duration_s)
     header_rejects = manifest[manifest["error"] != ""]
     if request.strict and len(header_rejects):
         raise RethinkError(_strict_message(header_rejects.rename(columns={"error": "reason"})))
@@ -203,7 +236,7 @@ def _run_pipeline(request: PreprocessRequest, manifest: pd.DataFrame, out: stora
         compute=ActorPoolStrategy(size=min(workers, len(chunks))),
         fn_constructor_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
                                "width": features["width"], "augment": request.augment,
-                               "rejections": rejections},
+                               "rejections": rejections, "max_seconds": request.max_duration_s},
     )
     data = out.join(spectra.DATA_DIR)
     dataset.write_parquet(data.path, filesystem=data.fs, partition_cols=["fold"],
@@ -213,9 +246,11 @@ def _run_pipeline(request: PreprocessRequest, manifest: pd.DataFrame, out: stora
 
 
 def _strict_message(rejected: pd.DataFrame) -> str:
-    lines = [f"  {r.path}: {r.reason}" for r in rejected.head(20).itertuples()]
-    return (f"--strict: {len(rejected)} file(s) rejected:\n" + "\n".join(lines)
-            + "\nfix or remove these files, or run without --strict to skip them")
+    """One line: how many files, the first ten with their reasons, and the fix."""
+    shown = "; ".join(f"{r.path}: {r.reason}" for r in rejected.head(10).itertuples())
+    more = f"; and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+    return (f"--strict: {len(rejected)} file(s) rejected: {shown}{more}; fix or remove these files, or run "
+            "without --strict to skip them")
 
 
 def _write_card(request, manifest, rejected, out, version) -> dict:

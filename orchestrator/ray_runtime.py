@@ -1,8 +1,19 @@
-"""Connecting to Ray: the cluster a job runs on, or a private local instance on a laptop."""
+"""Connecting to Ray: the cluster a job runs on, or a private local instance on a laptop.
+
+:func:`ensure_ray` is the one place Ray starts. When it cannot (a cluster address that does not answer, a
+local start that times out on a loaded machine, a stale session), :class:`RayStartError` says so in one
+line with the likely cause and the fix, instead of Ray's traceback.
+"""
 
 from __future__ import annotations
 
 import os
+
+from orchestrator.errors import RethinkError
+
+
+class RayStartError(RethinkError):
+    """Ray could not be started or joined; the message names the likely cause and the fix."""
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
@@ -14,8 +25,37 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=log_to_driver)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
+                     log_to_driver=log_to_driver)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, TimeoutError, ...
+        _shutdown_quietly(ray)
+        raise RayStartError(start_failure(exc, address)) from None
+
+
+def start_failure(exc: BaseException, address: str | None) -> str:
+    """One line: what failed, Ray's own first line, the likely cause and what to do."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = (lines[0][:200] if lines else "") or "no message"  # Ray's first line; the rest is its traceback
     if address:
-        ray.init(address=address, log_to_driver=log_to_driver)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
-                 log_to_driver=log_to_driver)
+        return (f"could not join the Ray cluster at {address} ({type(exc).__name__}: {said}). Likely cause: "
+                "no Ray head is running there, or it is unreachable from here. Fix: check --address / "
+                f"RAY_ADDRESS (`ray status --address {address}` should answer), or leave both unset to start "
+                "a local Ray")
+    timed_out = "timed out" in said.lower() or isinstance(exc, TimeoutError)
+    cause = ("the machine is too loaded for Ray's processes to start in time" if timed_out
+             else "a stale Ray session or too few free resources (memory, /tmp space, ports)")
+    return (f"could not start a local Ray instance ({type(exc).__name__}: {said}). Likely cause: {cause}. "
+            "Fix: retry when the load is lower; run `ray stop` only if no one else on this machine uses Ray "
+            "(it stops every Ray session you started); or join a running cluster with --address")
+
+
+def _shutdown_quietly(ray) -> None:
+    """Undo a half-finished ``ray.init`` (processes this call started), ignoring errors on the way out."""
+    try:
+        ray.shutdown()
+    except Exception:  # nothing more to clean: the start itself failed
+        pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from orchestrator.errors import StorageError
+
+_COMPONENT = re.compile(r"[A-Za-z0-9_@+=][A-Za-z0-9._@+=-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,27 @@ class Location:
         return self.uri.startswith("s3://")
 
     def join(self, *parts: str) -> "Location":
-        """A location below this one."""
-        suffix = "/".join(p.strip("/") for p in parts if p)
+        """A location below this one: ``..`` and ``.`` segments are refused, so a join never leaves it."""
+        segments = [s for p in parts if p for s in str(p).split("/") if s]
+        bad = [s for s in segments if s in (".", "..") or "\0" in s]
+        if bad:
+            raise StorageError(f"path {'/'.join(str(p) for p in parts)!r} would leave {self.uri}: "
+                               f"'{bad[0]}' is not allowed in a name; use a plain folder or file name")
+        suffix = "/".join(segments)
         return Location(self.fs, f"{self.path.rstrip('/')}/{suffix}", f"{self.uri.rstrip('/')}/{suffix}")
+
+
+def check_component(name: str, what: str) -> str:
+    """``name`` if it is one safe path component (a folder name under a storage root), else StorageError.
+
+    Allowed: letters, digits, ``.``, ``_``, ``-``, ``=``, ``+``, ``@``, 1-200 characters, not starting with
+    ``.`` or ``-``; so ``..``, ``a/b``, absolute paths and hidden names are refused before anything is written.
+    """
+    if not isinstance(name, str) or not _COMPONENT.fullmatch(name):
+        raise StorageError(f"{what} {name!r} must be a single folder name (letters, digits, . _ - = + @; not "
+                           "starting with . or -; at most 200 characters): it names a folder under the storage "
+                           "root and may not contain '/', '..' or an absolute path")
+    return name
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
@@ -75,12 +96,27 @@ def exists(loc: Location) -> bool:
     return guarded(loc, lambda: loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound)
 
 
+class RecordError(StorageError):
+    """A record file cannot be used; ``kind`` says why: missing, permission denied, not valid JSON, unreadable."""
+
+    def __init__(self, loc: Location, kind: str, detail: str, hint: str):
+        super().__init__(f"{loc.uri}: {kind}{f' ({detail})' if detail else ''}; {hint}")
+        self.uri, self.kind, self.detail = loc.uri, kind, detail
+
+
 def read_json(loc: Location) -> Any:
-    """Parse the JSON file at ``loc``."""
+    """Parse the JSON file at ``loc``; a RecordError says whether it is missing, forbidden or not JSON."""
     def read():
         with loc.fs.open_input_stream(loc.path) as stream:
-            return json.loads(stream.read().decode())
-    return guarded(loc, read)
+            return stream.read()
+    raw = guarded(loc, read)
+    try:
+        return json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        detail = (f"{exc.msg}: line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
+                  else "not UTF-8 text")
+        raise RecordError(loc, "not valid JSON", detail, "the file is truncated or corrupt: rerun the step that "
+                          "wrote it, or remove it") from None
 
 
 def write_json(loc: Location, payload: Any) -> None:
@@ -152,13 +188,25 @@ def check_writable(loc: Location) -> None:
     guarded(loc, write_and_delete)
 
 
+def _denied(exc: BaseException) -> bool:
+    """Whether an I/O error is an access refusal (local permissions, or S3 AccessDenied)."""
+    text = str(exc).lower()
+    return (isinstance(exc, PermissionError) or getattr(exc, "errno", None) == 13
+            or "permission denied" in text or "access_denied" in text or "accessdenied" in text)
+
+
 def guarded(loc: Location, action):
     """Run a filesystem action, turning I/O failures into a StorageError that names the URI and a fix."""
     try:
         return action()
     except StorageError:
         raise
+    except FileNotFoundError:
+        raise RecordError(loc, "missing", "no such file or folder", "check the path") from None
     except (OSError, ValueError) as exc:
+        if _denied(exc):
+            raise RecordError(loc, "permission denied", "", "grant read access to this file or its bucket, or "
+                              "run as a user who has it") from None
         hint = ("check the bucket name, AWS credentials (env vars, profile or instance role) and "
                 "AWS_ENDPOINT_URL" if loc.is_s3 else "check the path and its permissions")
         raise StorageError(f"storage error at {loc.uri}: {str(exc).splitlines()[0][:300]}; {hint}") from None

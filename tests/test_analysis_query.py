@@ -61,7 +61,7 @@ def test_ungrouped_query_lists_the_trials(sweep):
 def test_query_errors_name_the_fix(sweep):
     with pytest.raises(ConfigError, match="unknown column.*nope.*columns: trial_id"):
         run_query(sweep, None, ["nope"], None, "md")
-    with pytest.raises(ConfigError, match="not a valid pandas query"):
+    with pytest.raises(ConfigError, match="not a valid filter"):
         run_query(sweep, "init ===", None, None, "md")
     with pytest.raises(ConfigError, match="not numeric"):
         run_query(sweep, None, None, "model", "md")

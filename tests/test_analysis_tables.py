@@ -56,8 +56,9 @@ def rows(table) -> dict[str, dict]:
 
 def test_load_results_one_row_per_finished_trial(sweep, results):
     assert list(results.columns) == COLUMNS and len(results) == 8
-    assert results.attrs["skipped"] == [{"trial_id": results.attrs["skipped"][0]["trial_id"],
-                                         "reason": "unfinished: no summary.json yet"}]
+    (skipped,) = results.attrs["skipped"]
+    assert skipped == {"trial_id": skipped["trial_id"], "path": f"{sweep}/trials/{skipped['trial_id']}/summary.json",
+                       "kind": "unfinished", "reason": "unfinished: no summary.json yet"}
     assert set(results["dataset"]) == {"esc50"} and set(results["init"]) == {"pretrained", "random"}
     row = results[(results["init"] == "pretrained") & (results["seed"] == 0) & (results["fold"] == 2)].iloc[0]
     assert (row["best_epoch"], row["last_epoch"], row["valid_selected"]) == (0.95, 0.80, 0.70)

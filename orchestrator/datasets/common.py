@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -14,7 +15,7 @@ from orchestrator.errors import ManifestError
 # Every catalog function returns a DataFrame with exactly these columns (one row per audio file).
 MANIFEST_COLUMNS = [
     "clip_id",  # unique, stable id (file stem, or fold/stem where stems could collide)
-    "path",  # absolute path of the audio file
+    "path",  # absolute path of the audio file (symlinks resolved; as listed when outside the root)
     "label",  # class index 0..C-1
     "label_name",  # class name
     "fold",  # official fold (ESC-50 1-5, US8K 1-10, FSDD speaker 1-6) or seeded stratified fold
@@ -26,6 +27,21 @@ MANIFEST_COLUMNS = [
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3")
+OUTSIDE_ROOT = "outside the dataset root"
+
+
+def contained(path: str | Path, root: Path) -> tuple[str, bool]:
+    """(path to use, inside?) for a file named by a dataset's metadata or folder listing.
+
+    The path is resolved (``..`` and symlinks) without opening it; inside ``root`` (itself resolved) the
+    resolved path is returned, else the path as written (made absolute but not followed), so neither the
+    file nor the target of a symlink pointing out is read or recorded.
+    """
+    written = Path(os.path.abspath(path))
+    real = written.resolve()
+    if real.is_relative_to(root.resolve()):
+        return str(real), True
+    return str(written), False
 
 
 def probe_audio(path: Path) -> tuple[float, int, str]:
@@ -45,12 +61,20 @@ def probe_audio(path: Path) -> tuple[float, int, str]:
     return info.frames / info.samplerate, int(info.samplerate), ""
 
 
-def finish_manifest(rows: list[dict], root: Path) -> pd.DataFrame:
-    """Probe every file header and return the manifest in the canonical column order, sorted by clip id."""
+def finish_manifest(rows: list[dict], root: Path, source: Path | None = None) -> pd.DataFrame:
+    """Check every path is inside ``root``, probe the headers of those that are, and return the manifest in
+    the canonical column order, sorted by clip id. Files outside the root are rejected unopened.
+
+    ``source``: the metadata CSV the rows come from; rows then carry their CSV line in ``line``.
+    """
     if not rows:
         raise ManifestError(f"no audio files found under {root}; check --root and the dataset layout")
     frame = pd.DataFrame(rows)
-    probes = [probe_audio(Path(p)) for p in frame["path"]]
+    check_unique_ids(frame, root, source)
+    places = [contained(p, root) for p in frame["path"]]
+    frame["path"] = [path for path, _ in places]
+    outside = (math.nan, 0, f"{OUTSIDE_ROOT} {root.resolve()}: not read")
+    probes = [probe_audio(Path(path)) if inside else outside for path, inside in places]
     frame["duration"] = [p[0] for p in probes]
     frame["sample_rate"] = [p[1] for p in probes]
     frame["error"] = [p[2] for p in probes]
@@ -58,11 +82,24 @@ def finish_manifest(rows: list[dict], root: Path) -> pd.DataFrame:
         if column not in frame:
             frame[column] = default
     frame["group"] = frame["group"].fillna(frame["clip_id"]).astype(str)
-    if frame["clip_id"].duplicated().any():
-        dupes = frame.loc[frame["clip_id"].duplicated(), "clip_id"].head(5).tolist()
-        raise ManifestError(f"duplicate clip ids under {root}: {dupes}")
     frame = frame.astype({"label": "int64", "fold": "int64", "sample_rate": "int64"})
     return frame[MANIFEST_COLUMNS].sort_values("clip_id", kind="stable").reset_index(drop=True)
+
+
+def check_unique_ids(frame: pd.DataFrame, root: Path, source: Path | None) -> None:
+    """Clip ids must be unique; the error names each repeated id with its CSV lines (or its files)."""
+    repeated = frame[frame["clip_id"].duplicated(keep=False)]
+    if repeated.empty:
+        return
+    places = []
+    for clip_id, group in list(repeated.groupby("clip_id", sort=True))[:5]:
+        where = (f"lines {', '.join(str(n) for n in group['line'])}" if "line" in group
+                 else f"files {', '.join(group['path'])}")
+        places.append(f"{clip_id!r} at {where}")
+    origin = source if source is not None else root
+    raise ManifestError(f"duplicate clip ids in {origin}: {'; '.join(places)}"
+                        f"{' (and more)' if repeated['clip_id'].nunique() > 5 else ''}; a clip id is the file "
+                        "name without its extension and must be unique: remove or rename the repeated rows")
 
 
 def read_metadata_csv(path: Path, required: Iterable[str], fix: str) -> pd.DataFrame:
@@ -78,6 +115,8 @@ def read_metadata_csv(path: Path, required: Iterable[str], fix: str) -> pd.DataF
         raise ManifestError(
             f"{path} is missing column(s) {missing}; found {list(frame.columns)}. {fix}"
         )
+    if frame.empty:
+        raise ManifestError(f"{path} has a header but no data rows: nothing to process. {fix}")
     return frame
 
 

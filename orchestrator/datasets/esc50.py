@@ -13,11 +13,12 @@ from orchestrator.datasets.common import check_int_column, finish_manifest, read
 from orchestrator.errors import ManifestError
 
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
+CSV = Path("meta") / "esc50.csv"
 FIX = "Point --root at the ESC-50 folder that holds audio/ and meta/esc50.csv (the official release layout)."
 
 
 def _read(root: Path) -> pd.DataFrame:
-    csv = root / "meta" / "esc50.csv"
+    csv = root / CSV
     meta = read_metadata_csv(csv, COLUMNS, FIX)
     check_int_column(meta, "fold", range(1, 6), csv)
     check_int_column(meta, "target", range(50), csv)
@@ -33,12 +34,13 @@ def _read(root: Path) -> pd.DataFrame:
 def _rows(root: Path, meta: pd.DataFrame, labels: dict[int, int]) -> list[dict]:
     return [
         {
-            "clip_id": Path(r.filename).stem,
-            "path": str((root / "audio" / r.filename).resolve()),
+            "clip_id": Path(str(r.filename)).stem,
+            "path": str(root / "audio" / str(r.filename)),  # finish_manifest resolves it, inside root only
             "label": labels[int(r.target)],
             "label_name": r.category,
             "fold": int(r.fold),
             "group": f"{r.src_file}",  # clips cut from one freesound recording share a group (and a fold)
+            "line": int(r.Index) + 2,  # the CSV line (after the header), for error messages
         }
         for r in meta.itertuples()
     ]
@@ -48,7 +50,7 @@ def esc50_manifest(root: str | Path) -> pd.DataFrame:
     """Manifest of ESC-50 with its 5 official folds and labels 0-49 (the CSV's ``target``)."""
     root = Path(root)
     meta = _read(root)
-    return finish_manifest(_rows(root, meta, {t: t for t in range(50)}), root)
+    return finish_manifest(_rows(root, meta, {t: t for t in range(50)}), root, root / CSV)
 
 
 def esc10_manifest(root: str | Path) -> pd.DataFrame:
@@ -59,4 +61,4 @@ def esc10_manifest(root: str | Path) -> pd.DataFrame:
     if meta.empty:
         raise ManifestError(f"{root / 'meta' / 'esc50.csv'} has no rows with esc10 == True")
     labels = {t: i for i, t in enumerate(sorted(meta["target"].unique()))}
-    return finish_manifest(_rows(root, meta, labels), root)
+    return finish_manifest(_rows(root, meta, labels), root, root / CSV)

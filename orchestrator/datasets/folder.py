@@ -21,7 +21,7 @@ def folder_manifest(root: str | Path, folds: int = 5, seed: int = 0) -> pd.DataF
         raise ManifestError(f"{root} is not a folder; expected {root}/<class>/<clip>.wav")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     rows = [
-        {"clip_id": f"{name}/{path.stem}", "path": str(path.resolve()), "label": label, "label_name": name}
+        {"clip_id": f"{name}/{path.stem}", "path": str(path), "label": label, "label_name": name}
         for label, name in enumerate(classes)
         for path in list_audio(root / name)
     ]

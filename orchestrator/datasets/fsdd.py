@@ -38,7 +38,7 @@ def fsdd_manifest(root: str | Path) -> pd.DataFrame:
     rows = [
         {
             "clip_id": path.stem,
-            "path": str(path.resolve()),
+            "path": str(path),
             "label": digit,
             "label_name": str(digit),
             "fold": speakers.index(speaker) + 1,

@@ -38,7 +38,7 @@ def gtzan_manifest(root: str | Path, folds: int = 5, seed: int = 0) -> pd.DataFr
     if missing:
         raise ManifestError(f"{genre_root} lacks genre folder(s) {missing}; GTZAN has the 10 genres {GENRES}")
     rows = [
-        {"clip_id": path.stem, "path": str(path.resolve()), "label": label, "label_name": genre}
+        {"clip_id": path.stem, "path": str(path), "label": label, "label_name": genre}
         for label, genre in enumerate(GENRES)
         for path in list_audio(genre_root / genre)
     ]

@@ -29,13 +29,14 @@ def urbansound8k_manifest(root: str | Path) -> pd.DataFrame:
         raise ManifestError(f"{csv}: classID {int(names[names > 1].index[0])} has several class names")
     rows = [
         {
-            "clip_id": Path(r.slice_file_name).stem,
-            "path": str((root / "audio" / f"fold{int(r.fold)}" / r.slice_file_name).resolve()),
+            "clip_id": Path(str(r.slice_file_name)).stem,
+            "path": str(root / "audio" / f"fold{int(r.fold)}" / str(r.slice_file_name)),
             "label": int(r.classID),
             "label_name": r._8,  # the 'class' column (a Python keyword, so itertuples renames it)
             "fold": int(r.fold),
             "group": str(r.fsID),
+            "line": int(r.Index) + 2,  # the CSV line (after the header), for error messages
         }
         for r in meta.itertuples()
     ]
-    return finish_manifest(rows, root)
+    return finish_manifest(rows, root, csv)
