@@ -196,11 +196,12 @@ class LossConfig:
             raise ConfigError("loss.alpha must be in [0, 1] and loss.temperature > 0")
 
 
-# Checkpoint every 5 epochs by default: measured (benchmarks/checkpoint_cost.py), one checkpoint of
-# DenseNet-201 (weights + Adam state, 241 MB) costs about as much as a GPU epoch of ESC-50, so checkpointing
-# every epoch would nearly double a paper trial; every 5 epochs it is <= ~20 % of compute on a fast GPU
-# and a crash repeats at most 4 epochs. The last epoch is always checkpointed (final weights for SVCCA).
-CHECKPOINT_EVERY = 5
+# Checkpoint every 10 epochs by default, and always after the last. Measured (benchmarks/trial_footprint.py,
+# 2-core CPU machine): a DenseNet-201 checkpoint (weights + Adam state) is 210 MB and takes 1-2.6 s to write
+# to local disk, more to S3; a paper ESC-50 epoch on a current GPU is of the same order (a 70-epoch trial is
+# 1-2 min of H100 compute), so a checkpoint per epoch would roughly double a trial's time. Every 10 epochs
+# it costs <= ~15 % and a crash repeats at most 9 epochs. The final checkpoint holds the weights SVCCA reads.
+CHECKPOINT_EVERY = 10
 
 
 def check_gpu_share(gpus: float, num_workers: int, key: str) -> None:

@@ -227,7 +227,7 @@ def _take(array, idx: np.ndarray) -> torch.Tensor:
 
 
 # Arrays go to the GPU when they take at most this share of its free memory: the rest is for the model,
-# its activations and the optimizer (DenseNet-201 at batch 32 needs ~8 GB: README, "GPU memory").
+# its activations and the optimizer (DenseNet-201 at batch 32: ~3 GB, README "GPU memory per trial").
 DEVICE_DATA_SHARE = 0.25
 
 
