@@ -218,22 +218,28 @@ def head_environment(base: dict[str, str] | None, token_file: Path, python: str)
 
 
 def start_local_head(num_cpus: int = 2, env: dict[str, str] | None = None, timeout: float = 180,
-                     python: str = sys.executable) -> LocalHead:
-    """Start a private head (token auth, dashboard and every port on 127.0.0.1) and wait for its jobs API."""
-    root = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+                     python: str = sys.executable, *, root: Path | None = None, gcs_port: int | None = None,
+                     extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> LocalHead:
+    """Start a private head (token auth, dashboard and every port on 127.0.0.1) and wait for its jobs API.
+
+    ``root`` is the private folder (default: a new one under /tmp), ``gcs_port`` the GCS port (default: a
+    free one), ``extra_args`` more ``ray start`` arguments (e.g. ``--autoscaling-config``), ``extra_env``
+    more environment for the head's processes (e.g. ``RAY_FAKE_CLUSTER=1``)."""
+    root = root or Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))  # short: socket paths must fit 107 bytes
     token = secrets.token_hex(32)
     token_file = root / "auth_token"
     token_file.write_text(token)
     token_file.chmod(0o600)
-    head_env = head_environment(env, token_file, python)
+    head_env = head_environment(env, token_file, python) | (extra_env or {})
     ports = {name: free_port() for name in ("port", "dashboard-port", "dashboard-agent-listen-port",
                                             "dashboard-agent-grpc-port", "ray-client-server-port",
                                             "runtime-env-agent-port", "metrics-export-port",
                                             "node-manager-port", "object-manager-port")}
+    ports["port"] = gcs_port or ports["port"]
     ray_bin = str(Path(python).parent / "ray")
     command = [ray_bin, "start", "--head", "--block", "--num-cpus", str(num_cpus), "--num-gpus", "0",
                "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--temp-dir", str(root / "ray"),
-               "--disable-usage-stats", "--include-dashboard", "true"]
+               "--disable-usage-stats", "--include-dashboard", "true", *extra_args]
     for name, port in ports.items():
         command += [f"--{name}", str(port)]
     log = open(root / "head.log", "wb")
