@@ -121,7 +121,7 @@ class Featurizer:
         self.module = LogMelSpectrogram3(features, sample_rate, width).eval()
         self.rate, self.augment, self.rejections = sample_rate, augment, rejections
         self.max_seconds = max_seconds
-        # the driver's root, not resolved again here: one S3 client per actor, and no node-local view of it
+        # one S3 client per actor (from this node's AWS chain); files are read at the driver's manifest paths
         self.root = DatasetRoot(storage.resolve(root))
 
     def read(self, path: str) -> bytes:
