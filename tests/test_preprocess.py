@@ -98,7 +98,8 @@ def test_a_featurizer_that_cannot_read_a_file_fails_the_run_and_writes_no_versio
     with pytest.raises(StorageError) as error:
         preprocess(request)
     message = str(error.value)
-    assert message.startswith("featurizer on node ") and f"cannot read {gone.resolve()}: missing (no such file or folder); " in message
+    assert message.startswith("featurizer on node ")
+    assert f"cannot read {gone.resolve()}: missing (no such file or folder); " in message
     assert "every Ray node must reach the dataset root" in message
     assert "\n" not in message and not list((tmp_path / "out").rglob(spectra.CARD))
     gone.write_bytes(kept)
