@@ -2,27 +2,35 @@
 
 One call writes one *dataset version*: a folder named by a hash of every input that changes the bytes
 (dataset, manifest, feature and augmentation parameters, feature code version). Rerunning with the same
-inputs finds the finished version (its ``dataset.json`` is written last) and does nothing.
+inputs finds the finished version (its ``dataset.json`` is written last) and does nothing. The hash covers
+the manifest's clip ids, labels, folds, splits and header durations but not the file paths, so the same
+files read from ``s3://`` or from a local copy (on any node, at any mount point) give the same version.
+
+The raw audio is read through ``orchestrator.storage`` on the driver (metadata, headers) and in each
+featurizer (clips), so ``root`` may be an ``s3://`` prefix that no node mounts. A storage failure in a
+featurizer fails the run with a StorageError; only content problems become rejected files (see
+``orchestrator/datasets/source.py``), so a node that cannot read the files never yields a version.
 """
 
 from __future__ import annotations
 
+import platform
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from orchestrator import spectra, storage
+from orchestrator import errors, spectra, storage
 from orchestrator.audio import DEFAULT_MAX_SECONDS, decode_audio
 from orchestrator.augment import apply_augment, augment_params
 from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
-from orchestrator.datasets import get_dataset, load_manifest
-from orchestrator.errors import ConfigError, RethinkError
+from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
+from orchestrator.errors import ConfigError, RethinkError, StorageError
 from orchestrator.features import LogMelSpectrogram3, channel_params, featurize_clips
 from orchestrator.ray_runtime import ensure_ray
 
@@ -35,7 +43,7 @@ class PreprocessRequest:
     """Everything one preprocessing run depends on."""
 
     dataset: str  # catalog name: esc50, esc10, us8k, gtzan, fsdd, folder
-    root: str  # local folder in the dataset's official layout (visible to every Ray worker)
+    root: str  # the dataset's official layout: s3://bucket/prefix, or a local folder every Ray node has
     out: str  # local path or s3:// URI; the version folder is created below it
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -106,16 +114,30 @@ class Featurizer:
     """Ray Data actor: decodes a batch of manifest rows, adds augmented copies, computes features."""
 
     def __init__(self, features: FeatureConfig, sample_rate: int, width: int, augment: AugmentConfig,
-                 rejections, max_seconds: float = DEFAULT_MAX_SECONDS):
+                 rejections, root: str, max_seconds: float = DEFAULT_MAX_SECONDS):
         import torch
 
         torch.set_num_threads(1)  # one actor per core: intra-op threads would only oversubscribe
         self.module = LogMelSpectrogram3(features, sample_rate, width).eval()
         self.rate, self.augment, self.rejections = sample_rate, augment, rejections
         self.max_seconds = max_seconds
+        # one S3 client per actor (from this node's AWS chain); files are read at the driver's manifest paths
+        self.root = DatasetRoot(storage.resolve(root))
+
+    def read(self, path: str) -> bytes:
+        """The bytes of one clip; a failed read is this node's I/O problem (StorageError), never a rejection."""
+        try:
+            return storage.read_bytes(self.root.file(path))
+        except StorageError as exc:
+            reason = (f"{exc.kind}{f' ({exc.detail})' if exc.detail else ''}"
+                      if isinstance(exc, storage.RecordError) else str(exc))
+            raise StorageError(f"featurizer on node {platform.node()} cannot read {path}: {reason}; every Ray "
+                               f"node must reach the dataset root {self.root}: keep it in S3 (root: "
+                               "s3://bucket/prefix, credentials from each node's AWS chain) or mount it at the "
+                               "same path on every node") from None
 
     def _clips(self, row) -> list[tuple[dict, np.ndarray]]:
-        wave = decode_audio(Path(row.path).read_bytes(), self.rate, self.module.min_samples, self.max_seconds)
+        wave = decode_audio(self.read(row.path), self.rate, self.module.min_samples, self.max_seconds)
         base = {"clip_id": row.clip_id, "source_id": row.clip_id, "fold": row.fold, "split": row.split,
                 "label": row.label, "label_name": row.label_name, "group": row.group,
                 "duration": row.duration, "aug_copy": None, "aug_pitch": None, "aug_stretch": None}
@@ -130,13 +152,16 @@ class Featurizer:
         return out
 
     def featurize_rows(self, batch: pd.DataFrame) -> tuple[list[dict], np.ndarray, list[dict]]:
-        """(metadata rows, float16 spectrograms, rejected files) of a batch. Any exception while reading,
-        decoding, augmenting or featurizing one file rejects that file alone, with its class and message."""
+        """(metadata rows, float16 spectrograms, rejected files) of a batch. Any exception while decoding,
+        augmenting or featurizing one file rejects that file alone, with its class and message; a storage
+        error while reading it fails the run (StorageError): the file may be fine, this node cannot see it."""
         rows, specs, rejected = [], [], []
         for row in batch.itertuples(index=False):
             try:
                 clips = self._clips(row)
                 features = featurize_clips(self.module, [wave for _, wave in clips])
+            except StorageError:
+                raise
             except Exception as exc:  # one bad file must not abort the run: it is reported in dataset.json
                 rejected.append({"path": row.path, "clip_id": row.clip_id, "reason": rejection_reason(exc)})
                 continue
@@ -198,7 +223,8 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) ->
     start = time.time()
     if not request.max_duration_s > 0:
         raise ConfigError(f"--max-duration must be > 0 seconds, got {request.max_duration_s}")
-    manifest = load_manifest(request.dataset, request.root, **request.dataset_options)
+    root = DatasetRoot.open(request.root)
+    manifest = load_manifest(request.dataset, root, **request.dataset_options)
     version = version_of(request, manifest)
     name = f"{get_dataset(request.dataset).name}-{request.features.variant}-{version}"
     out = storage.resolve(request.out).join(name)
@@ -211,17 +237,26 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) ->
         raise RethinkError(_strict_message(header_rejects.rename(columns={"error": "reason"})))
     storage.delete_dir(out)  # a folder without dataset.json is an interrupted run: start it again
     ensure_ray(ray_address)
-    decode_rejects = _run_pipeline(request, manifest[manifest["error"] == ""], out)
+    decode_rejects = _run_pipeline(request, root, manifest[manifest["error"] == ""], out)
     rejected = pd.concat([header_rejects.rename(columns={"error": "reason"})[["path", "clip_id", "reason"]],
                           pd.DataFrame(decode_rejects, columns=["path", "clip_id", "reason"])], ignore_index=True)
     if request.strict and len(rejected):
         raise RethinkError(_strict_message(rejected))
-    card = _write_card(request, manifest, rejected, out, version)
+    if len(rejected) == len(manifest):  # a version of nothing would be reused by every rerun
+        raise RethinkError(f"every one of the {len(manifest)} files under {root} was rejected, nothing was "
+                           f"written (first: {rejected['path'].iloc[0]}: {rejected['reason'].iloc[0]}); check "
+                           "--dataset and --root")
+    card = _write_card(request, root, manifest, rejected, out, version)
     return PreprocessResult(out.uri, False, card, time.time() - start)
 
 
-def _run_pipeline(request: PreprocessRequest, manifest: pd.DataFrame, out: storage.Location) -> list[dict]:
-    """The Ray Data part: parallel featurization and a Parquet write partitioned by fold."""
+def _run_pipeline(request: PreprocessRequest, root: DatasetRoot, manifest: pd.DataFrame,
+                  out: storage.Location) -> list[dict]:
+    """The Ray Data part: parallel featurization and a Parquet write partitioned by fold.
+
+    A RethinkError raised in a featurizer (a StorageError: the node cannot read a file) comes back to the
+    caller as itself, not wrapped in Ray's task errors, so the sweep and the CLI print its one line.
+    """
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -236,13 +271,33 @@ def _run_pipeline(request: PreprocessRequest, manifest: pd.DataFrame, out: stora
         compute=ActorPoolStrategy(size=min(workers, len(chunks))),
         fn_constructor_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
                                "width": features["width"], "augment": request.augment,
-                               "rejections": rejections, "max_seconds": request.max_duration_s},
+                               "rejections": rejections, "root": root.uri, "max_seconds": request.max_duration_s},
     )
     data = out.join(spectra.DATA_DIR)
-    dataset.write_parquet(data.path, filesystem=data.fs, partition_cols=["fold"],
-                          min_rows_per_file=256, ray_remote_args={"num_cpus": 0},
-                          compression="lz4")  # measured (benchmarks/preprocess_profile.py): 3x faster to encode than zstd, 6 % larger
+    try:
+        # lz4, measured (benchmarks/preprocess_profile.py): encodes 3x faster than zstd, files 6 % larger
+        dataset.write_parquet(data.path, filesystem=data.fs, partition_cols=["fold"],
+                              min_rows_per_file=256, ray_remote_args={"num_cpus": 0}, compression="lz4")
+    except Exception as exc:
+        cause = _rethink_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None
     return ray.get(rejections.get.remote())
+
+
+def _rethink_cause(exc: BaseException) -> RethinkError | None:
+    """The RethinkError a Ray task error wraps: its ``cause``, or -- as Ray Data wraps a UDF's exception in
+    a UserCodeException whose own cause does not travel -- the last ``orchestrator.errors`` line of its text
+    (our messages are one line), rebuilt as that class."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, RethinkError):
+        return cause
+    found = re.findall(r"orchestrator\.errors\.(\w+): (.+)", str(exc))
+    kind = getattr(errors, found[-1][0], None) if found else None
+    if isinstance(kind, type) and issubclass(kind, RethinkError):
+        return kind(found[-1][1])
+    return None
 
 
 def _strict_message(rejected: pd.DataFrame) -> str:
@@ -253,7 +308,7 @@ def _strict_message(rejected: pd.DataFrame) -> str:
             "without --strict to skip them")
 
 
-def _write_card(request, manifest, rejected, out, version) -> dict:
+def _write_card(request, root, manifest, rejected, out, version) -> dict:
     """Count what was actually written, store the rejected table, then write dataset.json (last)."""
     table = spectra.read_table(out.uri, columns=["label", "label_name", "fold", "aug_copy"]).to_pandas()
     originals = table[table["aug_copy"].isna()]
@@ -261,7 +316,7 @@ def _write_card(request, manifest, rejected, out, version) -> dict:
     classes = manifest.drop_duplicates("label").sort_values("label")
     card = {
         "name": get_dataset(request.dataset).name, "version": version, "uri": out.uri,
-        "source": {"root": str(Path(request.root).resolve()), "options": request.dataset_options,
+        "source": {"root": root.uri, "options": request.dataset_options,
                    "manifest_rows": len(manifest)},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "features": resolved_features(request), "augment": to_dict(request.augment),

@@ -72,8 +72,11 @@ def prepare_datasets(plan: Plan, root: storage.Location) -> tuple[dict[str, str]
             pre = ds.preprocess
             request = PreprocessRequest(dataset=pre.dataset, root=pre.root, out=root.join("datasets").uri,
                                         features=pre.features, augment=pre.augment, dataset_options=pre.options)
-            uris[name] = preprocess(request).uri
-            print(f"[sweep] dataset {name}: {uris[name]}", flush=True)
+            result = preprocess(request)  # root may be s3://: every node reads the raw audio from there
+            uris[name] = result.uri
+            rejected = len(result.card["rejected"])  # content problems only: I/O problems fail above
+            print(f"[sweep] dataset {name}: {result.uri} ({'reused' if result.reused else 'built'}, "
+                  f"{rejected} file(s) rejected; card: {result.uri}/{spectra.CARD})", flush=True)
         card_folds = [int(f) for f in spectra.read_card(uris[name])["folds"]]
         missing = sorted(set(ds.folds) - set(card_folds))
         if missing:

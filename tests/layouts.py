@@ -37,10 +37,11 @@ def corrupt(path: Path) -> None:
 
 
 def make_esc50(root: Path, clips_per_fold: int = 4, seconds: float = 5.0, rate: int = 44100,
-               bad_files: bool = False) -> Path:
+               bad_files: bool = False, missing_file: bool = False) -> Path:
     """ESC-50 layout with ``clips_per_fold`` clips in each of the 5 folds; targets 0, 1, 10, 11 (0 and 10 are
-    ESC-10 classes: dog, rooster... here just their numbers) cycled. ``bad_files`` adds a corrupt, an empty
-    and a missing file to the CSV."""
+    ESC-10 classes: dog, rooster... here just their numbers) cycled. ``bad_files`` adds a corrupt and an
+    empty file (content problems: rejected); ``missing_file`` a CSV row whose file does not exist (an I/O
+    problem: the run fails)."""
     (root / "audio").mkdir(parents=True)
     (root / "meta").mkdir()
     targets = [0, 1, 10, 11]
@@ -55,15 +56,15 @@ def make_esc50(root: Path, clips_per_fold: int = 4, seconds: float = 5.0, rate: 
             sf.write(root / "audio" / name, fsdd_wave(fold * 7 + i, rate, seconds), rate)
             rows.append({"filename": name, "fold": fold, "target": target, "category": names[target],
                          "esc10": esc10[target], "src_file": src, "take": "A"})
-    if bad_files:
-        for fold, kind in ((1, "corrupt"), (2, "empty"), (3, "missing")):
-            name = f"{fold}-9{fold}-A-0.wav"
-            if kind == "corrupt":
-                corrupt(root / "audio" / name)
-            elif kind == "empty":
-                (root / "audio" / name).write_bytes(b"")
-            rows.append({"filename": name, "fold": fold, "target": 0, "category": "dog", "esc10": True,
-                         "src_file": f"9{fold}", "take": "A"})
+    kinds = [("corrupt", 1), ("empty", 2)] * bad_files + [("missing", 3)] * missing_file
+    for kind, fold in kinds:
+        name = f"{fold}-9{fold}-A-0.wav"
+        if kind == "corrupt":
+            corrupt(root / "audio" / name)
+        elif kind == "empty":
+            (root / "audio" / name).write_bytes(b"")
+        rows.append({"filename": name, "fold": fold, "target": 0, "category": "dog", "esc10": True,
+                     "src_file": f"9{fold}", "take": "A"})
     pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
     return root
 

@@ -82,7 +82,7 @@ def test_a_failing_decoder_rejects_one_file_and_the_rest_complete(fsdd_root, mon
 
     monkeypatch.setattr(preprocess, "decode_audio", decoder)
     featurizer = preprocess.Featurizer(FeatureConfig(height=16, width=16), 8000, 16, AugmentConfig(copies=1),
-                                       rejections=None)
+                                       rejections=None, root=str(fsdd_root))
     rows, specs, rejected = featurizer.featurize_rows(batch)
     assert rejected == [{"path": bad, "clip_id": batch["clip_id"].iloc[1],
                          "reason": "failed while decoding/featurizing: ZeroDivisionError: boom in the resampler"}]
@@ -95,7 +95,7 @@ def test_a_failing_decoder_rejects_one_file_and_the_rest_complete(fsdd_root, mon
 def test_a_failing_featurizer_rejects_one_file(fsdd_root, monkeypatch):
     batch = load_manifest("fsdd", fsdd_root).head(3)
     featurizer = preprocess.Featurizer(FeatureConfig(height=16, width=16), 8000, 16, AugmentConfig(),
-                                       rejections=None)
+                                       rejections=None, root=str(fsdd_root))
     real = preprocess.featurize_clips
     calls = []
 

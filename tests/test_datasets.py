@@ -7,7 +7,7 @@ import pytest
 
 from layouts import make_esc50, make_gtzan, make_us8k
 from orchestrator.datasets import MANIFEST_COLUMNS, load_manifest
-from orchestrator.errors import ConfigError, ManifestError
+from orchestrator.errors import ConfigError, ManifestError, StorageError
 
 
 def test_fsdd_manifest_has_speaker_folds_and_official_split(fsdd_root):
@@ -33,9 +33,19 @@ def test_esc50_manifest_folds_labels_and_bad_files(tmp_path):
     errors = dict(zip(m["clip_id"], m["error"]))
     assert errors["1-91-A-0"].startswith("unreadable audio")
     assert errors["2-92-A-0"] == "empty file (0 bytes)"
-    assert errors["3-93-A-0"] == "missing file"
-    assert (m.loc[~m["clip_id"].str.startswith(("1-91", "2-92", "3-93")), "error"] == "").all()
+    assert (m.loc[~m["clip_id"].str.startswith(("1-91", "2-92")), "error"] == "").all()
     assert m.loc[m["error"] == "", "duration"].round(3).eq(0.5).all()
+
+
+def test_a_listed_file_that_does_not_exist_fails_the_manifest(tmp_path):
+    # an I/O problem (incomplete copy, wrong --root), not a content one: no version may be built without it
+    root = make_esc50(tmp_path / "ESC-50", clips_per_fold=1, seconds=0.2, bad_files=True, missing_file=True)
+    with pytest.raises(StorageError) as error:
+        load_manifest("esc50", root)
+    assert str(error.value) == (
+        f"1 audio file(s) listed in {root}/meta/esc50.csv do not exist: {root}/audio/3-93-A-0.wav (line 9); "
+        f"the copy at {root} is incomplete or --root points at the wrong copy: restore the files (re-download "
+        "or re-sync), or remove their rows from the metadata")
 
 
 def test_esc10_is_reindexed_subset(tmp_path):

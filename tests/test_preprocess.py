@@ -15,7 +15,7 @@ from orchestrator import spectra
 from orchestrator.cli import main
 from orchestrator.config import AugmentConfig, FeatureConfig
 from orchestrator.datasets.folds import fold_splits
-from orchestrator.errors import RethinkError
+from orchestrator.errors import RethinkError, StorageError
 from orchestrator.preprocess import PreprocessRequest, preprocess
 
 SMALL = FeatureConfig(height=32, width=40)  # small images keep the tests fast; the recipe is unchanged
@@ -67,14 +67,45 @@ def test_esc50_bad_files_are_rejected_and_the_rest_completes(ray_local, tmp_path
     sf.write(root / "audio" / "4-1041-A-1.wav", np.full(1000, np.nan, dtype=np.float32), 44100, subtype="FLOAT")
     result = preprocess(PreprocessRequest("esc50", str(root), str(tmp_path / "out"), features=SMALL))
     reasons = {r["clip_id"]: r["reason"] for r in result.card["rejected"]}
-    assert set(reasons) == {"1-91-A-0", "2-92-A-0", "3-93-A-0", "4-1041-A-1"}
-    assert reasons["3-93-A-0"] == "missing file" and "NaN" in reasons["4-1041-A-1"]
+    assert set(reasons) == {"1-91-A-0", "2-92-A-0", "4-1041-A-1"}
+    assert reasons["2-92-A-0"] == "empty file (0 bytes)" and "NaN" in reasons["4-1041-A-1"]
     assert result.card["counts"]["total"] == 15 - 1
     assert result.card["num_classes"] == 11  # ESC-50 targets 0, 1, 10 present: the head needs 11 outputs
     rejected = pq.read_table(f"{result.uri}/{spectra.REJECTED}").to_pandas()
     assert set(rejected["clip_id"]) == set(reasons)
-    with pytest.raises(RethinkError, match=r"--strict: 3 file\(s\) rejected"):
+    with pytest.raises(RethinkError, match=r"--strict: 2 file\(s\) rejected"):
         preprocess(PreprocessRequest("esc50", str(root), str(tmp_path / "strict"), features=SMALL, strict=True))
+
+
+def test_a_featurizer_that_cannot_read_a_file_fails_the_run_and_writes_no_version(ray_local, tmp_path,
+                                                                                  monkeypatch):
+    # the driver sees every file, a featurizer does not (a node without the mount): before, each such clip
+    # became "rejected" and the finished version was reused by every rerun
+    import orchestrator.preprocess as pre
+
+    root = make_esc50(tmp_path / "ESC-50", clips_per_fold=2, seconds=0.5)
+    gone = root / "audio" / "3-1031-A-1.wav"
+    kept = gone.read_bytes()
+    real = pre.load_manifest
+
+    def manifest_then_lose_a_file(*args, **kwargs):
+        manifest = real(*args, **kwargs)
+        gone.unlink()
+        return manifest
+
+    monkeypatch.setattr(pre, "load_manifest", manifest_then_lose_a_file)
+    request = PreprocessRequest("esc50", str(root), str(tmp_path / "out"), features=SMALL)
+    with pytest.raises(StorageError) as error:
+        preprocess(request)
+    message = str(error.value)
+    assert message.startswith("featurizer on node ")
+    assert f"cannot read {gone.resolve()}: missing (no such file or folder); " in message
+    assert "every Ray node must reach the dataset root" in message
+    assert "\n" not in message and not list((tmp_path / "out").rglob(spectra.CARD))
+    gone.write_bytes(kept)
+    monkeypatch.setattr(pre, "load_manifest", real)
+    result = preprocess(request)
+    assert not result.reused and result.card["rejected"] == [] and result.card["counts"]["total"] == 10
 
 
 def test_augmented_copies_carry_source_and_stay_in_train(ray_local, tmp_path):

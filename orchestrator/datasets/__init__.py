@@ -17,6 +17,7 @@ from orchestrator.datasets.esc50 import esc10_manifest, esc50_manifest
 from orchestrator.datasets.folder import folder_manifest
 from orchestrator.datasets.fsdd import fsdd_manifest
 from orchestrator.datasets.gtzan import gtzan_manifest
+from orchestrator.datasets.source import DatasetRoot
 from orchestrator.datasets.urbansound8k import urbansound8k_manifest
 from orchestrator.errors import ConfigError
 
@@ -57,13 +58,14 @@ def get_dataset(name: str) -> DatasetSpec:
     return DATASETS[key]
 
 
-def load_manifest(name: str, root: str | Path, **options) -> pd.DataFrame:
-    """Manifest DataFrame (``MANIFEST_COLUMNS``) of dataset ``name`` stored under ``root``."""
+def load_manifest(name: str, root: str | Path | DatasetRoot, **options) -> pd.DataFrame:
+    """Manifest DataFrame (``MANIFEST_COLUMNS``) of dataset ``name`` stored under ``root`` (a local folder,
+    an ``s3://bucket/prefix`` or an opened :class:`DatasetRoot`)."""
     spec = get_dataset(name)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         raise ConfigError(f"dataset {spec.name} has no option(s) {unknown}; valid: {list(spec.options) or 'none'}")
-    return spec.build(Path(root), **options)
+    return spec.build(DatasetRoot.open(root), **options)
 
 
-__all__ = ["DATASETS", "DatasetSpec", "MANIFEST_COLUMNS", "get_dataset", "load_manifest"]
+__all__ = ["DATASETS", "DatasetRoot", "DatasetSpec", "MANIFEST_COLUMNS", "get_dataset", "load_manifest"]

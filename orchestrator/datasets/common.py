@@ -1,21 +1,23 @@
-"""Shared pieces of the dataset catalog: the manifest schema, header probing, CSV checks, fold assignment."""
+"""Shared pieces of the dataset catalog: the manifest schema, containment and header checks, CSV checks, folds."""
 
 from __future__ import annotations
 
+import io
 import math
-import os
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from orchestrator.errors import ManifestError
+from orchestrator import storage
+from orchestrator.datasets.source import MISSING, DatasetRoot, probe_audio
+from orchestrator.errors import ManifestError, StorageError
 
 # Every catalog function returns a DataFrame with exactly these columns (one row per audio file).
 MANIFEST_COLUMNS = [
     "clip_id",  # unique, stable id (file stem, or fold/stem where stems could collide)
-    "path",  # absolute path of the audio file (symlinks resolved; as listed when outside the root)
+    "path",  # audio file: absolute local path (symlinks resolved; as listed when outside the root) or s3:// URI
     "label",  # class index 0..C-1
     "label_name",  # class name
     "fold",  # official fold (ESC-50 1-5, US8K 1-10, FSDD speaker 1-6) or seeded stratified fold
@@ -23,47 +25,17 @@ MANIFEST_COLUMNS = [
     "group",  # clips sharing a group (source recording, speaker) must never straddle train and test
     "duration",  # seconds, from the file header; NaN when the header is unreadable
     "sample_rate",  # native sample rate from the header; 0 when unreadable
-    "error",  # "" for a usable header, else why the file is rejected (missing, empty, corrupt)
+    "error",  # "" for a usable header, else why the file is rejected (empty, corrupt, outside the root)
 ]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3")
 OUTSIDE_ROOT = "outside the dataset root"
+PROBE_THREADS = 16  # concurrent header reads on S3 (I/O-bound: threads, not processes)
 
 
-def contained(path: str | Path, root: Path) -> tuple[str, bool]:
-    """(path to use, inside?) for a file named by a dataset's metadata or folder listing.
-
-    The path is resolved (``..`` and symlinks) without opening it; inside ``root`` (itself resolved) the
-    resolved path is returned, else the path as written (made absolute but not followed), so neither the
-    file nor the target of a symlink pointing out is read or recorded.
-    """
-    written = Path(os.path.abspath(path))
-    real = written.resolve()
-    if real.is_relative_to(root.resolve()):
-        return str(real), True
-    return str(written), False
-
-
-def probe_audio(path: Path) -> tuple[float, int, str]:
-    """(duration s, sample rate, error) from the header alone; never raises for a bad file."""
-    import soundfile as sf
-
-    if not path.exists():
-        return math.nan, 0, "missing file"
-    if path.stat().st_size == 0:
-        return math.nan, 0, "empty file (0 bytes)"
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises RuntimeError/LibsndfileError subclasses
-        return math.nan, 0, f"unreadable audio: {str(exc).splitlines()[0][:200]}"
-    if info.frames == 0:
-        return 0.0, int(info.samplerate), "empty audio (0 samples)"
-    return info.frames / info.samplerate, int(info.samplerate), ""
-
-
-def finish_manifest(rows: list[dict], root: Path, source: Path | None = None) -> pd.DataFrame:
+def finish_manifest(rows: list[dict], root: DatasetRoot, source: str | None = None) -> pd.DataFrame:
     """Check every path is inside ``root``, probe the headers of those that are, and return the manifest in
-    the canonical column order, sorted by clip id. Files outside the root are rejected unopened.
+    the canonical column order, sorted by clip id. Files outside the root are rejected unopened; files the
+    metadata lists but storage does not have fail the whole manifest (see ``source.py``: I/O, not content).
 
     ``source``: the metadata CSV the rows come from; rows then carry their CSV line in ``line``.
     """
@@ -71,13 +43,13 @@ def finish_manifest(rows: list[dict], root: Path, source: Path | None = None) ->
         raise ManifestError(f"no audio files found under {root}; check --root and the dataset layout")
     frame = pd.DataFrame(rows)
     check_unique_ids(frame, root, source)
-    places = [contained(p, root) for p in frame["path"]]
+    places = [root.contained(p) for p in frame["path"]]
     frame["path"] = [path for path, _ in places]
-    outside = (math.nan, 0, f"{OUTSIDE_ROOT} {root.resolve()}: not read")
-    probes = [probe_audio(Path(path)) if inside else outside for path, inside in places]
+    probes = probe_all(root, places)
     frame["duration"] = [p[0] for p in probes]
     frame["sample_rate"] = [p[1] for p in probes]
     frame["error"] = [p[2] for p in probes]
+    check_present(frame, root, source)
     for column, default in (("split", ""), ("group", None)):
         if column not in frame:
             frame[column] = default
@@ -86,7 +58,39 @@ def finish_manifest(rows: list[dict], root: Path, source: Path | None = None) ->
     return frame[MANIFEST_COLUMNS].sort_values("clip_id", kind="stable").reset_index(drop=True)
 
 
-def check_unique_ids(frame: pd.DataFrame, root: Path, source: Path | None) -> None:
+def probe_all(root: DatasetRoot, places: list[tuple[str, bool]]) -> list[tuple[float, int, str]]:
+    """Header probes of the files inside the root (see ``probe_audio``); outside ones are not opened.
+
+    On S3 a probe is two or three round trips (open, header reads), so they run in threads: sequential
+    probing of ESC-50's 2,000 objects would keep the driver waiting minutes before any featurizer starts.
+    """
+    outside = (math.nan, 0, f"{OUTSIDE_ROOT} {root}: not read")
+
+    def probe(place: tuple[str, bool]) -> tuple[float, int, str]:
+        path, inside = place
+        return probe_audio(root.file(path)) if inside else outside
+
+    if not root.loc.is_s3:
+        return [probe(place) for place in places]
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+        return list(pool.map(probe, places))
+
+
+def check_present(frame: pd.DataFrame, root: DatasetRoot, source: str | None) -> None:
+    """Every listed file must exist: a missing one means an incomplete copy or the wrong ``--root``, and a
+    version built without it would be reused as if complete. The error names the first few files."""
+    missing = frame[frame["error"] == MISSING]
+    if missing.empty:
+        return
+    shown = ", ".join(f"{r.path}{f' (line {r.line})' if 'line' in frame else ''}"
+                      for r in missing.head(5).itertuples())
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    raise StorageError(f"{len(missing)} audio file(s) listed in {source or root} do not exist: {shown}{more}; "
+                       f"the copy at {root} is incomplete or --root points at the wrong copy: restore the files "
+                       "(re-download or re-sync), or remove their rows from the metadata")
+
+
+def check_unique_ids(frame: pd.DataFrame, root: DatasetRoot, source: str | None) -> None:
     """Clip ids must be unique; the error names each repeated id with its CSV lines (or its files)."""
     repeated = frame[frame["clip_id"].duplicated(keep=False)]
     if repeated.empty:
@@ -102,25 +106,32 @@ def check_unique_ids(frame: pd.DataFrame, root: Path, source: Path | None) -> No
                         "name without its extension and must be unique: remove or rename the repeated rows")
 
 
-def read_metadata_csv(path: Path, required: Iterable[str], fix: str) -> pd.DataFrame:
-    """Read a metadata CSV and check its columns, with an error naming the file, the column and the fix."""
-    if not path.is_file():
-        raise ManifestError(f"metadata file not found: {path}. {fix}")
+def read_metadata_csv(root: DatasetRoot, name: str, required: Iterable[str], fix: str) -> tuple[pd.DataFrame, str]:
+    """(frame, URI) of the metadata CSV ``name`` below ``root``, read through the storage layer, its columns
+    checked; errors name the file, the column and the fix. An unreachable store is a StorageError."""
+    csv = root.name(*name.split("/"))
+    loc = root.file(csv)
     try:
-        frame = pd.read_csv(path)
+        raw = storage.read_bytes(loc)
+    except storage.RecordError as exc:
+        if exc.kind != "missing":
+            raise
+        raise ManifestError(f"metadata file not found: {csv}. {fix}") from None
+    try:
+        frame = pd.read_csv(io.BytesIO(raw))
     except Exception as exc:
-        raise ManifestError(f"cannot parse metadata CSV {path}: {exc}. {fix}") from None
+        raise ManifestError(f"cannot parse metadata CSV {csv}: {exc}. {fix}") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ManifestError(
-            f"{path} is missing column(s) {missing}; found {list(frame.columns)}. {fix}"
+            f"{csv} is missing column(s) {missing}; found {list(frame.columns)}. {fix}"
         )
     if frame.empty:
-        raise ManifestError(f"{path} has a header but no data rows: nothing to process. {fix}")
-    return frame
+        raise ManifestError(f"{csv} has a header but no data rows: nothing to process. {fix}")
+    return frame, csv
 
 
-def check_int_column(frame: pd.DataFrame, column: str, allowed: Iterable[int], path: Path) -> None:
+def check_int_column(frame: pd.DataFrame, column: str, allowed: Iterable[int], path: str) -> None:
     """Every value of ``column`` must be an integer in ``allowed``; the error names file, column and row."""
     allowed = set(allowed)
     values = pd.to_numeric(frame[column], errors="coerce")
@@ -151,8 +162,3 @@ def stratified_folds(labels: pd.Series, k: int, seed: int) -> np.ndarray:
         members = members[rng.permutation(len(members))]
         folds[members] = np.arange(len(members)) % k + 1
     return folds
-
-
-def list_audio(folder: Path) -> list[Path]:
-    """Audio files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)

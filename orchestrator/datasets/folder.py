@@ -6,24 +6,25 @@ sorted by path, so the manifest is a pure function of the folder contents and th
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from orchestrator.datasets.common import finish_manifest, list_audio, stratified_folds
+from orchestrator.datasets.common import finish_manifest, stratified_folds
+from orchestrator.datasets.source import DatasetRoot
 from orchestrator.errors import ManifestError
 
 
-def folder_manifest(root: str | Path, folds: int = 5, seed: int = 0) -> pd.DataFrame:
+def folder_manifest(root: str | Path | DatasetRoot, folds: int = 5, seed: int = 0) -> pd.DataFrame:
     """Manifest of a folder-per-class dataset with ``folds`` seeded stratified folds."""
-    root = Path(root)
+    root = DatasetRoot.open(root)
     if not root.is_dir():
         raise ManifestError(f"{root} is not a folder; expected {root}/<class>/<clip>.wav")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = root.folders()
     rows = [
-        {"clip_id": f"{name}/{path.stem}", "path": str(path), "label": label, "label_name": name}
+        {"clip_id": f"{name}/{PurePosixPath(path).stem}", "path": path, "label": label, "label_name": name}
         for label, name in enumerate(classes)
-        for path in list_audio(root / name)
+        for path in root.audio_files(name)
     ]
     if len(classes) < 2 or not rows:
         raise ManifestError(f"{root} needs at least two class folders with audio files; found {classes}")

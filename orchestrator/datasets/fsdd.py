@@ -7,26 +7,27 @@ training and test; ``split`` is FSDD's official split (takes 0-4 test, the rest 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from orchestrator.datasets.common import finish_manifest, list_audio
+from orchestrator.datasets.common import finish_manifest
+from orchestrator.datasets.source import DatasetRoot
 from orchestrator.errors import ManifestError
 
 NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
 OFFICIAL_TEST_TAKES = range(0, 5)
 
 
-def fsdd_manifest(root: str | Path) -> pd.DataFrame:
+def fsdd_manifest(root: str | Path | DatasetRoot) -> pd.DataFrame:
     """Manifest of FSDD (or a subset of it): speaker folds, official split, label = the digit."""
-    root = Path(root)
-    folder = root / "recordings" if (root / "recordings").is_dir() else root
-    if not folder.is_dir():
+    root = DatasetRoot.open(root)
+    folder = ("recordings",) if root.is_dir("recordings") else ()
+    if not root.is_dir(*folder):
         raise ManifestError(f"{root} is not a folder; expected {root}/recordings/{{digit}}_{{speaker}}_{{take}}.wav")
     parsed = []
-    for path in list_audio(folder):
-        match = NAME.match(path.stem)
+    for path in root.audio_files(*folder):
+        match = NAME.match(PurePosixPath(path).stem)
         if not match:
             raise ManifestError(
                 f"{path}: file name does not follow FSDD's {{digit}}_{{speaker}}_{{take}}.wav pattern; "
@@ -37,8 +38,8 @@ def fsdd_manifest(root: str | Path) -> pd.DataFrame:
     speakers = sorted({p[2] for p in parsed})
     rows = [
         {
-            "clip_id": path.stem,
-            "path": str(path),
+            "clip_id": PurePosixPath(path).stem,
+            "path": path,
             "label": digit,
             "label_name": str(digit),
             "fold": speakers.index(speaker) + 1,

@@ -6,22 +6,22 @@ preprocessing resamples them to 22,050 Hz mono and zero-pads the very short ones
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from orchestrator.datasets.common import check_int_column, finish_manifest, read_metadata_csv
+from orchestrator.datasets.source import DatasetRoot
 from orchestrator.errors import ManifestError
 
 COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")
 FIX = "Point --root at the UrbanSound8K folder that holds audio/fold1..fold10 and metadata/UrbanSound8K.csv."
 
 
-def urbansound8k_manifest(root: str | Path) -> pd.DataFrame:
+def urbansound8k_manifest(root: str | Path | DatasetRoot) -> pd.DataFrame:
     """Manifest of UrbanSound8K with its 10 official folds; the group is the freesound id (``fsID``)."""
-    root = Path(root)
-    csv = root / "metadata" / "UrbanSound8K.csv"
-    meta = read_metadata_csv(csv, COLUMNS, FIX)
+    root = DatasetRoot.open(root)
+    meta, csv = read_metadata_csv(root, "metadata/UrbanSound8K.csv", COLUMNS, FIX)
     check_int_column(meta, "fold", range(1, 11), csv)
     check_int_column(meta, "classID", range(10), csv)
     names = meta.groupby("classID")["class"].nunique()
@@ -29,8 +29,8 @@ def urbansound8k_manifest(root: str | Path) -> pd.DataFrame:
         raise ManifestError(f"{csv}: classID {int(names[names > 1].index[0])} has several class names")
     rows = [
         {
-            "clip_id": Path(str(r.slice_file_name)).stem,
-            "path": str(root / "audio" / f"fold{int(r.fold)}" / str(r.slice_file_name)),
+            "clip_id": PurePosixPath(str(r.slice_file_name)).stem,
+            "path": root.name("audio", f"fold{int(r.fold)}", str(r.slice_file_name)),
             "label": int(r.classID),
             "label_name": r._8,  # the 'class' column (a Python keyword, so itertuples renames it)
             "fold": int(r.fold),
