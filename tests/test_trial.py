@@ -160,6 +160,18 @@ def test_protocol_summary_known_answers():
     assert (s["valid_selected"], s["valid_selected_epoch"]) == (0.55, 2)  # tie on valid: earlier epoch
 
 
+def test_single_worker_trial_on_a_named_cluster_runs_as_one_ray_task(tiny_fsdd, tmp_path):
+    import ray
+
+    cfg = tiny_trial(tiny_fsdd, optim=OptimConfig(epochs=1, lr=1e-3, batch_size=16))
+    summary = run_trial(cfg, str(tmp_path), ray_address=ray.get_runtime_context().gcs_address)
+    assert summary["epochs"] == 1 and not summary["reused"] and 0 <= summary["last_epoch"] <= 1
+    _, epochs, saved, predictions = read_records(tmp_path / trial_id(cfg))
+    assert saved["trial_id"] == trial_id(cfg) and len(predictions) == 200
+    # (numbers may differ from an in-process run in the last digits: a 1-CPU Ray task trains on one thread)
+    assert run_trial(cfg, str(tmp_path), ray_address="unused: the trial is finished")["reused"]
+
+
 def test_two_ddp_workers_train_and_record(tiny_fsdd, tmp_path, monkeypatch):
     import orchestrator.trial as trial_module
 
