@@ -269,7 +269,7 @@ def _on_device(split: EvalSplit, device: torch.device):
     """An evaluation split as (inputs, labels, clip ids) batches, its spectrograms moved to the GPU once
     when they fit (labels stay on the host: the loss is computed there)."""
     (specs,) = place_on_device((split.specs,), device)
-    labels = torch.from_numpy(split.labels)
+    labels = torch.from_numpy(np.array(split.labels))  # a writable copy: Arrow-backed arrays are read-only
     return [(specs[i : i + EVAL_BATCH], labels[i : i + EVAL_BATCH], split.clip_ids[i : i + EVAL_BATCH])
             for i in range(0, len(labels), EVAL_BATCH)]
 
