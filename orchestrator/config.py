@@ -216,6 +216,14 @@ def check_gpu_share(gpus: float, num_workers: int, key: str) -> None:
                           f"{num_workers}); DDP ranks need a whole GPU each")
 
 
+def resource_bundle(cpus: float, gpus: float, custom: dict[str, float]) -> dict[str, float]:
+    """One worker's Ray resource request: CPUs, custom resources, and the GPU share when there is one."""
+    bundle = {"CPU": cpus, **custom}
+    if gpus > 0:
+        bundle["GPU"] = gpus
+    return bundle
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """One trial: one model, one init mode, one seed, one test fold on one dataset version."""

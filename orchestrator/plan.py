@@ -123,6 +123,9 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.datasets:
             raise ConfigError("plan.datasets must name at least one dataset")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"plan.checkpoint_every must be >= 1 (epochs between checkpoints), "
+                              f"got {self.checkpoint_every}")
         for a in self.ablations:
             if a.dataset not in self.datasets:
                 raise ConfigError(f"ablation dataset {a.dataset!r} is not in plan.datasets {list(self.datasets)}")

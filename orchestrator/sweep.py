@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from orchestrator import spectra, storage
-from orchestrator.config import OptimConfig, TrialConfig, from_dict, to_dict
+from orchestrator.config import OptimConfig, TrialConfig, from_dict, resource_bundle, to_dict
 from orchestrator.errors import ConfigError, RethinkError
 from orchestrator.plan import Plan, expand_grid
 from orchestrator.trial import plan_trial, read_summary
@@ -159,10 +159,7 @@ def _resources(plan: Plan):
     res = plan.resources
     if res.num_workers > 1:
         return {"cpu": 0, "memory": 1}
-    bundle = {"CPU": res.cpus_per_worker, **res.custom}
-    if res.gpus_per_worker > 0:
-        bundle["GPU"] = res.gpus_per_worker
-    return tune.PlacementGroupFactory([bundle])
+    return tune.PlacementGroupFactory([resource_bundle(res.cpus_per_worker, res.gpus_per_worker, res.custom)])
 
 
 # Ray Tune copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the driver's environment

@@ -36,7 +36,7 @@ import pyarrow as pa
 import torch
 
 from orchestrator import spectra, storage
-from orchestrator.config import TrialConfig, from_dict, stable_hash, to_dict
+from orchestrator.config import TrialConfig, from_dict, resource_bundle, stable_hash, to_dict
 from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import ConfigError
 from orchestrator.trial_data import EvalSplit, load_trial_data
@@ -347,10 +347,7 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None 
 
 def worker_resources(cfg: TrialConfig) -> dict[str, float]:
     """What one worker of the trial reserves: CPUs, the GPU (or a fraction of one), custom resources."""
-    resources = {"CPU": cfg.cpus_per_worker, **cfg.custom_resources}
-    if cfg.use_gpu:
-        resources["GPU"] = cfg.gpus_per_worker
-    return resources
+    return resource_bundle(cfg.cpus_per_worker, cfg.gpus_per_worker if cfg.use_gpu else 0.0, cfg.custom_resources)
 
 
 def run_in_process(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None,

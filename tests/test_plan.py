@@ -54,6 +54,9 @@ def test_demo_plan_paths_are_relative_to_the_plan_file():
     ({"ablations": [{"dataset": "esc50", "model": "densenet201", "inits": ["freeze:1"]}]},
      "ablation dataset 'esc50' is not in plan.datasets"),
     ({"optim": {"preset": "fast"}}, "unknown schedule preset 'fast'"),
+    ({"resources": {"num_workers": 2, "gpus_per_worker": 0.5}}, "fractional GPUs only for single-worker trials"),
+    ({"resources": {"gpus_per_worker": 1.5}}, "above 1 it must be a whole number of GPUs"),
+    ({"checkpoint_every": 0}, "checkpoint_every"),
 ])
 def test_bad_plans_name_the_key(tmp_path, patch, message):
     raw = yaml.safe_load((PLANS / "demo.yaml").read_text()) | patch
@@ -70,3 +73,17 @@ def test_missing_or_malformed_plan_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_plan(tmp_path / "bad.yaml")
+
+
+def test_fractional_gpus_pack_single_worker_trials(tmp_path):
+    from orchestrator.trial import worker_resources
+
+    raw = yaml.safe_load((PLANS / "demo.yaml").read_text()) | {
+        "resources": {"gpus_per_worker": 0.25, "cpus_per_worker": 2, "custom": {"trial_slot": 1}},
+        "checkpoint_every": 3, "storage": str(tmp_path)}
+    raw["datasets"]["fsdd"]["preprocess"]["root"] = str(PLANS.parent / "data" / "fsdd-mini")
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(raw))
+    trial = expand_grid(load_plan(tmp_path / "plan.yaml"), {"fsdd": "u"}, {"fsdd": [1, 2, 3]})[0]
+    assert (trial.use_gpu, trial.gpus_per_worker, trial.cpus_per_worker) == (True, 0.25, 2)
+    assert trial.custom_resources == {"trial_slot": 1} and trial.checkpoint_every == 3
+    assert worker_resources(trial) == {"CPU": 2, "GPU": 0.25, "trial_slot": 1}
