@@ -144,3 +144,26 @@ def test_preprocess_from_s3_gives_the_rows_of_the_local_copy(s3, esc50, tmp_path
     assert np.array_equal(np.stack(tables[0]["spec"]), np.stack(tables[1]["spec"]))
     card = spectra.read_card(remote["uri"])
     assert card["source"]["root"] == ROOT and {r["clip_id"] for r in card["rejected"]} == {"1-91-A-0", "2-92-A-0"}
+
+
+def test_a_sweep_reads_its_raw_audio_from_an_s3_root(s3, esc50, tmp_path):
+    """The whole path: a plan whose dataset root is s3://, preprocessed and trained by `rethink-audio sweep`."""
+    import yaml
+
+    upload(s3, esc50)
+    plan = {"name": "raw-s3", "storage": str(tmp_path / "runs"),
+            "datasets": {"esc50": {"preprocess": {"dataset": "esc50", "root": ROOT,
+                                                  "features": {"height": 32, "width": 32}}, "folds": [1]}},
+            "models": ["efficientnet_lite0"], "inits": ["pretrained"], "seeds": [0],
+            "optim": {"epochs": 1, "lr": 0.001, "batch_size": 4}, "max_concurrent_trials": 1, "max_failures": 0}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    with ray_tmpdir() as ray_tmp:
+        done = run_isolated([sys.executable, "-m", "orchestrator.cli", "sweep", str(tmp_path / "plan.yaml"),
+                             "--json"], subprocess_env(s3.env(), ray_tmp), timeout=400)
+    assert done.returncode == 0 and done.leftovers == set(), done.output[-3000:]
+    summary = json.loads([line for line in done.output.splitlines() if line.startswith("{")][-1])
+    assert summary["trials"] == summary["finished"] == 1 and summary["failed"] == []
+    assert "file(s) rejected; card: " in done.output  # the sweep names the card and the rejected count
+    (card_file,) = (tmp_path / "runs" / "raw-s3" / "datasets").glob("*/dataset.json")
+    card = json.loads(card_file.read_text())
+    assert card["source"]["root"] == ROOT and card["counts"]["total"] == 10 and len(card["rejected"]) == 2
