@@ -33,6 +33,7 @@ from orchestrator.plan import Plan, expand_grid
 from orchestrator.trial import plan_trial, read_summary
 
 GRID, SEARCH, TRIALS = "grid", "search", "trials"
+POINTS = "points.json"  # under grid/: the trial ids of the last phase-2 run (what --resume compares with)
 SEARCH_SPACE_DOC = "lr log-uniform 1e-5..1e-2, weight_decay log-uniform 1e-5..1e-1, batch_size {16, 32, 64}"
 
 
@@ -345,7 +346,7 @@ def _grid_changes(root: storage.Location, ids: list[str], resume: bool) -> None:
     ones resume from their checkpoints, new grid points run, and points no longer in the plan are not
     started (their folders are kept). So a plan edited between runs is applied, never silently ignored.
     """
-    saved = root.join(GRID, "points.json")
+    saved = root.join(GRID, POINTS)
     if resume:  # run_sweep checked that a previous run left its points.json
         before = storage.read_json(saved)["trial_ids"]
         added, removed = [i for i in ids if i not in before], [i for i in before if i not in ids]
@@ -370,7 +371,7 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     start = time.time()
     root = plan_root(plan)
     storage.check_writable(storage.resolve(plan.storage))  # pre-flight: fail before any compute
-    if resume and not storage.exists(root.join(GRID, "points.json")):
+    if resume and not storage.exists(root.join(GRID, POINTS)):
         raise RethinkError(f"--resume: no sweep to restore at {root.join(GRID).uri}; run without --resume")
     storage.write_json(root.join("plan.json"), to_dict(plan))
     ensure_ray(ray_address)

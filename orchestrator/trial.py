@@ -72,6 +72,7 @@ class TrialPlan:
     trials_root: str  # URI of the folder holding all trial folders
     num_classes: int
     folds: dict[str, list[int]]  # train / valid / test fold numbers
+    dataset_version: str  # from the card, read once here: the job and the trial's data cache use it
 
     @property
     def records(self) -> storage.Location:
@@ -82,7 +83,7 @@ class TrialPlan:
         ({"after_epoch": k, "log": path, "times": n}: raise after epoch k while the log has < n lines)."""
         return {"trial": to_dict(self.cfg), "trial_id": self.trial_id, "num_classes": self.num_classes,
                 "folds": self.folds, "records_uri": self.records.uri, "fault": fault,
-                "dataset": {"uri": self.cfg.data, "version": spectra.read_card(self.cfg.data)["version"]}}
+                "dataset": {"uri": self.cfg.data, "version": self.dataset_version}}
 
 
 def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
@@ -104,7 +105,7 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
     train = [f for f in folds if f not in (cfg.fold, valid)]
     num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
     return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes,
-                     {"train": train, "valid": [valid], "test": [cfg.fold]})
+                     {"train": train, "valid": [valid], "test": [cfg.fold]}, card["version"])
 
 
 def _max_label(data_uri: str) -> int:
@@ -234,7 +235,8 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     scheduler = make_scheduler(optimizer, cfg.optim)
     state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
     data = load_trial_data(cfg.data, cfg.fold, job["folds"]["valid"][0], max_train_rows=cfg.max_train_clips,
-                           seed=cfg.seed, rank=session.rank, world_size=session.world_size)
+                           seed=cfg.seed, rank=session.rank, world_size=session.world_size,
+                           version=job["dataset"]["version"])
     train = place_on_device((data.train_specs, data.train_labels), session.device)
     valid, test = (_on_device(split, session.device) for split in (data.valid, data.test))
     step = TrainStep(network, optimizer, cfg, session.device)

@@ -54,10 +54,11 @@ _cache: dict[str, DatasetArrays] = {}
 _cache_lock = threading.Lock()
 
 
-def read_dataset(uri: str) -> DatasetArrays:
+def read_dataset(uri: str, version: str | None = None) -> DatasetArrays:
     """All rows of the version at ``uri``, read once per process (the newest version is kept, one at a time:
-    sweeps run their trials dataset by dataset, and a version is immutable, so the cache never goes stale)."""
-    version = spectra.read_card(uri).get("version", uri)
+    sweeps run their trials dataset by dataset, and a version is immutable, so the cache never goes stale).
+    ``version`` is the card's, when the caller has read it already (else the card is read here)."""
+    version = version or spectra.read_card(uri).get("version", uri)
     key = f"{uri}@{version}"
     with _cache_lock:
         if key not in _cache:
@@ -92,13 +93,13 @@ def _eval_split(arrays: DatasetArrays, rows: pd.DataFrame) -> EvalSplit:
 
 
 def load_trial_data(uri: str, test_fold: int, valid_fold: int | None, *, max_train_rows: int | None = None,
-                    seed: int = 0, rank: int = 0, world_size: int = 1) -> TrialData:
+                    seed: int = 0, rank: int = 0, world_size: int = 1, version: str | None = None) -> TrialData:
     """The trial's splits: train (this rank's share, canonical order), valid and test (whole folds).
 
     With ``world_size`` DDP ranks, rank r takes every world_size-th training row of the canonical order
     (after the ``max_train_rows`` subset), so the ranks' shares are disjoint and fixed by the seed.
     """
-    arrays = read_dataset(uri)
+    arrays = read_dataset(uri, version)
     rows = arrays.rows.assign(row=np.arange(len(arrays.rows)))
     splits = fold_splits(rows, test_fold, valid_fold)  # asserts the three splits are disjoint
     order = canonical_train_order(splits.train, max_train_rows, seed)[rank::world_size]
