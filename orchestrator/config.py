@@ -224,6 +224,12 @@ def resource_bundle(cpus: float, gpus: float, custom: dict[str, float]) -> dict[
     return bundle
 
 
+# How a trial's folds are used. nested: train on k-2 folds, a whole validation fold picks the epoch
+# (valid_selected), the test fold is never read for a choice. paper: train on the k-1 folds that are not the
+# test fold, as the paper does; there is no validation fold, so only best_epoch and last_epoch exist.
+SPLIT_MODES = ("nested", "paper")
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """One trial: one model, one init mode, one seed, one test fold on one dataset version."""
@@ -234,7 +240,9 @@ class TrialConfig:
     weights: str | None = None  # pretrained weight source override: local file or s3:// URI
     download_weights: bool = False  # let torchvision's weights enum download (clusters with internet)
     fold: int = 1  # the test fold
-    valid_fold: int | None = None  # None: the fold after the test fold
+    valid_fold: int | None = None  # None: the fold after the test fold (split "nested" only)
+    split: str = "nested"  # nested: train / a whole valid fold / test fold; paper: train on every fold but
+    # the test fold, no valid fold (the paper's protocol: its epoch is read off the test curve)
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -250,6 +258,10 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ConfigError("num_workers must be >= 1")
+        if self.split not in SPLIT_MODES:
+            raise ConfigError(f"split must be one of {SPLIT_MODES}, got {self.split!r}")
+        if self.split == "paper" and self.valid_fold is not None:
+            raise ConfigError("valid_fold is only for split 'nested': split 'paper' has no validation fold")
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         check_gpu_share(self.gpus_per_worker if self.use_gpu else 0.0, self.num_workers, "gpus_per_worker")

@@ -55,12 +55,30 @@ class InjectedFault(RuntimeError):
 # How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
 EXECUTION_ONLY = ("checkpoint_every", "custom_resources")
 
+# Fields added after results existed ("section.key" paths), left out of the id while they hold the value that
+# reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
+# not retrained), while any other value is a different trial.
+ID_DEFAULTS: dict[str, Any] = {"split": "nested"}
+
+
+def _identity(cfg: TrialConfig) -> dict[str, Any]:
+    """What a trial's id hashes: its config without execution-only keys and without new fields at their
+    backward-compatible defaults."""
+    identity = {k: v for k, v in to_dict(cfg).items() if k not in EXECUTION_ONLY}
+    for path, default in ID_DEFAULTS.items():
+        *parents, key = path.split(".")
+        section = identity
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict) and key in section and section[key] == default:
+            del section[key]
+    return identity
+
 
 def trial_id(cfg: TrialConfig) -> str:
     """Stable, readable id: the same config always maps to the same folder (so reruns resume)."""
     init = cfg.init.replace(":", "")
-    identity = {k: v for k, v in to_dict(cfg).items() if k not in EXECUTION_ONLY}
-    return f"{cfg.model}-{init}-{cfg.loss.name}-fold{cfg.fold}-seed{cfg.seed}-{stable_hash(identity, 8)}"
+    return f"{cfg.model}-{init}-{cfg.loss.name}-fold{cfg.fold}-seed{cfg.seed}-{stable_hash(_identity(cfg), 8)}"
 
 
 @dataclass(frozen=True)
