@@ -81,27 +81,29 @@ def _versions(datasets) -> list[str]:
 
 
 def stage_search(plan, uris, folds, root):
-    """Phase 1 (or the plan's recipe); returns the recipe and what happened."""
+    """Phase 1 (or the plan's recipe); returns the recipes (orchestrator.search.Recipes) and what happened."""
     from orchestrator import storage
     from orchestrator.sweep import SEARCH, run_search
 
     existed = storage.exists(root.join(SEARCH, "best.json"))
-    optim = run_search(plan, uris, folds, root)
+    recipes = run_search(plan, uris, folds, root)
+    optim = recipes.default
     state = "skipped" if existed or not plan.search.enabled else "ran"
     reason = "search off in the plan, its recipe is used" if not plan.search.enabled else \
         ("search/best.json exists" if existed else "HyperOpt search done")
     log(f"stage search {state} ({reason}): lr {optim.lr:g}, weight decay {optim.weight_decay:g}, "
-        f"batch {optim.batch_size}, {optim.epochs} epochs")
-    return optim, state
+        f"batch {optim.batch_size}, {optim.epochs} epochs" + ("" if not plan.search.enabled else
+                                                               "; each test fold's recipe: search/recipes.json"))
+    return recipes, state
 
 
-def stage_grid(plan, uris, folds, optim, root, resume: bool) -> tuple[str, dict]:
+def stage_grid(plan, uris, folds, recipes, root, resume: bool) -> tuple[str, dict]:
     """Phase 2 unless every trial is finished; returns what happened and the counts."""
     from orchestrator.plan import expand_grid
     from orchestrator.sweep import TRIALS, run_sweep
     from orchestrator.trial import trial_id
 
-    ids = [trial_id(t) for t in expand_grid(plan, uris, folds, optim)]
+    ids = [trial_id(t) for t in expand_grid(plan, uris, folds, recipes)]
     done = finished_trials(root.join(TRIALS).uri, ids)
     if len(done) == len(ids):
         log(f"stage grid skipped: all {len(ids)} trials finished")
@@ -132,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     connect(args.address)
     storage.write_json(root.join("plan.json"), to_dict(plan))  # what produced the results, even if all is skipped
     uris, folds, pre_state = stage_preprocess(plan, root)
-    optim, search_state = stage_search(plan, uris, folds, root)
-    grid_state, counts = stage_grid(plan, uris, folds, optim, root, args.resume)
+    recipes, search_state = stage_search(plan, uris, folds, root)
+    grid_state, counts = stage_grid(plan, uris, folds, recipes, root, args.resume)
     stages = {"preprocess": pre_state, "search": search_state, "grid": grid_state}
     if grid_state == "skipped" and storage.exists(storage.resolve(report).join("report.md")):
         log(f"stage tables skipped: {report}/report.md exists and no trial finished in this run")

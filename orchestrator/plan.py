@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -58,18 +58,33 @@ class AblationPlan:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Phase 1: HyperOpt TPE over lr, weight decay and batch size, scored on an inner fold's valid split."""
+    """Phase 1: HyperOpt TPE over lr, weight decay and batch size, scored on a validation fold, never on a
+    fold that phase 2 tests with the recipe found (``orchestrator.sweep.plan_searches``).
+
+    Default (one recipe): a search on test fold ``fold`` scores on the fold after it (v); its recipe feeds
+    every phase-2 test fold but v, and a second search (test fold v, scored on the fold after v) feeds v.
+    ``per_fold``: one search per phase-2 test fold f of ``dataset``, scored on the fold after f; f's trials
+    get f's recipe (nested cross-validation; k x num_samples trials). Searches always use split "nested".
+    Other datasets of the plan are never searched: they get the default mode's recipe (as before), and the
+    plan's own optim with ``per_fold`` (there is no single recipe to transfer).
+    """
 
     enabled: bool = False
-    num_samples: int = 16  # configurations tried
-    max_concurrent: int = 2  # trials in flight at once (TPE learns from finished ones)
+    num_samples: int = 16  # configurations tried per search
+    max_concurrent: int = 2  # trials in flight at once per search (TPE learns from finished ones)
     dataset: str | None = None  # default: the plan's first dataset
     model: str | None = None  # default: the plan's first model
     init: str = "pretrained"
-    fold: int | None = None  # the inner test fold; default: the dataset's last fold. Its test split is
-    # evaluated by the trial but never read by the search: only valid accuracy is scored.
+    fold: int | None = None  # the default search's test fold; default: the dataset's last fold. Its test split
+    # is evaluated by the trial but never read by the search: only valid accuracy is scored.
+    per_fold: bool = False  # one search per phase-2 test fold (see above)
     epochs: int | None = None  # default: the plan's epochs
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.per_fold and self.fold is not None:
+            raise ConfigError(f"plan.search.fold {self.fold} and plan.search.per_fold: per_fold searches every "
+                              "phase-2 test fold on its own; remove plan.search.fold (or set per_fold: false)")
 
 
 @dataclass(frozen=True)
@@ -194,14 +209,20 @@ def smoke(plan: Plan) -> Plan:
         max_folds=1, ablations=tuple(dataclasses.replace(a, seeds=a.seeds[:1]) for a in plan.ablations))
 
 
+# The recipe of one phase-2 trial: (dataset name, test fold) -> OptimConfig (orchestrator.sweep.Recipes).
+RecipeOf = Callable[[str, int], OptimConfig]
+
+
 def expand_grid(plan: Plan, data_uris: dict[str, str], folds_of: dict[str, list[int]],
-                optim: OptimConfig | None = None) -> list[TrialConfig]:
+                optim: OptimConfig | RecipeOf | None = None) -> list[TrialConfig]:
     """Every trial of phase 2, in a stable order, without duplicates.
 
     ``data_uris``: dataset name -> version URI; ``folds_of``: dataset name -> its folds (from the card);
-    ``optim``: the recipe chosen by phase 1 (default: the plan's).
+    ``optim``: the recipe chosen by phase 1 (default: the plan's): one for every trial, or a function of
+    (dataset name, test fold) when phase 1 found one per fold. ``plan.random_optim``, when set, still wins
+    for init 'random'.
     """
-    optim = optim or plan.optim
+    recipe_of = optim if callable(optim) else (lambda name, fold, one=optim or plan.optim: one)
 
     def test_folds(dataset: str, chosen: tuple[int, ...] = ()) -> list[int]:
         folds = list(chosen or plan.datasets[dataset].folds or folds_of[dataset])
@@ -226,7 +247,7 @@ def expand_grid(plan: Plan, data_uris: dict[str, str], folds_of: dict[str, list[
         trials.append(TrialConfig(
             data=data_uris[name], model=model, init=init, weights=plan.weights.get(model),
             download_weights=plan.download_weights, fold=fold, seed=seed,
-            optim=(plan.random_optim or optim) if init == "random" else optim,
+            optim=(plan.random_optim or recipe_of(name, fold)) if init == "random" else recipe_of(name, fold),
             loss=dataclasses.replace(plan.loss, name=loss), mask=plan.mask,
             num_workers=plan.resources.num_workers, use_gpu=plan.resources.gpus_per_worker > 0,
             cpus_per_worker=plan.resources.cpus_per_worker, gpus_per_worker=plan.resources.gpus_per_worker or 1.0,

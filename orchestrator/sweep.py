@@ -4,8 +4,9 @@ Layout under ``STORAGE/<plan name>/``::
 
     plan.json            the resolved plan (after --smoke / --storage)
     datasets/            dataset versions preprocessed for this plan
-    search/best.json     phase 1 result: the recipe phase 2 uses (or the plan's own when search is off)
-    search/trials.parquet, search/trials/   every configuration tried and its valid accuracy
+    search/              phase 1 (orchestrator.search): recipes.json, the recipe of every phase-2 test fold
+                         and the fold it was scored on; best.json the default recipe (the plan's own
+                         when search is off); fold<t>/ each search's result, trials/ its trials' records
     grid/                Ray Tune's experiment state for phase 2; points.json: the trial ids of the last run
     trials/<trial id>/   records + checkpoint of every phase-2 trial (see orchestrator.trial)
 
@@ -22,9 +23,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
-import pyarrow as pa
 
 from orchestrator import spectra, storage
 from orchestrator.config import OptimConfig, TrialConfig, from_dict, resource_bundle, to_dict
@@ -46,7 +44,7 @@ class SweepResult:
     finished: int
     failed: list[str]
     seconds: float
-    optim: OptimConfig
+    optim: OptimConfig  # the default recipe; search/recipes.json has each test fold's
 
     def summary(self) -> dict[str, Any]:
         return {"results": self.root, "trials": self.trials, "finished": self.finished,
@@ -192,68 +190,12 @@ def _concurrency(plan: Plan) -> int | None:
 # ---------------------------------------------------------------- phase 1
 
 
-def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location) -> OptimConfig:
-    """Phase 1: HyperOpt TPE on an inner fold's valid split; saves and returns the best recipe."""
-    best_file = root.join(SEARCH, "best.json")
-    if not plan.search.enabled:
-        storage.write_json(best_file, {"source": "plan (search disabled)", "optim": to_dict(plan.optim)})
-        return plan.optim
-    if storage.exists(best_file):
-        saved = storage.read_json(best_file)
-        print(f"[sweep] phase 1 already done: {saved['optim']}", flush=True)
-        return from_dict(OptimConfig, saved["optim"])
-    from ray import tune
-    from ray.tune.search.hyperopt import HyperOptSearch
+def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location):
+    """Phase 1 (:func:`orchestrator.search.run_search`): the ``Recipes`` of every phase-2 trial, from searches
+    that never score on a fold their recipe is tested on (or the plan's recipe when search is off)."""
+    from orchestrator.search import run_search as search
 
-    _keep_credentials_out_of_runtime_envs()
-
-    s = plan.search
-    dataset = s.dataset or next(iter(plan.datasets))
-    base = expand_grid(dataclasses.replace(plan, ablations=()), uris, folds)[0]
-    base = dataclasses.replace(base, data=uris[dataset], model=s.model or plan.models[0], init=s.init,
-                               weights=plan.weights.get(s.model or plan.models[0]), seed=s.seed,
-                               fold=s.fold or folds[dataset][-1],
-                               optim=dataclasses.replace(plan.optim, epochs=s.epochs or plan.optim.epochs))
-    space = {"lr": tune.loguniform(1e-5, 1e-2), "weight_decay": tune.loguniform(1e-5, 1e-1),
-             "batch_size": tune.choice([16, 32, 64]), "base": to_dict(base),
-             "trials_root": root.join(SEARCH, TRIALS).uri}
-    paper_point = {"lr": plan.optim.lr, "weight_decay": plan.optim.weight_decay,
-                   "batch_size": plan.optim.batch_size if plan.optim.batch_size in (16, 32, 64) else 32}
-    searcher = HyperOptSearch(metric="valid_acc", mode="max", points_to_evaluate=[paper_point],
-                              random_state_seed=s.seed)
-    tuner = tune.Tuner(
-        tune.with_resources(search_driver, _resources(plan)), param_space=space,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples, reuse_actors=True,
-                                    max_concurrent_trials=s.max_concurrent, metric="valid_acc", mode="max"),
-        run_config=_tune_run_config(plan, root, SEARCH),
-    )
-    results = tuner.fit()
-    table = _search_table(results)
-    storage.write_parquet(root.join(SEARCH, "trials.parquet"), pa.Table.from_pandas(table, preserve_index=False))
-    if table.empty:
-        raise RethinkError(f"phase 1 search produced no finished trial; see {root.join(SEARCH).uri}")
-    best = table.sort_values("valid_acc", ascending=False).iloc[0]
-    optim = dataclasses.replace(plan.optim, lr=float(best["lr"]), weight_decay=float(best["weight_decay"]),
-                                batch_size=int(best["batch_size"]))
-    storage.write_json(best_file, {"source": "hyperopt TPE", "space": SEARCH_SPACE_DOC, "scored_on": "valid_acc",
-                                   "inner_fold": base.fold, "dataset": dataset, "optim": to_dict(optim),
-                                   "valid_acc": float(best["valid_acc"])})
-    print(f"[sweep] phase 1 best (valid acc {best['valid_acc']:.4f}): lr {optim.lr:.2e}, "
-          f"weight decay {optim.weight_decay:.2e}, batch {optim.batch_size}", flush=True)
-    return optim
-
-
-def _search_table(results) -> pd.DataFrame:
-    """Each search trial's sampled recipe and its best valid accuracy (the test fold is never read)."""
-    rows = []
-    for result in results:
-        if result.error or result.metrics is None:
-            continue
-        config = result.config
-        rows.append({"lr": config["lr"], "weight_decay": config["weight_decay"], "batch_size": config["batch_size"],
-                     "valid_acc": result.metrics.get("valid_selected_valid_acc", float("nan")),
-                     "trial_id": result.metrics.get("record_id")})
-    return pd.DataFrame(rows, columns=["lr", "weight_decay", "batch_size", "valid_acc", "trial_id"])
+    return search(plan, uris, folds, root)
 
 
 # ---------------------------------------------------------------- phase 2
@@ -376,8 +318,8 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     storage.write_json(root.join("plan.json"), to_dict(plan))
     ensure_ray(ray_address)
     uris, folds = prepare_datasets(plan, root)
-    optim = run_search(plan, uris, folds, root)
-    trials = expand_grid(plan, uris, folds, optim)
+    recipes = run_search(plan, uris, folds, root)
+    trials = expand_grid(plan, uris, folds, recipes)
     trials_root = root.join(TRIALS).uri
     ids = [plan_trial(t, trials_root).trial_id for t in trials]
     _grid_changes(root, ids, resume)
@@ -393,4 +335,4 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     else:
         print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)
     finished = sum(read_summary(trials_root, i) is not None for i in ids)
-    return SweepResult(root.uri, len(trials), finished, failed, time.time() - start, optim)
+    return SweepResult(root.uri, len(trials), finished, failed, time.time() - start, recipes.default)

@@ -15,19 +15,22 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from orchestrator.plan import expand_grid, load_plan
+from orchestrator.config import OptimConfig, from_dict, to_dict
+from orchestrator.errors import ConfigError
+from orchestrator.plan import Plan, expand_grid, load_plan
 from orchestrator.sweep import plan_root, prepare_datasets, run_sweep
 from orchestrator.trial import trial_id
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_plan(tmp_path: Path, **overrides) -> Path:
-    """A small real plan on the bundled FSDD subset (32 x 32 inputs, 64 training clips per epoch)."""
+def write_plan(tmp_path: Path, folds=(2,), **overrides) -> Path:
+    """A small real plan on the bundled FSDD subset (6 speaker folds; 32 x 32 inputs, 64 training clips per
+    epoch), testing ``folds``."""
     raw = {
         "name": "t", "storage": str(tmp_path / "store"),
         "datasets": {"fsdd": {"preprocess": {"dataset": "fsdd", "root": str(REPO / "data" / "fsdd-mini"),
-                                             "features": {"height": 32, "width": 32}}, "folds": [2]}},
+                                             "features": {"height": 32, "width": 32}}, "folds": list(folds)}},
         "models": ["efficientnet_lite0"], "inits": ["pretrained", "random"], "seeds": [0],
         "optim": {"epochs": 2, "lr": 0.001, "batch_size": 16}, "max_train_clips": 64,
         "max_concurrent_trials": 2, "max_failures": 2,
@@ -134,16 +137,116 @@ def test_resume_without_a_sweep_is_a_clear_error(ray_local, tmp_path, capsys):
     assert "no sweep to restore" in capsys.readouterr().err
 
 
-def test_phase1_search_scores_on_valid_and_feeds_phase2(ray_local, tmp_path):
-    plan = load_plan(write_plan(tmp_path, inits=["pretrained"], optim={"epochs": 1, "lr": 0.001, "batch_size": 16},
-                                search={"enabled": True, "num_samples": 2, "max_concurrent": 2, "fold": 3}))
+def recipe_provenance(root: Path) -> dict[int, tuple[dict, set[int]]]:
+    """Test fold -> (the recipe phase 2 was given for it, the validation folds the search that chose that recipe
+    scored on), the folds read from the search trials' own config.json (what they really scored on).
+
+    Results written before search/recipes.json existed had one search/best.json recipe for every test fold,
+    chosen by all the search trials: read that way, such results show their leak."""
+    configs = {p.parent.name: json.loads(p.read_text()) for p in (root / "search" / "trials").glob("*/config.json")}
+
+    def scored(ids) -> set[int]:
+        return {f for i in ids for f in configs[i]["folds"]["valid"]}
+
+    if not (root / "search" / "recipes.json").exists():  # the layout before recipes.json
+        best = json.loads((root / "search" / "best.json").read_text())
+        return {int(f): (best["optim"], scored(configs)) for f in range(1, 7)}
+    saved = json.loads((root / "search" / "recipes.json").read_text())
+    return {e["test_fold"]: (e["optim"], scored(saved["searches"][e["search"]]["trial_ids"]))
+            for e in saved["recipes"]}
+
+
+def phase2_configs(root: Path) -> list[dict]:
+    return [json.loads(p.read_text())["trial"] for p in (root / "trials").glob("*/config.json")]
+
+
+@pytest.mark.parametrize("per_fold", [False, True], ids=["one-recipe", "per-fold"])
+def test_phase1_never_scores_on_a_fold_its_recipe_is_tested_on(ray_local, tmp_path, per_fold, capsys):
+    # phase 2 tests folds 2 and 4. One recipe: the search on test fold 3 scores on fold 4, so fold 4 needs a
+    # recipe from another search (test fold 4, scored on 5). Per fold: fold 2 <- scored on 3, 4 <- on 5.
+    search = {"enabled": True, "num_samples": 2, "max_concurrent": 1} | ({"per_fold": True} if per_fold else {"fold": 3})
+    plan = load_plan(write_plan(tmp_path, folds=[2, 4], inits=["pretrained"], search=search,
+                                optim={"epochs": 1, "lr": 0.001, "batch_size": 16}))
     result = run_sweep(plan)
     root = Path(result.root)
-    best = json.loads((root / "search" / "best.json").read_text())
-    assert best["source"] == "hyperopt TPE" and best["scored_on"] == "valid_acc" and best["inner_fold"] == 3
-    tried = pq.read_table(root / "search" / "trials.parquet").to_pandas()
-    assert len(tried) == 2 and tried["valid_acc"].max() == pytest.approx(best["valid_acc"])
-    assert ((tried["lr"] - 1e-3).abs() < 1e-12).any()  # the plan's own recipe is evaluated first
-    assert result.optim.lr == best["optim"]["lr"] and result.optim.batch_size in (16, 32, 64)
-    phase2 = json.loads(next((root / "trials").glob("*/config.json")).read_text())
-    assert phase2["trial"]["optim"]["lr"] == best["optim"]["lr"]
+    provenance = recipe_provenance(root)
+    trials = phase2_configs(root)
+    assert sorted(t["fold"] for t in trials) == [2, 4] and result.finished == 2
+    for trial in trials:
+        recipe, scored_on = provenance[trial["fold"]]
+        assert trial["optim"] == recipe  # the trial ran the recipe recorded for its fold ...
+        assert trial["fold"] not in scored_on, f"test fold {trial['fold']} got a recipe scored on {scored_on}"
+    searches = {p.parent.name: json.loads(p.read_text()) for p in (root / "search").glob("*/best.json")}
+    expected = {"fold2": (3, [2]), "fold4": (5, [4])} if per_fold else {"fold3": (4, [2]), "fold4": (5, [4])}
+    assert {n: (b["valid_fold"], b["feeds"]) for n, b in searches.items()} == expected
+    for name, best in searches.items():
+        tried = pq.read_table(root / "search" / name / "trials.parquet").to_pandas()
+        assert len(tried) == 2 and tried["valid_acc"].max() == pytest.approx(best["valid_acc"])
+        assert ((tried["lr"] - 1e-3).abs() < 1e-12).any()  # the plan's own recipe is evaluated first
+        assert best["source"] == "hyperopt TPE" and best["scored_on"] == "valid_acc"
+    search_trials = [json.loads(p.read_text()) for p in (root / "search" / "trials").glob("*/config.json")]
+    assert len(search_trials) == 4 and {c["trial"]["split"] for c in search_trials} == {"nested"}
+    default = json.loads((root / "search" / "best.json").read_text())["optim"]
+    assert to_dict(result.optim) == default == (to_dict(plan.optim) if per_fold else searches["fold3"]["optim"])
+    if per_fold:
+        check_a_lost_search_is_redone_alone(plan, root, capsys)
+
+
+def check_a_lost_search_is_redone_alone(plan, root: Path, capsys) -> None:
+    """Phase 1 resumes per search: with fold 4's result lost, only fold 4 searches again, and its trials are
+    reused from their records (seeded TPE proposes the same recipes), not retrained."""
+    kept = (root / "search" / "fold2" / "best.json").stat().st_mtime_ns
+    lost = json.loads((root / "search" / "fold4" / "best.json").read_text())
+    trained = {p: p.stat().st_mtime_ns for p in (root / "search" / "trials").glob("*/summary.json")}
+    for name in ("fold4/best.json", "recipes.json", "best.json"):
+        (root / "search" / name).unlink()
+    capsys.readouterr()
+    run_sweep(plan)
+    out = capsys.readouterr().out
+    assert "phase 1: 1 search(es) of 2 trials: fold4 scored on fold 5" in out
+    assert (root / "search" / "fold2" / "best.json").stat().st_mtime_ns == kept
+    assert json.loads((root / "search" / "fold4" / "best.json").read_text()) == lost
+    assert {p: p.stat().st_mtime_ns for p in (root / "search" / "trials").glob("*/summary.json")} == trained
+    assert "phase 2: all 2 trials already finished" in out
+
+
+def test_which_search_feeds_which_fold():
+    """No search ever feeds the fold it scores on, for every choice of first fold and tested folds."""
+    from orchestrator.search import plan_searches  # here, so the file also runs on code without it
+
+    uris, folds = {"fsdd": "/nowhere/fsdd", "esc": "/nowhere/esc"}, {"fsdd": [1, 2, 3, 4, 5, 6], "esc": [1, 2, 3]}
+    raw = {"name": "t", "storage": "/tmp/x", "datasets": {"fsdd": {"data": uris["fsdd"]}, "esc": {"data": uris["esc"]}},
+           "inits": ["pretrained"]}
+    plan = from_dict(Plan, raw | {"search": {"enabled": True}})
+    one = plan_searches(plan, uris, folds)  # default: test fold 6, scored on 1; a second search for fold 1
+    assert [(s.name, s.valid_fold, s.feeds, s.default) for s in one] == [
+        ("fold6", 1, (2, 3, 4, 5, 6), True), ("fold1", 2, (1,), False)]
+    per_fold = plan_searches(from_dict(Plan, raw | {"search": {"enabled": True, "per_fold": True}}), uris, folds)
+    assert [(s.test_fold, s.valid_fold, s.feeds) for s in per_fold] == [(f, f % 6 + 1, (f,)) for f in range(1, 7)]
+    for first in range(1, 7):
+        for tested in ([1], [2, 4], [first], [1, 2, 3, 4, 5, 6]):
+            for mode in ({"fold": first}, {"per_fold": True}):
+                p = from_dict(Plan, raw | {"datasets": {"fsdd": {"data": uris["fsdd"], "folds": tested}},
+                                           "search": {"enabled": True, **mode}})
+                searches = plan_searches(p, {"fsdd": uris["fsdd"]}, folds)
+                fed = [f for s in searches for f in s.feeds]
+                assert sorted(fed) == sorted(tested)  # every tested fold gets exactly one recipe ...
+                assert all(s.valid_fold not in s.feeds and s.valid_fold != s.test_fold for s in searches)
+    with pytest.raises(ConfigError, match="plan.search.fold 3 and plan.search.per_fold"):
+        from_dict(Plan, raw | {"search": {"enabled": True, "per_fold": True, "fold": 3}})
+
+
+def test_phase2_takes_each_folds_recipe():
+    from orchestrator.search import Recipes
+
+    uris, folds = {"fsdd": "/nowhere/fsdd", "esc": "/nowhere/esc"}, {"fsdd": [1, 2, 3], "esc": [1, 2, 3]}
+    plan = from_dict(Plan, {"name": "t", "storage": "/tmp/x", "inits": ["pretrained", "random"],
+                            "datasets": {"fsdd": {"data": uris["fsdd"]}, "esc": {"data": uris["esc"]}},
+                            "random_optim": {"lr": 0.5}})
+    fast, slow = OptimConfig(lr=0.1), OptimConfig(lr=0.01)
+    recipes = Recipes(default=slow, by_fold={("fsdd", 2): fast})
+    got = {(t.data, t.fold, t.init): t.optim.lr for t in expand_grid(plan, uris, folds, recipes)}
+    assert got[uris["fsdd"], 2, "pretrained"] == 0.1 and got[uris["fsdd"], 1, "pretrained"] == 0.01
+    assert got[uris["esc"], 2, "pretrained"] == 0.01  # other datasets: the default recipe
+    assert {lr for (_, _, init), lr in got.items() if init == "random"} == {0.5}  # random_optim still wins
+    assert {t.optim for t in expand_grid(plan, uris, folds, fast) if t.init == "pretrained"} == {fast}
