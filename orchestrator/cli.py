@@ -51,6 +51,12 @@ def _add_train(sub) -> None:
     p.add_argument("--weights", default=None, help="ImageNet weights file or s3:// URI (torchvision models)")
     p.add_argument("--fold", type=int, required=True, help="test fold")
     p.add_argument("--valid-fold", type=int, default=None, help="default: the fold after the test fold")
+    p.add_argument("--split", default="nested", choices=["nested", "paper"],
+                   help="nested: train / a whole valid fold / test (valid_selected); paper: train on every fold "
+                        "but the test fold, no valid fold (the paper's protocol; best_epoch and last_epoch only)")
+    p.add_argument("--augmented", default="draw", choices=["draw", "all", "none"],
+                   help="the dataset's augmented copies: draw one per clip afresh each epoch (the paper), use "
+                        "all every epoch, or none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="paper", choices=["paper", "paper-random"],
                    help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350")
@@ -75,7 +81,7 @@ def cmd_train(args) -> int:
                  if v is not None}
     cfg = TrialConfig(
         data=args.data, model=args.model, init=args.init, weights=args.weights, fold=args.fold,
-        valid_fold=args.valid_fold, seed=args.seed, optim=OptimConfig.preset(args.schedule, **overrides),
+        valid_fold=args.valid_fold, split=args.split, augmented=args.augmented, seed=args.seed, optim=OptimConfig.preset(args.schedule, **overrides),
         loss=LossConfig(name=args.loss), mask=MaskConfig() if args.mask else None,
         num_workers=args.workers, use_gpu=args.gpu,
     )
@@ -86,6 +92,8 @@ def cmd_train(args) -> int:
         state = "reused finished trial" if summary["reused"] else "finished trial"
         print(f"{state} {summary['trial_id']} ({summary['epochs']} epochs)")
         for protocol in ("best_epoch", "last_epoch", "valid_selected"):
+            if protocol not in summary:  # split "paper": no validation fold, no valid_selected
+                continue
             print(f"  test accuracy, {protocol:>14}: {summary[protocol]:.4f} (epoch {summary[protocol + '_epoch']})")
         print(f"  -> {args.out.rstrip('/')}/{summary['trial_id']}")
     return 0
@@ -98,8 +106,21 @@ def _add_sweep(sub) -> None:
     p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
     p.add_argument("--smoke", action="store_true",
                    help="one seed, one fold, one epoch, 32x32 inputs (80 for Inception), 64 clips: check a plan cheaply")
+    _add_split_override(p)
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+
+
+def _add_split_override(p) -> None:
+    p.add_argument("--split", default=None, choices=["nested", "paper"],
+                   help="override the plan's split mode (README 'Protocols'); trials of both modes can share "
+                        "one results root: they have different ids and the tables label them")
+
+
+def _with_split(plan, split: str | None):
+    import dataclasses
+
+    return dataclasses.replace(plan, split=split) if split else plan
 
 
 def cmd_sweep(args) -> int:
@@ -112,7 +133,7 @@ def cmd_sweep(args) -> int:
     from orchestrator.sweep import run_sweep
 
     plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
-    plan = smoke(plan) if args.smoke else plan
+    plan = _with_split(smoke(plan) if args.smoke else plan, args.split)
     storage.check_writable(storage.resolve(plan.storage))  # a wrong bucket fails before Ray starts
     ensure_ray(args.address)
     warning = check_cluster(plan, attached=bool(args.address or os.environ.get("RAY_ADDRESS")))
@@ -166,7 +187,7 @@ def cmd_demo(args) -> int:
 
     start = time.time()
     plan = load_plan(REPO_ROOT / "plans" / "demo.yaml", storage=args.out)
-    plan = smoke(plan) if args.smoke else plan
+    plan = _with_split(smoke(plan) if args.smoke else plan, args.split)
     print(f"[demo] stage 1/2: preprocess the bundled FSDD subset and run {len(plan.seeds)} seeds x "
           f"{len(plan.inits)} inits x {len(plan.datasets['fsdd'].folds[: plan.max_folds or None])} folds on "
           f"Ray (results: {plan.storage}/{plan.name})", flush=True)
@@ -224,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="one seed, one fold, one epoch on tiny images (checks the whole path in ~2 min)")
     demo.add_argument("--verbose", action="store_true",
                       help="stream Ray's worker logs and Tune's status tables (default: one line per epoch)")
+    _add_split_override(demo)
     register_analysis(sub)
     return parser
 

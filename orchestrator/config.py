@@ -229,6 +229,11 @@ def resource_bundle(cpus: float, gpus: float, custom: dict[str, float]) -> dict[
 # test fold, as the paper does; there is no validation fold, so only best_epoch and last_epoch exist.
 SPLIT_MODES = ("nested", "paper")
 
+# How a trial trains on a dataset's augmented copies (``augment.copies`` K per clip, made offline). draw: the
+# paper's protocol, every epoch each training clip once as is plus one of its K copies drawn afresh; all:
+# every copy every epoch (a fixed augmented set, (K + 1) x the clips); none: ignore the copies.
+AUGMENTED_MODES = ("draw", "all", "none")
+
 
 @dataclass(frozen=True)
 class TrialConfig:
@@ -243,6 +248,7 @@ class TrialConfig:
     valid_fold: int | None = None  # None: the fold after the test fold (split "nested" only)
     split: str = "nested"  # nested: train / a whole valid fold / test fold; paper: train on every fold but
     # the test fold, no valid fold (the paper's protocol: its epoch is read off the test curve)
+    augmented: str = "draw"  # draw | all | none: how the dataset's augmented copies join training (above)
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -260,6 +266,8 @@ class TrialConfig:
             raise ConfigError("num_workers must be >= 1")
         if self.split not in SPLIT_MODES:
             raise ConfigError(f"split must be one of {SPLIT_MODES}, got {self.split!r}")
+        if self.augmented not in AUGMENTED_MODES:
+            raise ConfigError(f"augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
         if self.split == "paper" and self.valid_fold is not None:
             raise ConfigError("valid_fold is only for split 'nested': split 'paper' has no validation fold")
         if self.checkpoint_every < 1:

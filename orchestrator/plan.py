@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import yaml
 
-from orchestrator.config import (CHECKPOINT_EVERY, AugmentConfig, FeatureConfig, LossConfig, MaskConfig,
-                                 OptimConfig, TrialConfig, check_gpu_share, from_dict, to_dict)
+from orchestrator.config import (AUGMENTED_MODES, CHECKPOINT_EVERY, SPLIT_MODES, AugmentConfig, FeatureConfig,
+                                 LossConfig, MaskConfig, OptimConfig, TrialConfig, check_gpu_share, from_dict,
+                                 to_dict)
 from orchestrator.errors import ConfigError
 from orchestrator.plan_check import check_plan_file
 
@@ -124,6 +125,9 @@ class Plan:
     random_optim: OptimConfig | None = None  # recipe for init 'random' (e.g. the paper-random preset)
     loss: LossConfig = field(default_factory=LossConfig)  # temperature / alpha / projection for SupCon
     mask: MaskConfig | None = None  # SoundCLR masks for every trial
+    split: str = "nested"  # nested: a validation fold picks the epoch; paper: train on every fold but the test
+    # fold, no validation fold (the paper's protocol). README "Protocols".
+    augmented: str = "draw"  # how trials use the datasets' augmented copies: draw (the paper) | all | none
     weights: dict[str, str] = field(default_factory=dict)  # model -> weights file or s3:// URI
     download_weights: bool = False  # torchvision weights enum may download (clusters with internet)
     ablations: tuple[AblationPlan, ...] = ()
@@ -138,6 +142,10 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.datasets:
             raise ConfigError("plan.datasets must name at least one dataset")
+        if self.split not in SPLIT_MODES:
+            raise ConfigError(f"plan.split must be one of {SPLIT_MODES}, got {self.split!r}")
+        if self.augmented not in AUGMENTED_MODES:
+            raise ConfigError(f"plan.augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"plan.checkpoint_every must be >= 1 (epochs between checkpoints), "
                               f"got {self.checkpoint_every}")
@@ -194,13 +202,14 @@ SMOKE_MIN_SIDE = {"inception_v3": 80}
 
 
 def smoke(plan: Plan) -> Plan:
-    """The plan shrunk to check it cheaply: one seed, one fold, one epoch, tiny data, search off."""
+    """The plan shrunk to check it cheaply: one seed, one fold, one epoch, tiny data, search off; augmented
+    copies kept (at most one per clip) so the augmentation path is checked too."""
     side = max([32, *(SMOKE_MIN_SIDE.get(m, 32) for m in plan.models)])
     datasets = {}
     for name, ds in plan.datasets.items():
         pre = ds.preprocess and dataclasses.replace(
             ds.preprocess, features=dataclasses.replace(ds.preprocess.features, height=side, width=side),
-            augment=AugmentConfig())
+            augment=dataclasses.replace(ds.preprocess.augment, copies=min(ds.preprocess.augment.copies, 1)))
         datasets[name] = dataclasses.replace(ds, preprocess=pre)
     one_epoch = dataclasses.replace(plan.optim, epochs=1, batch_size=min(plan.optim.batch_size, 16))
     return dataclasses.replace(
@@ -248,7 +257,8 @@ def expand_grid(plan: Plan, data_uris: dict[str, str], folds_of: dict[str, list[
             data=data_uris[name], model=model, init=init, weights=plan.weights.get(model),
             download_weights=plan.download_weights, fold=fold, seed=seed,
             optim=(plan.random_optim or recipe_of(name, fold)) if init == "random" else recipe_of(name, fold),
-            loss=dataclasses.replace(plan.loss, name=loss), mask=plan.mask,
+            loss=dataclasses.replace(plan.loss, name=loss), mask=plan.mask, split=plan.split,
+            augmented=plan.augmented,
             num_workers=plan.resources.num_workers, use_gpu=plan.resources.gpus_per_worker > 0,
             cpus_per_worker=plan.resources.cpus_per_worker, gpus_per_worker=plan.resources.gpus_per_worker or 1.0,
             custom_resources=dict(plan.resources.custom), max_train_clips=plan.max_train_clips,

@@ -113,7 +113,7 @@ def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None) -> dict[s
     # Final result: the summary, plus valid_acc = the best valid accuracy over epochs, which is what the
     # search optimises (Tune adds its own "trial_id" key, so ours travels as "record_id").
     metrics = {k: v for k, v in summary.items() if k not in ("trial_id", "reused")}
-    tune.report(metrics | {"record_id": summary["trial_id"], "valid_acc": summary["valid_selected_valid_acc"]})
+    tune.report(metrics | {"record_id": summary["trial_id"], "valid_acc": summary.get("valid_selected_valid_acc")})
     return summary
 
 
@@ -222,8 +222,9 @@ def _progress_callback(total: int, epochs: bool):
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if epochs and "train_loss" in result:  # per-epoch reports, not the trial's final summary
+                valid = f"valid_acc {result['valid_acc']:.3f} " if result.get("valid_acc") is not None else ""
                 print(f"[sweep]   {trial} epoch {result['epoch']}: train_loss {result['train_loss']:.4f} "
-                      f"valid_acc {result['valid_acc']:.3f} test_acc {result['test_acc']:.3f}", flush=True)
+                      f"{valid}test_acc {result['test_acc']:.3f}", flush=True)
 
         def _line(self, trial) -> None:
             began = self.started.pop(str(trial), None)

@@ -1,8 +1,8 @@
 """The training step, evaluation, the three reporting protocols and trial state: pure torch, no Ray.
 
 Everything a Ray Train worker does per epoch lives here, so it can be benchmarked and tested alone (the
-GPU benchmark machine has torch/torchvision/timm but no Ray). ``orchestrator.trial`` only feeds batches
-from Ray Data and handles checkpoints and reporting.
+GPU benchmark machine has torch/torchvision/timm but no Ray). ``orchestrator.trial`` runs the loop: data,
+checkpoints and reporting.
 
 Protocols (how a trial's test accuracy is read off its per-epoch curve):
 
@@ -10,7 +10,8 @@ Protocols (how a trial's test accuracy is read off its per-epoch curve):
   the test fold picks the epoch.
 * ``last_epoch``: test accuracy after the last epoch.
 * ``valid_selected``: test accuracy at the epoch with the best validation accuracy (ties: the earlier
-  epoch). The honest choice: the test fold never influences it.
+  epoch). The honest choice: the test fold never influences it. Only trials with split "nested" have a
+  validation fold; split "paper" trials (the paper's protocol) report best_epoch and last_epoch.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class TrialState:
     predictions at the valid-selected epoch so far (the last epoch's are kept as they come)."""
 
     epochs: list[dict[str, Any]] = field(default_factory=list)
-    selected: dict[str, Any] | None = None  # {"epoch", "valid_acc", "probs", "labels", "clip_ids"}
+    selected: dict[str, Any] | None = None  # {"epoch", "select_acc", "probs", "labels", "clip_ids"}
     last: dict[str, Any] | None = None
     resumed_at_epoch: int | None = None  # the first epoch run after a resume, if any
 
@@ -164,13 +165,18 @@ class TrialState:
         """1-based number of the epoch to run next."""
         return len(self.epochs) + 1
 
-    def record(self, row: dict[str, Any], valid: EvalResult, test: EvalResult) -> None:
-        """Append one epoch's metrics; keep test predictions of the best-valid epoch and the last one."""
+    def record(self, row: dict[str, Any], valid: EvalResult | None, test: EvalResult) -> None:
+        """Append one epoch's metrics; keep the test predictions of the selected epoch so far and of the last.
+
+        Selected = the best validation accuracy (split "nested": valid_selected), or, without a validation
+        fold (split "paper"), the best test accuracy (best_epoch, the paper's choice); ties keep the earlier.
+        """
         self.epochs.append(row)
-        snapshot = {"epoch": row["epoch"], "valid_acc": valid.accuracy, "probs": test.probs,
+        score = valid.accuracy if valid is not None else test.accuracy
+        snapshot = {"epoch": row["epoch"], "select_acc": score, "probs": test.probs,
                     "labels": test.labels, "clip_ids": test.clip_ids}
         self.last = snapshot
-        if self.selected is None or valid.accuracy > self.selected["valid_acc"]:
+        if self.selected is None or score > self.selected["select_acc"]:
             self.selected = snapshot
 
     def to_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -181,7 +187,7 @@ class TrialState:
             if snap is not None:
                 tensors[f"{name}_probs"] = torch.from_numpy(snap["probs"])
                 tensors[f"{name}_labels"] = torch.from_numpy(snap["labels"])
-                meta[name] = {k: snap[k] for k in ("epoch", "valid_acc", "clip_ids")}
+                meta[name] = {k: snap[k] for k in ("epoch", "select_acc", "clip_ids")}
         return tensors, meta
 
     @classmethod
@@ -189,32 +195,37 @@ class TrialState:
         state = cls(epochs=meta["epochs"], resumed_at_epoch=meta.get("resumed_at_epoch"))
         for name in ("selected", "last"):
             if name in meta:
+                if "valid_acc" in meta[name]:  # checkpoints written before split modes existed
+                    meta[name]["select_acc"] = meta[name].pop("valid_acc")
                 setattr(state, name, {**meta[name], "probs": tensors[f"{name}_probs"].numpy(),
                                       "labels": tensors[f"{name}_labels"].numpy()})
         return state
 
 
 def protocol_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Test accuracy under ``best_epoch``, ``last_epoch`` and ``valid_selected``, with the chosen epochs."""
+    """Test accuracy under ``best_epoch``, ``last_epoch`` and, when the trial had a validation fold,
+    ``valid_selected``, with the chosen epochs (split "paper" trials have no valid_selected keys)."""
     if not epochs:
         raise ValueError("no epochs recorded")
     best = max(epochs, key=lambda r: (r["test_acc"], -r["epoch"]))
-    selected = max(epochs, key=lambda r: (r["valid_acc"], -r["epoch"]))
     last = epochs[-1]
-    return {
-        "best_epoch": best["test_acc"], "best_epoch_epoch": best["epoch"],
-        "last_epoch": last["test_acc"], "last_epoch_epoch": last["epoch"],
-        "valid_selected": selected["test_acc"], "valid_selected_epoch": selected["epoch"],
-        "valid_selected_valid_acc": selected["valid_acc"],
-    }
+    summary = {"best_epoch": best["test_acc"], "best_epoch_epoch": best["epoch"],
+               "last_epoch": last["test_acc"], "last_epoch_epoch": last["epoch"]}
+    if epochs[0].get("valid_acc") is None:
+        return summary
+    selected = max(epochs, key=lambda r: (r["valid_acc"], -r["epoch"]))
+    return summary | {"valid_selected": selected["test_acc"], "valid_selected_epoch": selected["epoch"],
+                      "valid_selected_valid_acc": selected["valid_acc"]}
 
 
-def batched(arrays: tuple, batch_size: int, shuffle_seed: int | None = None) -> Iterator[tuple]:
-    """Minibatches of in-memory arrays (numpy, or tensors already on their device); a fresh full permutation
-    when seeded. The permutation is numpy's for both kinds, so the same seed gives the same batches on CPU
-    and GPU, from host or device memory."""
-    n = len(arrays[0])
-    order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle_seed is not None else np.arange(n)
+def batched(arrays: tuple, batch_size: int, shuffle_seed: int | None = None,
+            rows: np.ndarray | None = None) -> Iterator[tuple]:
+    """Minibatches of in-memory arrays (numpy, or tensors already on their device) over ``rows`` (default:
+    all rows); a fresh full permutation of them when seeded. The permutation is numpy's for both kinds, so
+    the same seed gives the same batches on CPU and GPU, from host or device memory."""
+    rows = np.arange(len(arrays[0])) if rows is None else np.asarray(rows)
+    order = rows[np.random.default_rng(shuffle_seed).permutation(len(rows))] if shuffle_seed is not None else rows
+    n = len(order)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         yield tuple(_take(a, idx) for a in arrays)

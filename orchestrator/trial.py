@@ -15,9 +15,12 @@ resumes from it; a finished trial (``summary.json`` present) is never trained ag
 Records in ``<trials root>/<trial id>/``:
 
 * ``config.json``: the resolved TrialConfig, dataset card summary, splits, trial id.
-* ``epochs.parquet``: epoch, train_loss, valid_loss, valid_acc, test_acc, lr, seconds, samples_per_s.
-* ``summary.json``: test accuracy under best_epoch / last_epoch / valid_selected, chosen epochs, timing.
-* ``predictions.parquet``: trial_id, clip_id, fold, label, protocol (valid_selected | last_epoch),
+* ``epochs.parquet``: epoch, train_loss, valid_loss, valid_acc, test_acc, lr, seconds, train_samples (clips
+  trained on that epoch, augmented draws included), samples_per_s (valid_* null for split "paper").
+* ``summary.json``: test accuracy under best_epoch / last_epoch / valid_selected (split "nested" only),
+  the chosen epochs, timing.
+* ``predictions.parquet``: trial_id, clip_id, fold, label, protocol (valid_selected, or best_epoch for split
+  "paper" trials, which have no validation fold; and last_epoch),
   epoch, probs (list<float32>) — the per-clip softmax ensembles are built from.
 * ``checkpoint.pt``: weights, optimizer, scheduler, RNG and the curve so far (``torch.load(weights_only=True)``).
 """
@@ -58,7 +61,7 @@ EXECUTION_ONLY = ("checkpoint_every", "custom_resources")
 # Fields added after results existed ("section.key" paths), left out of the id while they hold the value that
 # reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
 # not retrained), while any other value is a different trial.
-ID_DEFAULTS: dict[str, Any] = {"split": "nested"}
+ID_DEFAULTS: dict[str, Any] = {"split": "nested", "augmented": "all"}
 
 
 def _identity(cfg: TrialConfig) -> dict[str, Any]:
@@ -117,13 +120,23 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
     folds = [int(f) for f in card["folds"]]
     if cfg.fold not in folds:
         raise ConfigError(f"--fold {cfg.fold} is not in {cfg.data}; its folds are {folds}")
+    num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
+    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, _fold_roles(cfg, folds), card["version"])
+
+
+def _fold_roles(cfg: TrialConfig, folds: list[int]) -> dict[str, list[int]]:
+    """Train / valid / test fold numbers of the trial's split mode (split "paper": no valid fold)."""
+    if cfg.split == "paper":
+        if len(folds) < 2:
+            raise ConfigError(f"split 'paper' needs >= 2 folds in {cfg.data}; its folds are {folds}")
+        return {"train": [f for f in folds if f != cfg.fold], "valid": [], "test": [cfg.fold]}
     valid = cfg.valid_fold if cfg.valid_fold is not None else default_valid_fold(folds, cfg.fold)
     if valid == cfg.fold or valid not in folds:
         raise ConfigError(f"valid fold {valid} must be one of {folds} other than the test fold {cfg.fold}")
-    train = [f for f in folds if f not in (cfg.fold, valid)]
-    num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
-    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes,
-                     {"train": train, "valid": [valid], "test": [cfg.fold]}, card["version"])
+    if len(folds) < 3:
+        raise ConfigError(f"split 'nested' needs >= 3 folds (train, valid, test) in {cfg.data}; its folds are "
+                          f"{folds}: use split 'paper' (train on every fold but the test fold)")
+    return {"train": [f for f in folds if f not in (cfg.fold, valid)], "valid": [valid], "test": [cfg.fold]}
 
 
 def _max_label(data_uri: str) -> int:
@@ -252,29 +265,34 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
     state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
-    data = load_trial_data(cfg.data, cfg.fold, job["folds"]["valid"][0], max_train_rows=cfg.max_train_clips,
-                           seed=cfg.seed, rank=session.rank, world_size=session.world_size,
-                           version=job["dataset"]["version"])
+    data = load_trial_data(cfg.data, cfg.fold, (job["folds"]["valid"] or [None])[0], split=cfg.split,
+                           max_train_rows=cfg.max_train_clips, seed=cfg.seed, rank=session.rank,
+                           world_size=session.world_size, version=job["dataset"]["version"])
     train = place_on_device((data.train_specs, data.train_labels), session.device)
-    valid, test = (_on_device(split, session.device) for split in (data.valid, data.test))
+    valid = _on_device(data.valid, session.device) if data.valid is not None else None
+    test = _on_device(data.test, session.device)
     step = TrainStep(network, optimizer, cfg, session.device)
     per_worker_batch = max(1, cfg.optim.batch_size // session.world_size)
     for epoch in range(state.next_epoch, cfg.optim.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, seen = train_epoch(step, batched(train, per_worker_batch, shuffle_seed=cfg.seed * 10_007 + epoch))
+        rows = data.epoch_rows(cfg.augmented, cfg.seed, epoch)  # the paper's fresh augmented draw per epoch
+        train_loss, seen = train_epoch(step, batched(train, per_worker_batch, shuffle_seed=cfg.seed * 10_007 + epoch,
+                                                     rows=rows))
         train_seconds = time.perf_counter() - start
         scheduler.step()
         metrics: dict[str, Any] = {"epoch": epoch}
         if session.rank == 0:  # valid/test are not split across workers: rank 0 evaluates the whole folds
-            valid_result, test_result = (evaluate(_unwrap(network), split, session.device) for split in (valid, test))
-            metrics |= {"train_loss": train_loss, "valid_loss": valid_result.loss, "valid_acc": valid_result.accuracy,
-                        "test_acc": test_result.accuracy, "lr": lr, "seconds": time.perf_counter() - start,
+            valid_result = evaluate(_unwrap(network), valid, session.device) if valid is not None else None
+            test_result = evaluate(_unwrap(network), test, session.device)
+            metrics |= {"train_loss": train_loss, "valid_loss": valid_result and valid_result.loss,
+                        "valid_acc": valid_result and valid_result.accuracy, "test_acc": test_result.accuracy,
+                        "lr": lr, "seconds": time.perf_counter() - start, "train_samples": seen * session.world_size,
                         "samples_per_s": seen * session.world_size / train_seconds}
-            state.record(metrics, valid_result, test_result)
+            state.record(metrics, valid_result, test_result)  # no valid fold: selects by test (best_epoch)
             print(f"[{job['trial_id']}] epoch {epoch}/{cfg.optim.epochs}: train_loss {train_loss:.4f} "
-                  f"valid_acc {valid_result.accuracy:.3f} test_acc {test_result.accuracy:.3f} "
-                  f"({metrics['seconds']:.1f} s, {metrics['samples_per_s']:.1f} samples/s)", flush=True)
+                  f"{_accuracies(metrics)} ({metrics['seconds']:.1f} s, {metrics['samples_per_s']:.1f} samples/s)",
+                  flush=True)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.optim.epochs:
                 save_checkpoint(records, network, optimizer, scheduler, state)
         session.report(metrics)
@@ -283,6 +301,11 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     if session.rank == 0:
         write_records(job, state)
     return state
+
+
+def _accuracies(metrics: dict[str, Any]) -> str:
+    valid = f"valid_acc {metrics['valid_acc']:.3f} " if metrics["valid_acc"] is not None else ""
+    return f"{valid}test_acc {metrics['test_acc']:.3f}"
 
 
 def _on_device(split: EvalSplit, device: torch.device):
@@ -314,7 +337,9 @@ def write_records(config: dict[str, Any], state: TrialState) -> None:
 
 def _predictions_table(config: dict[str, Any], state: TrialState) -> pa.Table:
     frames = []
-    for protocol, snap in (("valid_selected", state.selected), ("last_epoch", state.last)):
+    # the selected epoch is valid_selected with a validation fold, best_epoch without one (split "paper")
+    selected = "best_epoch" if config["trial"].get("split") == "paper" else "valid_selected"
+    for protocol, snap in ((selected, state.selected), ("last_epoch", state.last)):
         frames.append(pd.DataFrame({
             "trial_id": config["trial_id"], "clip_id": snap["clip_ids"], "fold": config["trial"]["fold"],
             "label": snap["labels"], "protocol": protocol, "epoch": snap["epoch"],

@@ -11,6 +11,7 @@ disjointness check therefore runs for every trial.
 from __future__ import annotations
 
 import threading
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,12 +43,43 @@ class EvalSplit:
 
 @dataclass(frozen=True)
 class TrialData:
-    """What one trial (or one DDP rank) trains and evaluates on."""
+    """What one trial (or one DDP rank) trains and evaluates on.
+
+    The training arrays hold this rank's original clips first (canonical order), then their augmented copies
+    grouped by source clip; ``copy_offsets[i]:copy_offsets[i+1]`` are clip i's copies, counted from the first
+    copy row. ``epoch_rows`` says which rows an epoch trains on.
+    """
 
     train_specs: np.ndarray
     train_labels: np.ndarray
-    valid: EvalSplit
+    train_clip_ids: list[str]  # the original clips, in row order
+    copy_offsets: np.ndarray  # (originals + 1,) int64, CSR offsets into the copy rows
+    valid: EvalSplit | None  # None: split "paper" has no validation fold
     test: EvalSplit
+
+    @property
+    def originals(self) -> int:
+        return len(self.train_clip_ids)
+
+    def epoch_rows(self, augmented: str, seed: int, epoch: int) -> np.ndarray:
+        """Row positions epoch ``epoch`` trains on (``orchestrator.config.AUGMENTED_MODES``):
+
+        * ``draw`` (the paper's protocol): every original clip once, plus one of its augmented copies drawn
+          afresh each epoch, seeded by (seed, epoch, clip id) alone, so a resumed or re-sharded trial draws
+          the same copy; clips without copies contribute only themselves.
+        * ``all``: every original and every stored copy, every epoch (fixed offline copies).
+        * ``none``: the original clips only.
+        """
+        n = self.originals
+        if augmented == "none":
+            return np.arange(n)
+        if augmented == "all":
+            return np.arange(len(self.train_labels))
+        counts = np.diff(self.copy_offsets)
+        has_copies = np.flatnonzero(counts)
+        picks = [zlib.crc32(f"{seed}/{epoch}/{self.train_clip_ids[i]}".encode()) % counts[i] for i in has_copies]
+        drawn = n + self.copy_offsets[has_copies] + np.asarray(picks, dtype=np.int64)
+        return np.concatenate([np.arange(n), drawn])
 
 
 _cache: dict[str, DatasetArrays] = {}
@@ -92,17 +124,39 @@ def _eval_split(arrays: DatasetArrays, rows: pd.DataFrame) -> EvalSplit:
                      rows["clip_id"].tolist())
 
 
-def load_trial_data(uri: str, test_fold: int, valid_fold: int | None, *, max_train_rows: int | None = None,
-                    seed: int = 0, rank: int = 0, world_size: int = 1, version: str | None = None) -> TrialData:
-    """The trial's splits: train (this rank's share, canonical order), valid and test (whole folds).
+def _train_rows(train: pd.DataFrame, max_originals: int | None, seed: int, rank: int, world_size: int):
+    """(this rank's original rows, their copies sorted by (source, copy), copy offsets per original).
 
-    With ``world_size`` DDP ranks, rank r takes every world_size-th training row of the canonical order
-    (after the ``max_train_rows`` subset), so the ranks' shares are disjoint and fixed by the seed.
+    The cap and the DDP share apply to original clips; each original brings all of its copies, so the draw
+    of an epoch never crosses ranks. With ``world_size`` ranks, rank r takes every world_size-th original of
+    the canonical order, so the shares are disjoint and fixed by the seed.
+    """
+    is_copy = train["aug_copy"].to_numpy() >= 0
+    originals = train[~is_copy]
+    originals = originals.iloc[canonical_train_order(originals, max_originals, seed)[rank::world_size]]
+    copies = train[is_copy & train["source_id"].isin(set(originals["clip_id"])).to_numpy()]
+    position = pd.Series(np.arange(len(originals)), index=originals["clip_id"].to_numpy())
+    copies = copies.assign(_source=position.loc[copies["source_id"].to_numpy()].to_numpy())
+    copies = copies.sort_values(["_source", "aug_copy"], kind="stable")
+    offsets = np.zeros(len(originals) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(copies["_source"].to_numpy(), minlength=len(originals)), out=offsets[1:])
+    return originals, copies, offsets
+
+
+def load_trial_data(uri: str, test_fold: int, valid_fold: int | None, *, split: str = "nested",
+                    max_train_rows: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
+                    version: str | None = None) -> TrialData:
+    """The trial's splits: train (this rank's share of the original clips, canonical order, then their
+    augmented copies), valid (a whole fold; none for ``split="paper"``) and test (the whole test fold).
+
+    ``max_train_rows`` caps the original training clips (smoke runs): a seeded subset.
     """
     arrays = read_dataset(uri, version)
     rows = arrays.rows.assign(row=np.arange(len(arrays.rows)))
-    splits = fold_splits(rows, test_fold, valid_fold)  # asserts the three splits are disjoint
-    order = canonical_train_order(splits.train, max_train_rows, seed)[rank::world_size]
-    train = splits.train.iloc[order]
+    splits = fold_splits(rows, test_fold, valid_fold, split)  # asserts the splits are disjoint
+    originals, copies, offsets = _train_rows(splits.train, max_train_rows, seed, rank, world_size)
+    train = pd.concat([originals, copies.drop(columns="_source")])
     return TrialData(arrays.specs[train["row"].to_numpy()], train["label"].to_numpy(np.int64),
-                     _eval_split(arrays, splits.valid), _eval_split(arrays, splits.test))
+                     originals["clip_id"].tolist(), offsets,
+                     _eval_split(arrays, splits.valid) if split == "nested" else None,
+                     _eval_split(arrays, splits.test))

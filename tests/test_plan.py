@@ -24,10 +24,15 @@ def test_shipped_plans_validate(name):
 def test_paper_plan_grid_is_the_papers_study():
     plan = load_plan(PLANS / "paper.yaml")
     grid = expand_grid(plan, {k: f"uri/{k}" for k in plan.datasets}, PAPER_FOLDS)
-    # 3 models x 2 inits x 5 seeds x 20 folds + 10 ablation inits x 5 ESC-50 folds
-    assert len(grid) == 650 and len({(t.data, t.model, t.init, t.seed, t.fold) for t in grid}) == 650
+    # 3 models x 2 inits x 5 seeds x (5 + 10 + GTZAN's one 80/20 split) folds + 10 ablation inits x 5 ESC-50 folds
+    assert len(grid) == 530 and len({(t.data, t.model, t.init, t.seed, t.fold) for t in grid}) == 530
     inits = collections.Counter(t.init for t in grid)
-    assert inits["pretrained"] == inits["random"] == 300 and inits["fusion:2"] == inits["cutoff:3"] == 5
+    assert inits["pretrained"] == inits["random"] == 240 and inits["fusion:2"] == inits["cutoff:3"] == 5
+    assert {t.fold for t in grid if t.data == "uri/gtzan"} == {1}
+    # the paper's protocol: every fold but the test fold trains, a fresh augmented draw per epoch
+    assert {(t.split, t.augmented) for t in grid} == {("paper", "draw")}
+    assert {name: ds.preprocess.augment.copies for name, ds in plan.datasets.items()} == {
+        "esc50": 4, "us8k": 4, "gtzan": 4}
     random = next(t for t in grid if t.init == "random")
     pretrained = next(t for t in grid if t.init == "pretrained")
     assert (random.optim.epochs, random.optim.milestones) == (450, (300, 350))
@@ -36,6 +41,7 @@ def test_paper_plan_grid_is_the_papers_study():
     shrunk = expand_grid(smoke(plan), {k: f"uri/{k}" for k in plan.datasets}, PAPER_FOLDS)
     assert len(shrunk) == 3 * 3 * 2 + 10 and {t.fold for t in shrunk} == {1} and {t.seed for t in shrunk} == {0}
     assert {t.optim.epochs for t in shrunk} == {1} and {t.max_train_clips for t in shrunk} == {64}
+    assert {ds.preprocess.augment.copies for ds in smoke(plan).datasets.values()} == {1}  # augmentation checked too
 
 
 def test_demo_plan_paths_are_relative_to_the_plan_file():

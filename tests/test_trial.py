@@ -18,7 +18,8 @@ from orchestrator.trial import CHECKPOINT_FILE, InjectedFault, plan_trial, run_t
 from orchestrator.trial_data import canonical_train_order, load_trial_data
 from orchestrator.training import protocol_summary
 
-EPOCH_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_acc", "test_acc", "lr", "seconds", "samples_per_s"]
+EPOCH_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_acc", "test_acc", "lr", "seconds", "train_samples",
+                 "samples_per_s"]
 
 
 @pytest.fixture(scope="module")

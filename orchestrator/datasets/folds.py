@@ -1,8 +1,14 @@
-"""Cross-validation splits as a pure function: rows + test fold -> disjoint train / valid / test.
+"""Cross-validation splits as a pure function: rows + test fold + split mode -> disjoint train / valid / test.
 
-Validation is a whole fold that is neither train nor test, so epoch and hyper-parameter choices never see
-the test fold. Augmented copies (rows whose ``source_id`` differs from ``clip_id``) only ever join train,
-and only when their source clip is in a training fold.
+Two split modes (``orchestrator.config.SPLIT_MODES``):
+
+* ``nested``: validation is a whole fold that is neither train nor test, so epoch and hyper-parameter
+  choices never see the test fold (train = k-2 folds: ESC-50 1,200 clips).
+* ``paper``: the paper's protocol, train on every fold but the test fold (ESC-50 1,600 clips), no
+  validation split; the paper then reads its number off the test curve (``best_epoch``).
+
+Augmented copies (rows whose ``source_id`` differs from ``clip_id``) only ever join train, and only when
+their source clip is in a training fold.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ class Splits:
     valid: pd.DataFrame
     test: pd.DataFrame
     test_fold: int | str
-    valid_fold: int | str
+    valid_fold: int | str | None  # None: split "paper" has no validation fold
 
 
 def default_valid_fold(folds: list[int], test_fold: int) -> int:
@@ -38,14 +44,19 @@ def _originals(frame: pd.DataFrame) -> pd.Series:
     return frame["source_id"] == frame["clip_id"]
 
 
-def fold_splits(rows: pd.DataFrame, test_fold: int, valid_fold: int | None = None) -> Splits:
-    """Train = every other fold (with augmented copies), valid = ``valid_fold``, test = ``test_fold``.
+def fold_splits(rows: pd.DataFrame, test_fold: int, valid_fold: int | None = None, split: str = "nested") -> Splits:
+    """Train = every other fold (with augmented copies), valid = ``valid_fold``, test = ``test_fold``;
+    with ``split="paper"``, train = every fold but the test fold and valid is empty.
 
     ``rows`` needs ``clip_id`` and ``fold``; ``source_id`` marks augmented copies when present.
     """
     folds = sorted(int(f) for f in rows["fold"].unique())
     if test_fold not in folds:
         raise ConfigError(f"test fold {test_fold} not in the data; folds present: {folds}")
+    if split == "paper":
+        return _paper_splits(rows, folds, test_fold, valid_fold)
+    if split != "nested":
+        raise ConfigError(f"split must be 'nested' or 'paper', got {split!r}")
     if len(folds) < 3:
         raise ConfigError(f"need >= 3 folds for disjoint train/valid/test, the data has {folds}")
     valid_fold = default_valid_fold(folds, test_fold) if valid_fold is None else valid_fold
@@ -59,6 +70,23 @@ def fold_splits(rows: pd.DataFrame, test_fold: int, valid_fold: int | None = Non
         test=rows[(rows["fold"] == test_fold) & original].reset_index(drop=True),
         test_fold=test_fold,
         valid_fold=valid_fold,
+    )
+    assert_disjoint(splits)
+    return splits
+
+
+def _paper_splits(rows: pd.DataFrame, folds: list[int], test_fold: int, valid_fold: int | None) -> Splits:
+    if valid_fold is not None:
+        raise ConfigError(f"split 'paper' has no validation fold, but valid fold {valid_fold} was given")
+    if len(folds) < 2:
+        raise ConfigError(f"need >= 2 folds for disjoint train/test, the data has {folds}")
+    in_test = rows["fold"] == test_fold
+    splits = Splits(
+        train=rows[~in_test].reset_index(drop=True),
+        valid=rows.iloc[0:0].reset_index(drop=True),
+        test=rows[in_test & _originals(rows)].reset_index(drop=True),
+        test_fold=test_fold,
+        valid_fold=None,
     )
     assert_disjoint(splits)
     return splits
