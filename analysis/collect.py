@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis import store
+from analysis.recipes import recipe_id, recipe_labels, recipe_of
 from analysis.records import read_trial
 from orchestrator import spectra, storage
 from orchestrator.errors import StorageError
@@ -26,14 +27,18 @@ RESULTS_FILE = "results.parquet"
 TRIALS_DIR = "trials"
 # Same names and order as orchestrator.training.PROTOCOLS (not imported: that would pull in torch).
 PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
-STORED_PROTOCOLS = ("last_epoch", "valid_selected")  # the protocols predictions.parquet holds
-# What makes two trials the same configuration (they then differ only in seed and fold).
-CONFIG_KEYS = ["dataset", "model", "init", "loss", "mask"]
+# The protocols predictions.parquet holds: last_epoch, and the selected epoch: valid_selected for split
+# "nested", best_epoch for split "paper" (no validation fold: the test fold picks, as in the paper).
+STORED_PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
+SPLIT_PROTOCOLS = {"nested": ("last_epoch", "valid_selected"), "paper": ("best_epoch", "last_epoch")}
+# What makes two trials the same configuration (they then differ only in seed and fold): recipe is the
+# rest of the trial config (analysis.recipes), so trials trained differently are never averaged together.
+CONFIG_KEYS = ["dataset", "model", "init", "loss", "mask", "split", "recipe"]
 SUMMARY_COLUMNS = ["best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_epoch", "valid_selected",
                    "valid_selected_epoch", "valid_selected_valid_acc", "epochs", "resumed_at_epoch",
                    "train_seconds", "samples_per_s"]
 COLUMNS = (["trial_id", *CONFIG_KEYS, "seed", "fold", "valid_fold", "init_kind", "init_k", "method",
-            "dataset_name", "dataset_version", "data_uri", "num_classes", "planned_epochs", "lr",
+            "recipe_label", "dataset_name", "dataset_version", "data_uri", "num_classes", "planned_epochs", "lr",
             "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS)
 _READERS = 16  # parallel reads: S3 latency, not bandwidth, dominates small JSON files
 
@@ -79,7 +84,7 @@ def scan_results(uri: str, *, write: bool = True) -> Scan:
     scan.cards = _read_cards({c["dataset"]["uri"] for c, _ in configs}, scan.warnings)
     if configs:
         rows = [_row(config, summary, scan.cards.get(config["dataset"]["uri"], {})) for config, summary in configs]
-        scan.results = _typed(_disambiguate(pd.DataFrame(rows)))
+        scan.results = _typed(_labelled(_disambiguate(pd.DataFrame(rows)), [c["trial"] for c, _ in configs]))
     if write:
         store.write_parquet(root.join(RESULTS_FILE), pa.Table.from_pandas(scan.results, preserve_index=False))
     return scan
@@ -168,7 +173,9 @@ def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
         "dataset_version": str(config["dataset"].get("version", "")), "data_uri": config["dataset"]["uri"],
         "model": trial["model"], "init": trial["init"], "init_kind": kind, "init_k": k,
         "loss": trial.get("loss", {}).get("name", "ce"), "mask": mask, "seed": trial.get("seed", 0),
-        "fold": trial.get("fold", config["folds"]["test"][0]), "valid_fold": config["folds"]["valid"][0],
+        "fold": trial.get("fold", config["folds"]["test"][0]),
+        "valid_fold": (config["folds"]["valid"] or [None])[0],  # split "paper": no validation fold
+        "split": trial.get("split", "nested"), "recipe": recipe_id(recipe_of(trial)),
         "num_classes": config.get("num_classes"), "planned_epochs": optim.get("epochs"), "lr": optim.get("lr"),
         "weight_decay": optim.get("weight_decay"), "batch_size": optim.get("batch_size"),
         "max_train_clips": trial.get("max_train_clips"),
@@ -186,20 +193,26 @@ def _disambiguate(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _labelled(frame: pd.DataFrame, trials: list[dict]) -> pd.DataFrame:
+    """``recipe_label``: what differs between the recipes of this results root ("" when it holds one)."""
+    labels = recipe_labels({recipe_id(r): r for r in map(recipe_of, trials)})
+    frame["recipe_label"] = frame["recipe"].map(labels)
+    return frame
+
+
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns in :data:`COLUMNS` order with stable dtypes (nullable ints where records may lack a value)."""
     frame = frame.reindex(columns=COLUMNS)
-    for col in ["seed", "fold", "valid_fold", "num_classes", "planned_epochs", "batch_size", "epochs",
-                "best_epoch_epoch", "last_epoch_epoch", "valid_selected_epoch"]:
+    for col in ["seed", "fold", "num_classes", "planned_epochs", "batch_size", "epochs",
+                "best_epoch_epoch", "last_epoch_epoch"]:
         frame[col] = frame[col].astype("int64")
-    for col in ["init_k", "resumed_at_epoch", "max_train_clips"]:
+    for col in ["init_k", "resumed_at_epoch", "max_train_clips", "valid_fold", "valid_selected_epoch"]:
         frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
     for col in ["best_epoch", "last_epoch", "valid_selected", "valid_selected_valid_acc", "train_seconds",
                 "samples_per_s", "lr", "weight_decay"]:
         frame[col] = frame[col].astype("float64")
     frame["mask"] = frame["mask"].astype(bool)
-    return frame.sort_values(["dataset", "model", "init", "loss", "mask", "seed", "fold"],
-                             ignore_index=True)
+    return frame.sort_values([*CONFIG_KEYS, "seed", "fold"], ignore_index=True)
 
 
 def _read_per_trial(uri: str, results: pd.DataFrame, filename: str) -> list[pd.DataFrame]:

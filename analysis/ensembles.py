@@ -1,10 +1,11 @@
 """Deep ensembles from stored predictions: average the softmax of the M seeds of one configuration.
 
-For each configuration (dataset, model, init, loss, mask) and test fold, the members are the trials that
-differ only in seed. Their per-clip softmax rows (``predictions.parquet``) are averaged and the argmax is
-scored against the labels, per protocol (``valid_selected`` and ``last_epoch``: the only two for which
-predictions are stored; ``best_epoch`` picks its epoch with the test fold, so no ensemble exists for it).
-Fold scores are then summarised as mean ± std over folds.
+For each configuration (dataset, model, init, loss, mask, split, recipe: ``CONFIG_KEYS``) and test fold, the
+members are the trials that differ only in seed, so trials with another recipe or split mode never join.
+Their per-clip softmax rows (``predictions.parquet``) are averaged and the argmax is scored against the
+labels, per stored protocol: ``last_epoch`` and the selected epoch, which is ``valid_selected`` for split
+"nested" and ``best_epoch`` for split "paper" (no validation fold: each member's epoch is its best on the
+test fold, as in the paper). Fold scores are then summarised as mean ± std over folds.
 
 Members are aligned by ``clip_id``; if a member lacks some clips (it should not), only the clips every
 member has are scored and ``clips`` says how many.

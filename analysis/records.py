@@ -18,9 +18,10 @@ from orchestrator.errors import StorageError
 
 UNFINISHED = "unfinished"
 KINDS = (UNFINISHED, "missing", "not valid JSON", "permission denied", "unreadable", "invalid record")
-# summary.json values every results row needs, as numbers
-SUMMARY_NUMBERS = ("best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_epoch", "valid_selected",
-                   "valid_selected_epoch", "epochs")
+# summary.json values every results row needs, as numbers; split "nested" trials also have VALID_NUMBERS
+# (split "paper" trials have no validation fold, so no valid_selected)
+SUMMARY_NUMBERS = ("best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_epoch", "epochs")
+VALID_NUMBERS = ("valid_selected", "valid_selected_epoch")
 
 
 def read_trial(loc: storage.Location, name: str) -> tuple[dict | None, dict | None, dict | None]:
@@ -54,13 +55,14 @@ def record_problem(config: Any, summary: Any) -> str | None:
         return "config.json lacks trial.model / trial.init"
     if not (isinstance(dataset, dict) and isinstance(dataset.get("uri"), str)):
         return "config.json lacks dataset.uri"
-    if not (isinstance(folds, dict) and isinstance(folds.get("valid"), list) and folds["valid"]):
-        return "config.json lacks folds.valid"
+    paper = trial.get("split", "nested") == "paper"
+    if not (isinstance(folds, dict) and isinstance(folds.get("valid"), list) and (folds["valid"] or paper)):
+        return "config.json lacks folds.valid (only split 'paper' trials have none)"
     try:
         storage.check_component(config.get("trial_id"), "config.json trial_id")
     except StorageError:
         return f"config.json trial_id {config.get('trial_id')!r} is not a single folder name"
-    bad = [k for k in SUMMARY_NUMBERS if isinstance(summary.get(k), bool)
+    bad = [k for k in SUMMARY_NUMBERS + (() if paper else VALID_NUMBERS) if isinstance(summary.get(k), bool)
            or not isinstance(summary.get(k), (int, float))]
     if bad:
         return f"summary.json lacks numeric {', '.join(bad)}"

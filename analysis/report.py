@@ -213,7 +213,14 @@ def _document(scan: Scan, tables: list[Table], shown: list[tuple[str, str]], sim
     for table in tables[:2]:  # Table I and II first: the paper's two headline claims
         doc.table(table)
     doc.heading("How to read the numbers: three protocols")
-    doc.paragraph(PROTOCOL_NOTE + " Predictions (and so ensembles) exist for last_epoch and valid_selected only.")
+    doc.paragraph(PROTOCOL_NOTE + " Predictions (and so ensembles) exist for last_epoch and the selected epoch: "
+                  "valid_selected for split nested, best_epoch for split paper.")
+    if scan.results["recipe_label"].ne("").any():
+        doc.heading("Recipes")
+        doc.paragraph("These results hold several training recipes; tables never average across them and "
+                      "name each row's in the recipe column (what differs between them). The recipe id is "
+                      "the results table's recipe column.")
+        doc.bullets(_recipe_lines(scan.results))
     doc.heading("Datasets")
     doc.bullets(_dataset_lines(scan))
     doc.heading("More tables")
@@ -238,10 +245,21 @@ def _summary(scan: Scan) -> str:
     def values(column: str) -> str:
         return ", ".join(map(str, sorted(results[column].unique().tolist())))
 
-    parts = [f"{results[c].nunique()} {c}s ({values(c)})" for c in ("dataset", "model", "init")]
+    parts = [f"{results[c].nunique()} {c}s ({values(c)})" for c in ("dataset", "model", "init", "split")]
+    parts.append(f"{results['recipe'].nunique()} recipe(s)")
     return (f"**{len(results)} finished trials** in `{scan.trials_uri}`: " + "; ".join(parts)
             + f"; seeds {values('seed')}; folds {values('fold')}. {len(scan.skipped)} trial folder(s) skipped "
             f"(see Skipped). Protocols: {', '.join(PROTOCOLS)}.")
+
+
+def _recipe_lines(results: pd.DataFrame) -> list[str]:
+    """One line per recipe: its id, what sets it apart, its split modes and how many trials used it."""
+    lines = []
+    for recipe, rows in results.groupby("recipe", sort=True):
+        splits = ", ".join(sorted(rows["split"].unique()))
+        lines.append(f"`{recipe}`: {rows['recipe_label'].iloc[0] or '(no difference but the split)'}; "
+                     f"split {splits}; {len(rows)} trial(s)")
+    return lines
 
 
 def _dataset_lines(scan: Scan) -> list[str]:

@@ -73,27 +73,28 @@ def _card(folder: Path, name: str, classes: list[str], folds: list[int], per_cla
 
 
 def trial_config(data_uri: str, *, model="densenet201", init="pretrained", seed=0, fold=1, loss="ce",
-                 mask=False, epochs=3, weights=None) -> TrialConfig:
-    """The TrialConfig a sweep would have run."""
+                 mask=False, epochs=3, weights=None, split="nested", optim: dict | None = None) -> TrialConfig:
+    """The TrialConfig a sweep would have run (``optim``: overrides of the recipe, e.g. {"lr": 1e-3})."""
     return TrialConfig(data=data_uri, model=model, init=init, seed=seed, fold=fold, weights=weights,
-                       optim=OptimConfig(epochs=epochs), loss=LossConfig(name=loss),
-                       mask=MaskConfig() if mask else None)
+                       optim=OptimConfig(epochs=epochs, **(optim or {})), loss=LossConfig(name=loss),
+                       mask=MaskConfig() if mask else None, split=split)
 
 
-def write_trial(trials: Path, data_uri: str, *, valid: list[float], test: list[float], num_classes: int = 2,
+def write_trial(trials: Path, data_uri: str, *, valid: list[float] | None, test: list[float], num_classes: int = 2,
                 folds=(1, 2, 3), n_clips: int = 20, finished: bool = True, predictions: dict | None = None,
                 confidence: float = 0.7, **config) -> str:
     """One trial folder under ``trials`` from per-epoch valid/test accuracies; returns its trial id.
 
-    ``predictions``: protocol -> (clip_ids, labels, probs); by default generated so the first
-    ``round(acc * n_clips)`` clips are right (probability ``confidence`` on the predicted class), matching
-    the summary's accuracy for that protocol.
+    ``valid=None`` with ``split="paper"``: a trial without validation fold (null valid columns, no
+    valid_selected; its stored selected epoch is best_epoch). ``predictions``: protocol -> (clip_ids, labels,
+    probs); by default generated so the first ``round(acc * n_clips)`` clips are right (probability
+    ``confidence`` on the predicted class), matching the summary's accuracy for that protocol.
     """
     cfg = trial_config(data_uri, epochs=len(test), **config)
     tid = trial_id(cfg)
-    valid_fold = folds[(list(folds).index(cfg.fold) + 1) % len(folds)]
+    valid_folds = [] if cfg.split == "paper" else [folds[(list(folds).index(cfg.fold) + 1) % len(folds)]]
     payload = {"trial": to_dict(cfg), "trial_id": tid, "num_classes": num_classes,
-               "folds": {"train": [f for f in folds if f not in (cfg.fold, valid_fold)], "valid": [valid_fold],
+               "folds": {"train": [f for f in folds if f != cfg.fold and f not in valid_folds], "valid": valid_folds,
                          "test": [cfg.fold]},
                "dataset": {"uri": data_uri, "version": json.loads((Path(data_uri) / "dataset.json").read_text())
                            ["version"]},
@@ -108,17 +109,21 @@ def write_trial(trials: Path, data_uri: str, *, valid: list[float], test: list[f
 
 
 def _state(valid, test, fold, num_classes, n_clips, predictions, confidence) -> TrialState:
-    """A TrialState as the trial loop would have left it after these epochs."""
+    """A TrialState as the trial loop would have left it after these epochs (``valid`` None: split "paper",
+    the selected epoch is the best test epoch)."""
     state = TrialState()
-    for epoch, (v, t) in enumerate(zip(valid, test), 1):
-        state.epochs.append({"epoch": epoch, "train_loss": 1.0 / epoch, "valid_loss": 1.0 - v, "valid_acc": v,
-                             "test_acc": t, "lr": 1e-4, "seconds": 2.0, "samples_per_s": 100.0 * epoch})
-    selected = max(state.epochs, key=lambda r: (r["valid_acc"], -r["epoch"]))
+    for epoch, t in enumerate(test, 1):
+        v = valid[epoch - 1] if valid is not None else None
+        state.epochs.append({"epoch": epoch, "train_loss": 1.0 / epoch, "valid_loss": None if v is None else 1.0 - v,
+                             "valid_acc": v, "test_acc": t, "lr": 1e-4, "seconds": 2.0,
+                             "samples_per_s": 100.0 * epoch})
+    score = "valid_acc" if valid is not None else "test_acc"
+    selected = max(state.epochs, key=lambda r: (r[score], -r["epoch"]))
     for name, row in (("selected", selected), ("last", state.epochs[-1])):
-        protocol = "valid_selected" if name == "selected" else "last_epoch"
+        protocol = "last_epoch" if name == "last" else ("valid_selected" if valid is not None else "best_epoch")
         ids, labels, probs = (predictions or {}).get(protocol) or _generated(
             row["test_acc"], fold, num_classes, n_clips, confidence)
-        setattr(state, name, {"epoch": row["epoch"], "valid_acc": row["valid_acc"], "clip_ids": list(ids),
+        setattr(state, name, {"epoch": row["epoch"], "select_acc": row[score], "clip_ids": list(ids),
                               "labels": np.asarray(labels, np.int64), "probs": np.asarray(probs, np.float32)})
     return state
 
@@ -190,4 +195,22 @@ def write_sweep(root: Path, data: str) -> Path:
         write_trial(trials, data, valid=valid, test=test, seed=seed, fold=fold, confidence=0.7 + 0.1 * seed)
         write_trial(trials, data, valid=[.5, .6, .7], test=[.50, .60, .55], seed=seed, fold=fold, init="random")
     write_trial(trials, data, valid=[.5], test=[.5], seed=2, fold=1, finished=False)
+    return root
+
+
+# (seed, fold) -> test accuracies per epoch of the split "paper" pretrained trials (no validation fold)
+PAPER = {(0, 1): [.85, .95, .90], (0, 2): [.80, .90, .85], (1, 1): [.90, .95, .95], (1, 2): [.85, .85, .80]}
+
+
+def write_mixed_sweep(root: Path, data: str) -> Path:
+    """:func:`write_sweep` plus the same grid on split "paper" (the paper's protocol): pretrained from
+    :data:`PAPER`, random every trial test .50 .60 .55. Both splits share every other setting, so only the
+    split tells them apart (tests/test_analysis_splits.py works their tables out by hand)."""
+    write_sweep(root, data)
+    trials = root / "trials"
+    for (seed, fold), test in PAPER.items():
+        write_trial(trials, data, valid=None, test=test, seed=seed, fold=fold, split="paper",
+                    confidence=0.7 + 0.1 * seed)
+        write_trial(trials, data, valid=None, test=[.50, .60, .55], seed=seed, fold=fold, init="random",
+                    split="paper")
     return root

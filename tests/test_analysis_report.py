@@ -38,7 +38,9 @@ def test_report_opens_with_tables_one_and_two(report):
     text = (out / "report.md").read_text()
     first, second = text.index("**Table I."), text.index("**Table II.")
     assert first < second < text.index("## How to read the numbers") < text.index("## Datasets")
-    assert "| ESC-50 | densenet201 | pretrained | 90.00 ± 4.08 |" in text  # Table I's hand-worked row
+    # Table I's hand-worked row; the 3-epoch sweep and the 1-epoch ablations are two recipes, so a recipe column
+    assert "| ESC-50 | densenet201 | nested | 3 ep | pretrained | 90.00 ± 4.08 |" in text
+    assert re.search(r"## Recipes\n\n.*\n\n- `\w{8}`: 3 ep; split nested; 8 trial\(s\)", text)
     assert "best_epoch: the best test accuracy over epochs" in text
     assert "3 classes, 36 clips" in text and "resized to 32 × 32" in text  # from the dataset card
     assert re.search(r"## Skipped\n\n- trial folder densenet201-pretrained-ce-fold1-seed2-\w+: unfinished", text)

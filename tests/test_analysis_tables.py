@@ -88,7 +88,7 @@ def test_table1_pretrained_vs_random_known_numbers(results):
     table = table_pretrained_vs_random(results)
     got = rows(table)
     assert got["pretrained"] | {} == {
-        "dataset": "ESC-50", "model": "densenet201", "init": "pretrained", "best_epoch": "90.00 ± 4.08",
+        "dataset": "ESC-50", "model": "densenet201", "split": "nested", "init": "pretrained", "best_epoch": "90.00 ± 4.08",
         "last_epoch": "81.25 ± 4.79", "valid_selected": "83.75 ± 9.46", "best − valid_selected": "+6.25",
         "runs": "4 (2 seeds × 2 folds)"}
     assert (got["random"]["best_epoch"], got["random"]["last_epoch"], got["random"]["valid_selected"],
@@ -98,7 +98,7 @@ def test_table1_pretrained_vs_random_known_numbers(results):
         "best − valid_selected"]) == ("+30.00", "+26.25", "+28.75", "+1.25")
     numbers = table.numbers.set_index("init")
     assert numbers.loc["pretrained", "valid_selected_std"] == pytest.approx(100 * (0.026875 / 3) ** 0.5)
-    assert "| ESC-50 | densenet201 | pretrained | 90.00 ± 4.08 |" in table.to_markdown()
+    assert "| ESC-50 | densenet201 | nested | pretrained | 90.00 ± 4.08 |" in table.to_markdown()
     assert r"90.00 $\pm$ 4.08" in table.to_latex() and "valid\\_selected" in table.to_latex()
     csv = pd.read_csv(pd.io.common.StringIO(table.to_csv()))
     assert csv.loc[0, "best_epoch_mean"] == pytest.approx(90.0)
@@ -116,7 +116,8 @@ def test_table2_single_vs_ensemble_known_numbers(results, ensembles):
     assert (got["seeds"], got["folds"]) == ("2", "2")
     random = rows(table)["random"]  # identical members: ensemble = single model
     assert random["ensemble valid_selected"] == "55.00 ± 0.00" and random["ensemble gain"] == "+0.00"
-    assert "only for last_epoch and valid_selected" in table.note
+    assert "valid_selected for split nested, best_epoch for split paper" in table.note
+    assert "ensemble best_epoch" not in table.display.columns  # nested trials store no best_epoch predictions
 
 
 def test_table3_puts_published_rows_beside_ours(results, ensembles):

@@ -163,15 +163,19 @@ def phase2_configs(root: Path) -> list[dict]:
 @pytest.mark.parametrize("per_fold", [False, True], ids=["one-recipe", "per-fold"])
 def test_phase1_never_scores_on_a_fold_its_recipe_is_tested_on(ray_local, tmp_path, per_fold, capsys):
     # phase 2 tests folds 2 and 4. One recipe: the search on test fold 3 scores on fold 4, so fold 4 needs a
-    # recipe from another search (test fold 4, scored on 5). Per fold: fold 2 <- scored on 3, 4 <- on 5.
-    search = {"enabled": True, "num_samples": 2, "max_concurrent": 1} | ({"per_fold": True} if per_fold else {"fold": 3})
+    # recipe from another search (test fold 4, scored on 5). Per fold: fold 2 <- scored on 3, 4 <- on 5, and
+    # phase 2 on the paper's split (no validation fold): the searches still need theirs, so they stay nested.
+    mode = {"per_fold": True} if per_fold else {"fold": 3}
+    search = {"enabled": True, "num_samples": 2, "max_concurrent": 1, **mode}
     plan = load_plan(write_plan(tmp_path, folds=[2, 4], inits=["pretrained"], search=search,
-                                optim={"epochs": 1, "lr": 0.001, "batch_size": 16}))
+                                optim={"epochs": 1, "lr": 0.001, "batch_size": 16},
+                                **({"split": "paper"} if per_fold else {})))
     result = run_sweep(plan)
     root = Path(result.root)
     provenance = recipe_provenance(root)
     trials = phase2_configs(root)
     assert sorted(t["fold"] for t in trials) == [2, 4] and result.finished == 2
+    assert {t["split"] for t in trials} == {"paper" if per_fold else "nested"}
     for trial in trials:
         recipe, scored_on = provenance[trial["fold"]]
         assert trial["optim"] == recipe  # the trial ran the recipe recorded for its fold ...
@@ -215,8 +219,8 @@ def test_which_search_feeds_which_fold():
     from orchestrator.search import plan_searches  # here, so the file also runs on code without it
 
     uris, folds = {"fsdd": "/nowhere/fsdd", "esc": "/nowhere/esc"}, {"fsdd": [1, 2, 3, 4, 5, 6], "esc": [1, 2, 3]}
-    raw = {"name": "t", "storage": "/tmp/x", "datasets": {"fsdd": {"data": uris["fsdd"]}, "esc": {"data": uris["esc"]}},
-           "inits": ["pretrained"]}
+    raw = {"name": "t", "storage": "/tmp/x", "inits": ["pretrained"],
+           "datasets": {"fsdd": {"data": uris["fsdd"]}, "esc": {"data": uris["esc"]}}}
     plan = from_dict(Plan, raw | {"search": {"enabled": True}})
     one = plan_searches(plan, uris, folds)  # default: test fold 6, scored on 1; a second search for fold 1
     assert [(s.name, s.valid_fold, s.feeds, s.default) for s in one] == [
