@@ -106,7 +106,8 @@ def load_predictions(uri: str, results: pd.DataFrame | None = None,
                      protocols: Iterable[str] = STORED_PROTOCOLS) -> pd.DataFrame:
     """Per-clip test-fold softmax of every finished trial, with the trial's configuration columns.
 
-    Columns: trial_id, clip_id, fold, label, protocol, epoch, probs (float32 array) + CONFIG_KEYS + seed.
+    Columns: trial_id, clip_id, fold, label, protocol, epoch, probs (float32 array) + CONFIG_KEYS + method,
+    recipe_label, seed.
     """
     results = load_results(uri, write=False) if results is None else results
     wanted = set(protocols)
@@ -116,13 +117,17 @@ def load_predictions(uri: str, results: pd.DataFrame | None = None,
 
 
 def load_epochs(uri: str, results: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per-epoch curves of every finished trial (epochs.parquet rows) with the configuration columns."""
+    """Per-epoch curves of every finished trial (epochs.parquet rows) with the configuration columns
+    (valid_loss / valid_acc are NaN for split "paper" trials: no validation fold)."""
     results = load_results(uri, write=False) if results is None else results
     frames = _read_per_trial(uri, results, "epochs.parquet")
     for frame, trial in zip(frames, results["trial_id"]):
         frame.insert(0, "trial_id", trial)
-    return _with_config(frames, results, ["trial_id", "epoch", "train_loss", "valid_loss", "valid_acc",
-                                          "test_acc", "lr", "seconds", "samples_per_s"])
+    epochs = _with_config(frames, results, ["trial_id", "epoch", "train_loss", "valid_loss", "valid_acc",
+                                            "test_acc", "lr", "seconds", "samples_per_s"])
+    for col in ("valid_loss", "valid_acc"):  # all-null columns of split "paper" trials read as objects
+        epochs[col] = pd.to_numeric(epochs[col], errors="coerce")
+    return epochs
 
 
 def trial_uri(uri: str, trial_id: str) -> str:
@@ -224,7 +229,7 @@ def _read_per_trial(uri: str, results: pd.DataFrame, filename: str) -> list[pd.D
 
 def _with_config(frames: list[pd.DataFrame], results: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Concatenate per-trial frames and attach each trial's configuration columns and seed."""
-    meta = results[["trial_id", *CONFIG_KEYS, "method", "seed", "fold"]]
+    meta = results[["trial_id", *CONFIG_KEYS, "method", "recipe_label", "seed", "fold"]]
     columns = [c for c in columns if c != "fold"]  # the trial's test fold comes from the results row
     if not frames:
         return pd.DataFrame(columns=[*columns, *meta.columns[1:]])

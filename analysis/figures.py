@@ -63,10 +63,14 @@ def _panels(n: int, width: float = 4.2, height: float = 3.2, ncols: int = 3):
     return fig, axes[:n]
 
 
+PANEL = ["dataset", "model", "method", "split"]  # one panel each: split modes are never drawn as one curve
+
+
 def _title(key: tuple) -> str:
     dataset, model, *rest = key
     method = f" ({rest[0]})" if rest and rest[0] != "ce" else ""
-    return f"{dataset_label(dataset)} · {model}{method}"
+    split = f" · split {rest[1]}" if len(rest) > 1 else ""
+    return f"{dataset_label(dataset)} · {model}{method}{split}"
 
 
 # ---------------------------------------------------------------- Fig. 2a
@@ -105,11 +109,11 @@ def _curve(group: pd.DataFrame, protocol: str) -> pd.DataFrame:
 
 
 def _ablation_panels(results: pd.DataFrame, kind: str) -> list[tuple[tuple, pd.DataFrame, pd.DataFrame]]:
-    """Per (dataset, model, method) with ``kind:K`` trials: (key, ablation trials, reference trials)."""
+    """Per (dataset, model, method, split) with ``kind:K`` trials: (key, ablation trials, reference trials)."""
     data = results[results["init_kind"] == kind]
     panels = []
-    for key, group in data.groupby(["dataset", "model", "method"], sort=True):
-        same = (results["dataset"] == key[0]) & (results["model"] == key[1]) & (results["method"] == key[2])
+    for key, group in data.groupby(PANEL, sort=True):
+        same = (results[PANEL] == list(key)).all(axis=1)
         panels.append((key, group, results[same & results["init"].isin(COLORS)]))
     return panels
 
@@ -202,13 +206,15 @@ def figure_learning_curves(epochs: pd.DataFrame, out: Location, stem: str = "lea
     data = epochs[epochs["init"].isin(COLORS)] if not epochs.empty else epochs
     if data.empty:
         return []
-    groups = list(data.groupby(["dataset", "model", "method"], sort=True))
+    groups = list(data.groupby(PANEL, sort=True))
     fig, axes = _panels(len(groups))
     for ax, (key, group) in zip(axes, groups):
-        for init, curves in group.groupby("init", sort=True):
+        for (init, recipe), curves in group.groupby(["init", "recipe_label"], sort=True):  # recipes apart
+            name = f"{init} [{recipe}]" if recipe else init
             mean = curves.groupby("epoch")[["valid_acc", "test_acc"]].mean() * 100
-            ax.plot(mean.index, mean["test_acc"], "-", color=COLORS[init], label=f"{init}, test fold")
-            ax.plot(mean.index, mean["valid_acc"], "--", color=COLORS[init], label=f"{init}, valid fold")
+            ax.plot(mean.index, mean["test_acc"], "-", color=COLORS[init], label=f"{name}, test fold")
+            if mean["valid_acc"].notna().any():  # split paper: no validation fold
+                ax.plot(mean.index, mean["valid_acc"], "--", color=COLORS[init], label=f"{name}, valid fold")
         ax.set(title=_title(key), xlabel="epoch", ylabel="accuracy (%)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)

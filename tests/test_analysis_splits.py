@@ -18,14 +18,18 @@ Pooled with the nested trials, pretrained best_epoch would read 90.62; each spli
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 import records_fixture as F
-from analysis.collect import load_predictions, load_results
+from analysis.collect import load_epochs, load_predictions, load_results
 from analysis.ensembles import ensemble_per_fold, ensemble_summary
 from analysis.recipes import MISSING_MEANS, recipe_id, recipe_labels, recipe_of
+from analysis.figures import figure_learning_curves
 from analysis.tables import table_ensembles, table_published, table_pretrained_vs_random
+from orchestrator import storage
 from orchestrator.config import MaskConfig, OptimConfig, TrialConfig, to_dict
 
 
@@ -85,6 +89,14 @@ def test_ensembles_per_split_use_each_splits_stored_epoch(per_fold, results):
     assert paper["ensemble gain"] == "-1.25" and paper["best − valid_selected (single)"] == "—"
     assert (nested["ensemble best_epoch"], nested["ensemble valid_selected"], nested["ensemble gain"]) == (
         "—", "87.50 ± 3.54", "+3.75")
+
+
+def test_learning_curves_keep_the_splits_apart(mixed, results, tmp_path):
+    epochs = load_epochs(mixed, results)
+    assert epochs[epochs["split"] == "paper"]["valid_acc"].isna().all() and epochs["valid_acc"].dtype == float
+    assert epochs[epochs["split"] == "nested"]["valid_acc"].notna().all()
+    written = figure_learning_curves(epochs, storage.resolve(str(tmp_path)))
+    assert [Path(p).suffix for p in written] == [".png", ".svg"] and Path(written[0]).stat().st_size > 1000
 
 
 def test_table3_compares_published_rows_with_the_paper_split_only(results, per_fold):
