@@ -218,7 +218,8 @@ def _save(root: storage.Location, plan: Plan, uris: dict[str, str], folds: dict[
                             "search": fs.name if fs else None, "scored_on_dataset": fs.dataset if fs else None,
                             "scored_on_fold": fs.valid_fold if fs else None})
     payload = {"source": source, "per_fold": plan.search.per_fold if plan.search.enabled else None,
-               "random_init": "plan.random_optim" if plan.random_optim else "as above",
+               # init 'random' trials train with plan.random_optim when the plan sets one (never searched)
+               "random_init_optim": to_dict(plan.random_optim) if plan.random_optim else "the test fold's recipe",
                "searches": {fs.name: {"dataset": fs.dataset, "test_fold": fs.test_fold, "valid_fold": fs.valid_fold,
                                       "feeds": list(fs.feeds), "trial_ids": found[fs.name].get("trial_ids", [])}
                             for fs in searches},
