@@ -28,6 +28,9 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--out", required=True, help="output root: local path or s3://bucket/prefix")
     p.add_argument("--features", default="paper3ch", choices=["paper3ch", "mono3x"],
                    help="paper3ch: 3 window/hop pairs (default); mono3x: 25/10 ms replicated")
+    p.add_argument("--mel-scale", default="htk", choices=["htk", "slaney"],
+                   help="htk: the paper's torchaudio mel spectrogram (default); slaney: the earlier librosa "
+                        "recipe, which finds dataset versions built before htk became the default")
     p.add_argument("--augment-copies", type=int, default=0, help="K pitch/stretch copies per clip (default 0)")
     p.add_argument("--augment-seed", type=int, default=0)
     p.add_argument("--width", type=int, default=None, help="time-axis size (default 250; GTZAN 1500)")
@@ -160,7 +163,7 @@ def _preprocess_request(args):
     return PreprocessRequest(
         dataset=args.dataset, root=args.root, out=args.out,
         features=FeatureConfig(variant=args.features, width=args.width, height=args.height,
-                               sample_rate=args.sample_rate),
+                               sample_rate=args.sample_rate, mel_scale=args.mel_scale),
         augment=AugmentConfig(copies=args.augment_copies, seed=args.augment_seed),
         dataset_options=options, strict=args.strict, num_workers=args.workers, max_duration_s=args.max_duration,
     )

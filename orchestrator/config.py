@@ -78,6 +78,10 @@ def stable_hash(payload: Any, length: int = 12) -> str:
 
 
 FEATURE_VARIANTS = ("paper3ch", "mono3x")
+# htk: the paper's torchaudio MelSpectrogram defaults (HTK mel scale, unnormalised filters, reflect-padded
+# frames). slaney: this project's first recipe (librosa defaults: Slaney scale, area-normalised filters,
+# zero-padded frames), kept so the dataset versions built with it can be rebuilt and reused.
+MEL_SCALES = ("htk", "slaney")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class FeatureConfig:
 
     Each channel is a mel power spectrogram for one (window, hop) pair, ``log(x + log_eps)``, resized
     bilinearly to ``height x width``. ``n_fft`` is always ``n_fft_ms`` of samples (100 ms: 4410 at 44.1 kHz).
+    ``mel_scale`` picks the filterbank and frame padding (see ``MEL_SCALES`` and ``orchestrator.features``).
     """
 
     variant: str = "paper3ch"  # paper3ch: 3 (window, hop) pairs; mono3x: the first pair replicated 3 times
@@ -97,10 +102,14 @@ class FeatureConfig:
     height: int = 128  # resize target (mel axis); the paper keeps 128
     width: int | None = None  # resize target (time axis); None: dataset default (250, GTZAN 1500)
     log_eps: float = 1e-6  # paper: log(x + 1e-6)
+    mel_scale: str = "htk"  # paper: htk (torchaudio defaults); slaney: the earlier librosa-default recipe
 
     def __post_init__(self) -> None:
         if self.variant not in FEATURE_VARIANTS:
             raise ConfigError(f"features.variant must be one of {FEATURE_VARIANTS}, got {self.variant!r}")
+        if self.mel_scale not in MEL_SCALES:
+            raise ConfigError(f"features.mel_scale must be one of {MEL_SCALES} (htk: the paper's torchaudio "
+                              f"defaults; slaney: the earlier librosa recipe), got {self.mel_scale!r}")
         if len(self.windows_ms) != 3 or len(self.hops_ms) != 3:
             raise ConfigError("features.windows_ms and features.hops_ms need exactly 3 values (one per channel)")
         if any(h <= 0 for h in self.hops_ms) or any(w <= 0 for w in self.windows_ms):

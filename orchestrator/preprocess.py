@@ -36,6 +36,11 @@ from orchestrator.ray_runtime import ensure_ray
 
 # Bump when the feature computation changes in a way that alters stored values: new hash, new version.
 FEATURE_CODE_VERSION = 1
+# Feature fields added after versions were first written, with the value that reproduces those versions.
+# At that value a field is left out of the version hash, so an old dataset keeps its folder name and is
+# found and reused; at any other value (mel_scale "htk", the paper's recipe and the default) the hash, and
+# so the folder, is new. The card always records the field.
+FEATURE_HASH_DEFAULTS = {"mel_scale": "slaney"}
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,19 @@ def resolved_features(request: PreprocessRequest) -> dict[str, Any]:
     return params
 
 
+def hashed_features(request: PreprocessRequest) -> dict[str, Any]:
+    """``resolved_features`` less the fields still at their ``FEATURE_HASH_DEFAULTS`` value."""
+    features = resolved_features(request)
+    return {k: v for k, v in features.items() if k not in FEATURE_HASH_DEFAULTS or v != FEATURE_HASH_DEFAULTS[k]}
+
+
 def version_of(request: PreprocessRequest, manifest: pd.DataFrame) -> str:
     """Content hash of every input that changes the stored values."""
     manifest_digest = stable_hash(manifest[["clip_id", "label", "fold", "split", "duration"]]
                                   .astype(str).values.tolist(), length=16)
     payload = {
         "dataset": get_dataset(request.dataset).name, "options": request.dataset_options,
-        "manifest": manifest_digest, "features": resolved_features(request),
+        "manifest": manifest_digest, "features": hashed_features(request),
         "augment": to_dict(request.augment), "code": FEATURE_CODE_VERSION,
     }
     if request.max_duration_s != DEFAULT_MAX_SECONDS:  # only a non-default limit: existing names stay valid
