@@ -2,8 +2,8 @@
 
 Channel c is the mel power spectrogram for (window_c, hop_c) with ``n_fft`` = 100 ms of samples, then
 ``log(x + 1e-6)`` and a bilinear (antialiased, as PIL/torchvision ``Resize`` does) resize to
-``height x width``. The same module runs batched on CPU or on GPU workers. ``SpecMask`` is SoundCLR's
-SpecAugment-style masking on such spectrograms.
+``height x width``. The same module runs batched on CPU or on GPU workers. Training-time masking of such
+spectrograms (SoundCLR's ``SpecMask``) is in :mod:`orchestrator.spec_augment`.
 """
 
 from __future__ import annotations
@@ -150,32 +150,3 @@ def featurize_clips(module: LogMelSpectrogram3, clips: Sequence[np.ndarray], max
                 out[indices] = module(batch.to(device)).cpu().numpy()
     return out
 
-
-class SpecMask(nn.Module):
-    """SpecAugment-style masks (SoundCLR): ``freq_masks`` bands of <= ``max_freq`` mel bins and
-    ``time_masks`` spans of <= ``max_time`` frames set to the image mean, independently per sample.
-    Active only in training mode."""
-
-    def __init__(self, freq_masks: int = 2, max_freq: int = 32, time_masks: int = 1, max_time: int = 32):
-        super().__init__()
-        self.freq_masks, self.max_freq = freq_masks, max_freq
-        self.time_masks, self.max_time = time_masks, max_time
-
-    def _mask(self, x: torch.Tensor, axis: int, count: int, max_width: int) -> torch.Tensor:
-        batch, size = x.shape[0], x.shape[axis]
-        positions = torch.arange(size, device=x.device)
-        for _ in range(count):
-            width = torch.randint(0, max_width + 1, (batch, 1), device=x.device)
-            start = (torch.rand(batch, 1, device=x.device) * (size - width + 1).clamp(min=1)).long()
-            hit = (positions >= start) & (positions < start + width)  # (batch, size)
-            shape = [batch, 1, 1, 1]
-            shape[axis] = size
-            fill = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = torch.where(hit.view(shape), fill, x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        x = self._mask(x, 2, self.freq_masks, self.max_freq)
-        return self._mask(x, 3, self.time_masks, self.max_time)
