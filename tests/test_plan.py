@@ -33,7 +33,8 @@ def test_soundclr_plans_are_the_published_recipe():
         assert {t.loss.name for t in grid} == {"ce", "hybrid"}
         for t in grid:
             assert (t.optim.optimizer, t.optim.lr, t.optim.weight_decay, t.optim.batch_size) == ("adamw", lr, 1e-3, 128)
-            assert (t.optim.epochs, t.optim.warmup_epochs, t.optim.schedule, t.optim.gamma) == (800, 10, "exponential", 0.98)
+            schedule = (t.optim.epochs, t.optim.warmup_epochs, t.optim.schedule, t.optim.gamma)
+            assert schedule == (800, 10, "exponential", 0.98)
             assert t.mask.fill == "max" and t.loss.temperature == 0.05
             expected = ("linear", "zero") if t.loss.name == "hybrid" else (None, None)
             assert (t.loss.projection, t.loss.positiveless) == expected

@@ -76,7 +76,8 @@ def test_silence_is_trimmed_then_padded_with_edge_values(speech):
         left = params.offset
         starts.add(left)
         np.testing.assert_allclose(out[left : left + len(scaled)], scaled, rtol=0, atol=1e-6)
-        assert np.all(out[:left] == np.float32(scaled[0])) and np.all(out[left + len(scaled) :] == np.float32(scaled[-1]))
+        assert np.all(out[:left] == np.float32(scaled[0]))
+        assert np.all(out[left + len(scaled) :] == np.float32(scaled[-1]))
     assert len(starts) == 20  # offsets drawn over the whole 8000 - ~2000 sample range
 
 
