@@ -11,8 +11,8 @@ to n_fft + 1 samples (``preprocessingUSC.py``). ``FeatureConfig.mel_scale="htk"`
 ``"slaney"`` is this project's earlier recipe (librosa defaults: Slaney scale, area-normalised triangles, zero
 padding), kept bit-identical so dataset versions built with it can be rebuilt and reused.
 
-The same module runs batched on CPU or on GPU workers. ``SpecMask`` is SoundCLR's SpecAugment-style masking
-on such spectrograms.
+The same module runs batched on CPU or on GPU workers. Training-time masking of such spectrograms (SoundCLR's
+``SpecMask``) is in :mod:`orchestrator.spec_augment`.
 """
 
 from __future__ import annotations
@@ -197,32 +197,3 @@ def featurize_clips(module: LogMelSpectrogram3, clips: Sequence[np.ndarray], max
                 out[indices] = module(batch.to(device)).cpu().numpy()
     return out
 
-
-class SpecMask(nn.Module):
-    """SpecAugment-style masks (SoundCLR): ``freq_masks`` bands of <= ``max_freq`` mel bins and
-    ``time_masks`` spans of <= ``max_time`` frames set to the image mean, independently per sample.
-    Active only in training mode."""
-
-    def __init__(self, freq_masks: int = 2, max_freq: int = 32, time_masks: int = 1, max_time: int = 32):
-        super().__init__()
-        self.freq_masks, self.max_freq = freq_masks, max_freq
-        self.time_masks, self.max_time = time_masks, max_time
-
-    def _mask(self, x: torch.Tensor, axis: int, count: int, max_width: int) -> torch.Tensor:
-        batch, size = x.shape[0], x.shape[axis]
-        positions = torch.arange(size, device=x.device)
-        for _ in range(count):
-            width = torch.randint(0, max_width + 1, (batch, 1), device=x.device)
-            start = (torch.rand(batch, 1, device=x.device) * (size - width + 1).clamp(min=1)).long()
-            hit = (positions >= start) & (positions < start + width)  # (batch, size)
-            shape = [batch, 1, 1, 1]
-            shape[axis] = size
-            fill = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = torch.where(hit.view(shape), fill, x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        x = self._mask(x, 2, self.freq_masks, self.max_freq)
-        return self._mask(x, 3, self.time_masks, self.max_time)

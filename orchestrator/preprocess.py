@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from orchestrator import errors, spectra, storage
 from orchestrator.audio import DEFAULT_MAX_SECONDS, decode_audio
-from orchestrator.augment import apply_augment, augment_params
+from orchestrator.augment import augmented_copy
 from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
 from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
 from orchestrator.errors import ConfigError, RethinkError, StorageError
@@ -97,7 +97,7 @@ def version_of(request: PreprocessRequest, manifest: pd.DataFrame) -> str:
     payload = {
         "dataset": get_dataset(request.dataset).name, "options": request.dataset_options,
         "manifest": manifest_digest, "features": hashed_features(request),
-        "augment": to_dict(request.augment), "code": FEATURE_CODE_VERSION,
+        "augment": request.augment.identity(), "code": FEATURE_CODE_VERSION,
     }
     if request.max_duration_s != DEFAULT_MAX_SECONDS:  # only a non-default limit: existing names stay valid
         payload["max_duration_s"] = request.max_duration_s
@@ -154,12 +154,10 @@ class Featurizer:
                 "duration": row.duration, "aug_copy": None, "aug_pitch": None, "aug_stretch": None}
         out = [(base, wave)]
         for copy in range(self.augment.copies):
-            params = augment_params(self.augment, row.clip_id, copy)
-            copy_wave = apply_augment(wave, self.rate, params)
+            copy_wave, recorded = augmented_copy(self.augment, wave, self.rate, row.clip_id, copy)
             if len(copy_wave) < self.module.min_samples:
                 copy_wave = np.pad(copy_wave, (0, self.module.min_samples - len(copy_wave)))
-            out.append((base | {"clip_id": f"{row.clip_id}#aug{copy}", "aug_copy": copy,
-                                "aug_pitch": params.pitch, "aug_stretch": params.stretch}, copy_wave))
+            out.append((base | {"clip_id": f"{row.clip_id}#aug{copy}", "aug_copy": copy, **recorded}, copy_wave))
         return out
 
     def featurize_rows(self, batch: pd.DataFrame) -> tuple[list[dict], np.ndarray, list[dict]]:

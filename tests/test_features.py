@@ -23,7 +23,7 @@ from PIL import Image
 from layouts import fsdd_wave
 from orchestrator.config import FeatureConfig
 from orchestrator.errors import ConfigError
-from orchestrator.features import (LogMelSpectrogram3, SpecMask, featurize_clips, mel_filterbank,
+from orchestrator.features import (LogMelSpectrogram3, featurize_clips, mel_filterbank,
                                    torchaudio_bin_freqs)
 
 TOLERANCE = 5e-4
@@ -196,17 +196,3 @@ def test_feature_config_rejects_bad_values():
         FeatureConfig(windows_ms=(25.0, 50.0, 200.0))
     with pytest.raises(ConfigError, match=r"features.mel_scale must be one of \('htk', 'slaney'\).*'HTK'"):
         FeatureConfig(mel_scale="HTK")
-
-
-def test_spec_mask_masks_bounded_bands_in_training_only():
-    torch.manual_seed(0)
-    x = torch.randn(8, 3, 128, 250) + 10
-    mask = SpecMask(freq_masks=2, max_freq=32, time_masks=1, max_time=32)
-    assert torch.equal(mask.eval()(x), x)
-    y = mask.train()(x)
-    changed = y != x
-    for i in range(8):
-        rows = changed[i, 0].all(dim=1).sum().item()  # fully masked mel bins
-        cols = changed[i, 0].all(dim=0).sum().item()  # fully masked frames
-        assert rows <= 64 and cols <= 32
-        assert changed[i].any()
