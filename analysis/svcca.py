@@ -66,7 +66,8 @@ class SvccaResult:
 
 
 def as_points(activations: np.ndarray | torch.Tensor) -> np.ndarray:
-    """``(N, C, H, W)`` -> ``(N*H*W, C)``; 2-D input is already ``(points, neurons)``."""
+    """``(N, C, H, W)`` -> ``(N*H*W, C)``; 2-D input is already ``(points, neurons)``. Always a fresh float64
+    array (``astype`` copies), which :func:`svcca_details` centres in place."""
     array = activations.detach().cpu().numpy() if isinstance(activations, torch.Tensor) else np.asarray(activations)
     if array.ndim == 4:
         array = array.transpose(0, 2, 3, 1).reshape(-1, array.shape[1])
@@ -75,7 +76,7 @@ def as_points(activations: np.ndarray | torch.Tensor) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def top_directions(view: np.ndarray, keep: float = KEEP_VARIANCE) -> np.ndarray:
+def top_directions(view: np.ndarray, keep: float = KEEP_VARIANCE, overwrite: bool = False) -> np.ndarray:
     """Orthonormal basis (points, k) of the centred view's top-k singular directions, k the fewest that
     explain ``keep`` of the variance.
 
@@ -84,9 +85,11 @@ def top_directions(view: np.ndarray, keep: float = KEEP_VARIANCE) -> np.ndarray:
     product and an eigendecomposition of size neurons x neurons, several times faster for the tall views
     SVCCA sees (many more points than neurons), and U_k is already whitened for the CCA step. A wide view
     (fewer points than neurons: too few for a trustworthy answer, but the report still computes and flags
-    it) uses X X^T = U S^2 U^T instead, an eigendecomposition of size points x points.
+    it) uses X X^T = U S^2 U^T instead, an eigendecomposition of size points x points. ``overwrite``: centre
+    ``view`` in place (a float array the caller no longer needs: one copy less of the largest array).
     """
-    centred = view - view.mean(axis=0)
+    centred = view if overwrite else np.array(view, dtype=np.float64)
+    centred -= centred.mean(axis=0)
     if centred.shape[0] < centred.shape[1]:
         variance, left = _descending(centred @ centred.T)
         return left[:, :_kept(variance, keep)]
@@ -120,8 +123,8 @@ def svcca_details(a, b, keep: float = KEEP_VARIANCE) -> SvccaResult:
     """SVCCA of two views with the same data points (rows); see :func:`svcca`."""
     with single_threaded_blas():
         # one float64 view at a time: the reduced basis replaces it (peak memory for wide, tall views)
-        ra = top_directions(as_points(a), keep)
-        rb = top_directions(as_points(b), keep)
+        ra = top_directions(as_points(a), keep, overwrite=True)  # as_points returns a fresh float64 copy
+        rb = top_directions(as_points(b), keep, overwrite=True)
         if ra.shape[0] != rb.shape[0]:
             raise ValueError(f"views need the same data points: {ra.shape[0]} vs {rb.shape[0]} rows")
         corr = cca_correlations(ra, rb)
