@@ -97,7 +97,7 @@ def figure_svcca(similarity: pd.DataFrame, out: Location, stem: str = "fig2a_svc
         ax.legend(loc="lower left", fontsize=8)
     if not data["enough"].all():
         # a supxlabel, not fig.text: constrained layout makes room for it below the axes' own labels
-        fig.supxlabel("hatched: < 10x data points per neuron (test fold too small), biased towards 1",
+        fig.supxlabel("hatched: < 10x data points per neuron (too few clips), biased towards 1",
                       fontsize=7, color="dimgray")
     return save_figure(fig, out, stem)
 

@@ -39,10 +39,10 @@ def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, a
 
     ``max_clips``: clips (one per class) in each Integrated Gradients figure; ``svcca_clips``: test-fold
     clips SVCCA runs on (None, the default: per network, enough for 10 x more data points than neurons in
-    every block, capped by the fold; see :func:`analysis.svcca.clips_needed`). Returns what was written: ``report_md``, ``report_html``, ``results_parquet``,
-    ``tables`` (name -> {md, tex, csv}), ``figures`` (name -> [png, svg]), ``skipped`` (reasons),
-    ``skipped_trials`` (the trial folders not counted, :mod:`analysis.records` entries), ``trials`` (finished)
-    and ``unfinished``.
+    every block, capped by the fold; see :func:`analysis.svcca.clips_needed`). Returns what was written:
+    ``report_md``, ``report_html``, ``results_parquet``, ``tables`` (name -> {md, tex, csv}), ``figures``
+    (name -> [png, svg]), ``skipped`` (reasons), ``skipped_trials`` (the trial folders not counted,
+    :mod:`analysis.records` entries), ``trials`` (finished) and ``unfinished``.
     """
     out = storage.resolve(out_uri_or_dir)
     scan = scan_results(results_uri)
@@ -282,5 +282,5 @@ def _similarity_view(similarity: pd.DataFrame) -> pd.DataFrame:
     view["dataset"] = view["dataset"].map(dataset_label)
     view["svcca"] = view["svcca"].map(lambda v: f"{v:.3f}")
     view["ratio"] = view["ratio"].map(lambda v: f"{v:.3g}×")
-    view["reliable"] = similarity["enough"].map({True: "yes", False: "no (test fold too small)"})
+    view["reliable"] = similarity["enough"].map({True: "yes", False: "no (too few clips)"})
     return view

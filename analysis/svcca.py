@@ -95,7 +95,9 @@ def top_directions(view: np.ndarray, keep: float = KEEP_VARIANCE, overwrite: boo
         return left[:, :_kept(variance, keep)]
     variance, vectors = _descending(centred.T @ centred)
     k = _kept(variance, keep)
-    return centred @ vectors[:, :k] / np.sqrt(variance[:k])
+    basis = centred @ vectors[:, :k]
+    basis /= np.sqrt(variance[:k])  # in place: no second (points, k) array
+    return basis
 
 
 def _descending(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +257,8 @@ def trial_block_similarity(trial_dir_uri: str, data_uri: str | None = None, n_cl
 
 def points_note(similarity: pd.DataFrame, min_ratio: float = MIN_RATIO) -> str:
     """One caption line: minimum and median data points / neurons over the compared blocks, and the blocks
-    that fell short of ``min_ratio`` (test fold too small), whose SVCCA is biased towards 1."""
+    that fell short of ``min_ratio`` (too few clips: a small test fold, or a forced count), whose SVCCA is
+    biased towards 1."""
     if similarity.empty or "ratio" not in similarity:
         return ""
     ratio = similarity["ratio"]
@@ -265,5 +268,5 @@ def points_note(similarity: pd.DataFrame, min_ratio: float = MIN_RATIO) -> str:
         return f"data points / neurons >= {min_ratio:g}x in every block ({stats})"
     worst = short.groupby(["model", "block"])["ratio"].min()
     which = ", ".join(f"{model} block {block} ({r:.3g}x)" for (model, block), r in worst.items())
-    return (f"data points / neurons {stats}; below {min_ratio:g}x (test fold too small) for {which}: "
-            "SVCCA there is biased towards 1")
+    return (f"data points / neurons {stats}; below {min_ratio:g}x (too few clips in the test fold) for "
+            f"{which}: SVCCA there is biased towards 1")

@@ -123,7 +123,7 @@ def test_caption_states_min_and_median_ratio_and_the_short_blocks():
         "; data points / neurons >= 10x in every block (min 11.2x, median 26x over 4 blocks)")
     caption = report.svcca_caption(_frame([78.1, 83.3, 11.2, 5.83]))
     assert "min 5.83x, median 44.6x over 4 blocks" in caption
-    assert "below 10x (test fold too small) for densenet201 block 4 (5.83x)" in caption
+    assert "below 10x (too few clips in the test fold) for densenet201 block 4 (5.83x)" in caption
     assert points_note(pd.DataFrame()) == "" and report.svcca_caption(pd.DataFrame()) == report.CAPTIONS["fig2a_svcca"]
 
 
@@ -131,7 +131,7 @@ def test_figure_hatches_blocks_without_enough_points(tmp_path):
     frame = pd.concat([_frame([78.1, 83.3, 11.2, 5.83]), _frame([78.1, 83.3, 11.2, 5.83]).assign(init="pretrained")])
     written = figures.figure_svcca(frame, storage.resolve(str(tmp_path)))
     assert [p.rsplit(".", 1)[1] for p in written] == ["png", "svg"]
-    assert "test fold too small" in (tmp_path / "fig2a_svcca.svg").read_text()
+    assert "too few clips" in (tmp_path / "fig2a_svcca.svg").read_text()
 
 
 def test_cli_svcca_clips_accepts_auto_or_a_count():
