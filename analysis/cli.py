@@ -21,7 +21,10 @@ def register(subparsers) -> None:
     tables.add_argument("--no-ig", action="store_true", help="skip Integrated Gradients (Fig. 3)")
     tables.add_argument("--max-clips", type=int, default=10, help="clips per Integrated Gradients figure (10)")
     tables.add_argument("--ig-steps", type=int, default=64, help="Integrated Gradients path steps (64)")
-    tables.add_argument("--svcca-clips", type=int, default=64, help="test-fold clips SVCCA runs on (64)")
+    tables.add_argument("--svcca-clips", type=svcca_clips, default=None, metavar="N|auto",
+                        help="test-fold clips SVCCA runs on; auto (default): per network, enough for 10x more "
+                             "data points (clip x position) than neurons (channels) in every block, capped by "
+                             "the fold")
     tables.set_defaults(handler=cmd_tables)
 
     query = subparsers.add_parser("query", help="filter / group / aggregate the results table")
@@ -35,6 +38,19 @@ def register(subparsers) -> None:
     query.add_argument("--strict", action="store_true",
                        help="exit 2 if any trial record is missing or unreadable (unfinished trials are listed)")
     query.set_defaults(handler=cmd_query)
+
+
+def svcca_clips(text: str) -> int | None:
+    """``--svcca-clips`` value: ``auto`` -> None (chosen per network), else a positive clip count."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of clips or 'auto', got {text!r}")
+    return value
 
 
 def cmd_tables(args: argparse.Namespace) -> int:

@@ -79,7 +79,9 @@ def _title(key: tuple) -> str:
 def figure_svcca(similarity: pd.DataFrame, out: Location, stem: str = "fig2a_svcca") -> list[str]:
     """Grouped bars: SVCCA per block, pretrained vs random, one panel per (dataset, model).
 
-    ``similarity``: rows of :func:`analysis.svcca.trial_block_similarity` plus a ``dataset`` column.
+    ``similarity``: rows of :func:`analysis.svcca.trial_block_similarity` plus a ``dataset`` column. Bars of
+    blocks with fewer than 10 x more data points than neurons (``enough`` False: the test fold was too small)
+    are hatched: CCA over-fits there, so their SVCCA is biased towards 1.
     """
     data = similarity[similarity["init"].isin(COLORS)] if not similarity.empty else similarity
     if data.empty:
@@ -87,15 +89,20 @@ def figure_svcca(similarity: pd.DataFrame, out: Location, stem: str = "fig2a_svc
     groups = list(data.groupby(["dataset", "model"], sort=True))
     fig, axes = _panels(len(groups))
     for ax, (key, group) in zip(axes, groups):
-        mean = group.groupby(["init", "block"])["svcca"].mean()
-        inits = [i for i in COLORS if i in mean.index.get_level_values(0)]
+        stats = group.groupby(["init", "block"]).agg(svcca=("svcca", "mean"), enough=("enough", "all"))
+        inits = [i for i in COLORS if i in stats.index.get_level_values(0)]
         for j, init in enumerate(inits):
-            series = mean.loc[init]
+            series = stats.loc[init]
             offset = (j - (len(inits) - 1) / 2) * 0.38
-            ax.bar(series.index + offset, series.to_numpy(), width=0.38, color=COLORS[init], label=init)
+            ax.bar(series.index + offset, series["svcca"].to_numpy(), width=0.38, color=COLORS[init], label=init,
+                   hatch=["" if ok else "//" for ok in series["enough"]], edgecolor="white")
         ax.set(title=_title(key), xlabel="block", ylabel="SVCCA (before vs after fine-tuning)", ylim=(0, 1.05),
                xticks=sorted(group["block"].unique()))
         ax.legend(loc="lower left", fontsize=8)
+    if not data["enough"].all():
+        # a supxlabel, not fig.text: constrained layout makes room for it below the axes' own labels
+        fig.supxlabel("hatched: < 10x data points per neuron (too few clips), biased towards 1",
+                      fontsize=7, color="dimgray")
     return save_figure(fig, out, stem)
 
 

@@ -34,14 +34,15 @@ TABLES_DIR, FIGURES_DIR = "tables", "figures"
 
 
 def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, attribution: bool = True,
-                 max_clips: int = 10, svcca_clips: int = 64, ig_steps: int = 64) -> dict[str, Any]:
+                 max_clips: int = 10, svcca_clips: int | None = None, ig_steps: int = 64) -> dict[str, Any]:
     """Write every table and figure and report.md/report.html under ``out_uri_or_dir``.
 
     ``max_clips``: clips (one per class) in each Integrated Gradients figure; ``svcca_clips``: test-fold
-    clips SVCCA runs on. Returns what was written: ``report_md``, ``report_html``, ``results_parquet``,
-    ``tables`` (name -> {md, tex, csv}), ``figures`` (name -> [png, svg]), ``skipped`` (reasons),
-    ``skipped_trials`` (the trial folders not counted, :mod:`analysis.records` entries), ``trials`` (finished)
-    and ``unfinished``.
+    clips SVCCA runs on (None, the default: per network, enough for 10 x more data points than neurons in
+    every block, capped by the fold; see :func:`analysis.svcca.clips_needed`). Returns what was written:
+    ``report_md``, ``report_html``, ``results_parquet``, ``tables`` (name -> {md, tex, csv}), ``figures``
+    (name -> [png, svg]), ``skipped`` (reasons), ``skipped_trials`` (the trial folders not counted,
+    :mod:`analysis.records` entries), ``trials`` (finished) and ``unfinished``.
     """
     out = storage.resolve(out_uri_or_dir)
     scan = scan_results(results_uri)
@@ -58,7 +59,7 @@ def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, a
     if svcca:
         similarity = _svcca(results_uri, results, svcca_clips, skipped)
         shown += _record(written, skipped, "fig2a_svcca", figures.figure_svcca(similarity, out.join(FIGURES_DIR)),
-                         caption=CAPTIONS["fig2a_svcca"])
+                         caption=svcca_caption(similarity))
         _write_csv(out.join(TABLES_DIR, "svcca.csv"), similarity, written, "svcca")
     else:
         skipped.append("SVCCA (Fig. 2a): turned off (--no-svcca)")
@@ -138,7 +139,15 @@ def representative_trials(results: pd.DataFrame, inits=("pretrained", "random"))
     return data.groupby(["dataset", "model", "method", "init"], sort=True).head(1)
 
 
-def _svcca(uri: str, results: pd.DataFrame, n_clips: int, skipped: list[str]) -> pd.DataFrame:
+def svcca_caption(similarity: pd.DataFrame) -> str:
+    """Fig. 2a's caption with how many data points per neuron its blocks had (min, median, which fell short)."""
+    from analysis.svcca import points_note
+
+    note = points_note(similarity)
+    return f"{CAPTIONS['fig2a_svcca']}; {note}" if note else CAPTIONS["fig2a_svcca"]
+
+
+def _svcca(uri: str, results: pd.DataFrame, n_clips: int | None, skipped: list[str]) -> pd.DataFrame:
     """SVCCA per block for the representative pretrained and random trials (failures go to skipped)."""
     from analysis.svcca import trial_block_similarity
 
@@ -230,8 +239,9 @@ def _document(scan: Scan, tables: list[Table], shown: list[tuple[str, str]], sim
     for path, caption in shown:
         doc.image(path, caption)
     if not similarity.empty:
-        doc.paragraph("SVCCA per block (data points = clip × spatial position; dims = directions kept for 99 % "
-                      "of variance; CCA needs many more points than dims, rows with fewer than 10 × are unreliable):")
+        doc.paragraph("SVCCA per block (data points = clip × spatial position, neurons = channels; dims = "
+                      "directions kept for 99 % of variance; ratio = points / neurons: CCA over-fits towards 1 "
+                      "below about 10 ×, so clips are chosen for 10 × per block where the test fold allows):")
         doc.frame(_similarity_view(similarity))
     doc.heading("Skipped")
     doc.bullets(skipped or ["nothing: every trial finished and every table and figure had data"])
@@ -284,9 +294,11 @@ def _dataset_lines(scan: Scan) -> list[str]:
 
 
 def _similarity_view(similarity: pd.DataFrame) -> pd.DataFrame:
-    view = similarity[["dataset", "model", "init", "block", "svcca", "points", "dims_before", "dims_after"]].copy()
+    columns = ["dataset", "model", "init", "block", "svcca", "clips", "points", "channels", "ratio", "dims_before",
+               "dims_after"]
+    view = similarity[columns].copy()
     view["dataset"] = view["dataset"].map(dataset_label)
     view["svcca"] = view["svcca"].map(lambda v: f"{v:.3f}")
-    reliable = similarity["points"] >= 10 * similarity[["dims_before", "dims_after"]].max(axis=1)
-    view["reliable"] = reliable.map({True: "yes", False: "no (few points)"})
+    view["ratio"] = view["ratio"].map(lambda v: f"{v:.3g}×")
+    view["reliable"] = similarity["enough"].map({True: "yes", False: "no (too few clips)"})
     return view

@@ -28,6 +28,9 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--out", required=True, help="output root: local path or s3://bucket/prefix")
     p.add_argument("--features", default="paper3ch", choices=["paper3ch", "mono3x"],
                    help="paper3ch: 3 window/hop pairs (default); mono3x: 25/10 ms replicated")
+    p.add_argument("--mel-scale", default="htk", choices=["htk", "slaney"],
+                   help="htk: the paper's torchaudio mel spectrogram (default); slaney: the earlier librosa "
+                        "recipe, which finds dataset versions built before htk became the default")
     p.add_argument("--augment-copies", type=int, default=0, help="K pitch/stretch copies per clip (default 0)")
     p.add_argument("--augment-seed", type=int, default=0)
     p.add_argument("--width", type=int, default=None, help="time-axis size (default 250; GTZAN 1500)")
@@ -58,12 +61,14 @@ def _add_train(sub) -> None:
                    help="the dataset's augmented copies: draw one per clip afresh each epoch (the paper), use "
                         "all every epoch, or none")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--schedule", default="paper", choices=["paper", "paper-random"],
-                   help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350")
+    p.add_argument("--schedule", default="paper", choices=["paper", "paper-random", "soundclr"],
+                   help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350; "
+                        "soundclr: AdamW 5e-4, batch 128, 800 epochs, 10 warm-up epochs then x0.98 per epoch")
     p.add_argument("--epochs", type=int, default=None, help="override the schedule's epochs")
     p.add_argument("--lr", type=float, default=None, help="default 1e-4 (paper)")
     p.add_argument("--batch-size", type=int, default=None, help="default 32 (paper)")
-    p.add_argument("--loss", default="ce", choices=["ce", "supcon", "hybrid"])
+    # no argparse choices: LossConfig's own error says why 'supcon' is not a loss and what to use instead
+    p.add_argument("--loss", default="ce", help="ce (the paper) | hybrid (SoundCLR: 0.5 SupCon + 0.5 CE)")
     p.add_argument("--mask", action="store_true", help="SoundCLR spectrogram masks (2 freq <= 32, 1 time <= 32)")
     p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, channels_last")
@@ -160,7 +165,7 @@ def _preprocess_request(args):
     return PreprocessRequest(
         dataset=args.dataset, root=args.root, out=args.out,
         features=FeatureConfig(variant=args.features, width=args.width, height=args.height,
-                               sample_rate=args.sample_rate),
+                               sample_rate=args.sample_rate, mel_scale=args.mel_scale),
         augment=AugmentConfig(copies=args.augment_copies, seed=args.augment_seed),
         dataset_options=options, strict=args.strict, num_workers=args.workers, max_duration_s=args.max_duration,
     )

@@ -78,6 +78,10 @@ def stable_hash(payload: Any, length: int = 12) -> str:
 
 
 FEATURE_VARIANTS = ("paper3ch", "mono3x")
+# htk: the paper's torchaudio MelSpectrogram defaults (HTK mel scale, unnormalised filters, reflect-padded
+# frames). slaney: this project's first recipe (librosa defaults: Slaney scale, area-normalised filters,
+# zero-padded frames), kept so the dataset versions built with it can be rebuilt and reused.
+MEL_SCALES = ("htk", "slaney")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class FeatureConfig:
 
     Each channel is a mel power spectrogram for one (window, hop) pair, ``log(x + log_eps)``, resized
     bilinearly to ``height x width``. ``n_fft`` is always ``n_fft_ms`` of samples (100 ms: 4410 at 44.1 kHz).
+    ``mel_scale`` picks the filterbank and frame padding (see ``MEL_SCALES`` and ``orchestrator.features``).
     """
 
     variant: str = "paper3ch"  # paper3ch: 3 (window, hop) pairs; mono3x: the first pair replicated 3 times
@@ -97,10 +102,14 @@ class FeatureConfig:
     height: int = 128  # resize target (mel axis); the paper keeps 128
     width: int | None = None  # resize target (time axis); None: dataset default (250, GTZAN 1500)
     log_eps: float = 1e-6  # paper: log(x + 1e-6)
+    mel_scale: str = "htk"  # paper: htk (torchaudio defaults); slaney: the earlier librosa-default recipe
 
     def __post_init__(self) -> None:
         if self.variant not in FEATURE_VARIANTS:
             raise ConfigError(f"features.variant must be one of {FEATURE_VARIANTS}, got {self.variant!r}")
+        if self.mel_scale not in MEL_SCALES:
+            raise ConfigError(f"features.mel_scale must be one of {MEL_SCALES} (htk: the paper's torchaudio "
+                              f"defaults; slaney: the earlier librosa recipe), got {self.mel_scale!r}")
         if len(self.windows_ms) != 3 or len(self.hops_ms) != 3:
             raise ConfigError("features.windows_ms and features.hops_ms need exactly 3 values (one per channel)")
         if any(h <= 0 for h in self.hops_ms) or any(w <= 0 for w in self.windows_ms):
@@ -114,14 +123,23 @@ class FeatureConfig:
             raise ConfigError("features.width must be >= 1")
 
 
+AUGMENT_KINDS = ("paper", "soundclr")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Offline augmentation as in the paper: K seeded copies per clip, pitch shift + time stretch."""
+    """Offline augmentation: K seeded copies per clip.
+
+    ``kind`` paper (default): the paper's pitch shift + time stretch. ``kind`` soundclr: SoundCLR's waveform
+    pipeline (random speed scaling up to 1.25x either way, then random pad/crop back to the clip's length;
+    :func:`orchestrator.augment.soundclr_wave_augment`); ``pitch_semitones`` / ``stretch_range`` do not apply.
+    """
 
     copies: int = 0  # K augmented copies per clip (0: none). They only ever join training splits.
     pitch_semitones: tuple[int, int] = (-2, 2)  # integer semitone shift drawn uniformly from this range
     stretch_range: tuple[float, float] = (0.9, 1.2)  # time-stretch rate drawn uniformly from this range
     seed: int = 0  # copies are a pure function of (seed, clip_id, copy index)
+    kind: str = "paper"  # paper | soundclr (class docstring)
 
     def __post_init__(self) -> None:
         if self.copies < 0:
@@ -131,6 +149,17 @@ class AugmentConfig:
             raise ConfigError("augment.stretch_range must be 0 < low <= high")
         if self.pitch_semitones[0] > self.pitch_semitones[1]:
             raise ConfigError("augment.pitch_semitones must be (low, high) with low <= high")
+        if self.kind not in AUGMENT_KINDS:
+            raise ConfigError(f"augment.kind must be one of {AUGMENT_KINDS}, got {self.kind!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """What the dataset version hashes: every field, except fields added later while they hold the value
+        that reproduces the old output (``kind: paper``), so versions written before they existed keep their
+        names and are reused."""
+        payload = to_dict(self)
+        if payload["kind"] == "paper":
+            del payload["kind"]
+        return payload
 
 
 SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
@@ -138,62 +167,120 @@ SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 70, "step_size": 30, "milestones": ()},
     # The paper's schedule for training from scratch: 450 epochs, x0.1 at epochs 300 and 350.
     "paper-random": {"epochs": 450, "step_size": 0, "milestones": (300, 350)},
+    # SoundCLR's recipe for ESC-10/ESC-50 (config.py, train_*.py): AdamW(lr 5e-4, weight_decay 1e-3), batch
+    # 128, 800 epochs, WarmUpExponentialLR(cold_epochs=0, warm_epochs=10, gamma=0.98). Its US8K lr is 1e-4
+    # (override lr). Its early stopping (patience 300 on test-fold accuracy) is not reproduced.
+    "soundclr": {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-3, "batch_size": 128, "epochs": 800,
+                 "warmup_epochs": 10, "schedule": "exponential", "gamma": 0.98, "milestones": ()},
 }
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("step", "exponential")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam with step decay, the paper's defaults."""
+    """Adam with step decay, the paper's defaults; AdamW with warm-up and exponential decay for SoundCLR.
+
+    Learning rate of 0-based epoch e: during warm-up (e < warmup_epochs) ``lr * (0.1 + 0.9 * (e + 1) / W)``,
+    SoundCLR's linear ramp from 0.19 lr to lr; after it, the schedule counts epochs from the end of warm-up:
+    ``step``: x gamma every ``step_size`` epochs (or at ``milestones``); ``exponential``: x gamma every epoch.
+    """
 
     lr: float = 1e-4  # paper: Adam, learning rate 1e-4
-    weight_decay: float = 1e-3  # paper: weight decay 1e-3
+    weight_decay: float = 1e-3  # paper: weight decay 1e-3 (adam: L2 in the gradient; adamw: decoupled)
     batch_size: int = 32  # paper: batch size 32 (per trial; split across Ray Train workers)
     epochs: int = 70  # paper: 70 epochs for pretrained models
     step_size: int = 30  # StepLR period in epochs (paper: 30); ignored when milestones are given
     milestones: tuple[int, ...] = ()  # MultiStepLR epochs instead of StepLR (paper-random: 300, 350)
     gamma: float = 0.1  # paper: x0.1 at each step
+    optimizer: str = "adam"  # adam (paper) | adamw (SoundCLR)
+    warmup_epochs: int = 0  # linear warm-up epochs before the schedule (paper: 0, SoundCLR: 10)
+    schedule: str = "step"  # step (paper: StepLR / MultiStepLR) | exponential (SoundCLR: x gamma per epoch)
 
     def __post_init__(self) -> None:
         for key, ok, rule in (("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
-                              ("batch_size", self.batch_size >= 1, ">= 1"), ("epochs", self.epochs >= 1, ">= 1")):
+                              ("batch_size", self.batch_size >= 1, ">= 1"), ("epochs", self.epochs >= 1, ">= 1"),
+                              ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"), ("gamma", self.gamma > 0, "> 0")):
             if not ok:
                 raise ConfigError(f"optim.{key} must be {rule}, got {getattr(self, key)!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.schedule == "exponential" and self.milestones:
+            raise ConfigError("optim.milestones only apply to schedule 'step'; remove them or use schedule: step")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "OptimConfig":
-        """A named schedule (``paper``, ``paper-random``) with optional overrides."""
+        """A named recipe (``paper``, ``paper-random``, ``soundclr``) with optional overrides."""
         if name not in SCHEDULE_PRESETS:
             raise ConfigError(f"unknown schedule preset {name!r}; valid: {', '.join(SCHEDULE_PRESETS)}")
         return from_dict(cls, {**SCHEDULE_PRESETS[name], **overrides}, where="optim")
 
 
+MASK_FILLS = ("max", "zero", "mean")  # what SpecMask fills masked cells with (orchestrator/spec_augment.py)
+
+
 @dataclass(frozen=True)
 class MaskConfig:
-    """SoundCLR's SpecAugment-style masks, applied to training batches only."""
+    """SoundCLR's SpecAugment-style masks, applied to training batches only (orchestrator/spec_augment.py)."""
 
     freq_masks: int = 2  # SoundCLR: 2 frequency masks
     max_freq: int = 32  # of at most 32 mel bins each
     time_masks: int = 1  # SoundCLR: 1 time mask
     max_time: int = 32  # of at most 32 frames
+    # max: the sample's per-channel maximum, what SoundCLR's 0 is in its ref=max dB spectrogram (default);
+    # zero: a literal 0; mean: the sample mean (this project before; see spec_augment's docstring)
+    fill: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.fill not in MASK_FILLS:
+            raise ConfigError(f"mask.fill must be one of {MASK_FILLS}, got {self.fill!r}")
 
 
-LOSSES = ("ce", "supcon", "hybrid")
+LOSSES = ("ce", "hybrid")
+PROJECTIONS = ("linear", "mlp")
+POSITIVELESS = ("zero", "exclude")
+# Why "supcon" is not a loss: trained alone, SupCon moves only the backbone and projection, so the
+# classifier head stays at its random init and the trial reports chance accuracy. SoundCLR trains it in two
+# stages (train_contrastiveLoss.py, then train_classifier.py on frozen features), which a trial does not do.
+SUPCON_REMOVED = ("loss 'supcon' is not available: trained alone it leaves the classifier head untrained "
+                  "(chance accuracy) and SoundCLR's second stage (a linear classifier on the frozen features) "
+                  "is not implemented; use 'hybrid' (alpha < 1) or 'ce'")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Cross-entropy, supervised contrastive (SupCon) or SoundCLR's hybrid of the two."""
+    """Cross-entropy, or SoundCLR's hybrid ``alpha * SupCon + (1 - alpha) * CE``.
 
-    name: str = "ce"  # ce | supcon | hybrid
-    temperature: float = 0.05  # SoundCLR: SupCon temperature 0.05
+    ``projection`` and ``positiveless`` only apply to ``hybrid``; left None they resolve to SoundCLR's choices
+    (``linear``, ``zero``) there and stay None for ``ce``, so cross-entropy trials hash as before.
+    """
+
+    name: str = "ce"  # ce | hybrid
+    temperature: float = 0.05  # SoundCLR: SupCon temperature 0.05 (config.py; train_hybridLoss.py passes it)
     alpha: float = 0.5  # SoundCLR: hybrid = alpha * SupCon + (1 - alpha) * CE
     projection_dim: int = 64  # SoundCLR: 64-d projection head for the contrastive term
+    projection: str | None = None  # linear (SoundCLR: one Linear) | mlp (Linear-ReLU-Linear); None: linear
+    positiveless: str | None = None  # zero (SoundCLR) | exclude: anchors without a positive; None: zero
 
     def __post_init__(self) -> None:
+        if self.name == "supcon":
+            raise ConfigError(SUPCON_REMOVED)
         if self.name not in LOSSES:
             raise ConfigError(f"loss.name must be one of {LOSSES}, got {self.name!r}")
         if not 0 <= self.alpha <= 1 or self.temperature <= 0:
             raise ConfigError("loss.alpha must be in [0, 1] and loss.temperature > 0")
+        if self.name == "hybrid" and self.alpha == 1:
+            raise ConfigError("loss.alpha 1 gives cross-entropy weight 0: the classifier head is never trained "
+                              "(chance accuracy); use alpha < 1 (SoundCLR: 0.5)")
+        for key, valid, default in (("projection", PROJECTIONS, "linear"), ("positiveless", POSITIVELESS, "zero")):
+            value = getattr(self, key)
+            if value is not None and value not in valid:
+                raise ConfigError(f"loss.{key} must be one of {valid}, got {value!r}")
+            if value is None and self.name != "ce":
+                object.__setattr__(self, key, default)  # frozen dataclass: resolve the default once, here
 
 
 # Checkpoint every 10 epochs by default, and always after the last. Measured (benchmarks/trial_footprint.py,

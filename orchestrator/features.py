@@ -1,9 +1,18 @@
 """The paper's 3-channel log-mel features as a torch module (no Ray, no librosa needed at import).
 
-Channel c is the mel power spectrogram for (window_c, hop_c) with ``n_fft`` = 100 ms of samples, then
-``log(x + 1e-6)`` and a bilinear (antialiased, as PIL/torchvision ``Resize`` does) resize to
-``height x width``. The same module runs batched on CPU or on GPU workers. ``SpecMask`` is SoundCLR's
-SpecAugment-style masking on such spectrograms.
+What the paper computes (kamalesh0406/Audio-Classification ``preprocessing/preprocessingESC.py``,
+``preprocessingUSC.py``, ``preprocessingGTZAN.py`` and the on-the-fly copies in ``dataloaders/datasetaug.py``):
+for each (window, hop) of (25, 10), (50, 25), (100, 50) ms, ``torchaudio.transforms.MelSpectrogram(sr,
+n_fft=100 ms of samples, win_length, hop_length, n_mels=128)`` with torchaudio's defaults (HTK mel scale,
+unnormalised triangles, periodic Hann window, centred frames with *reflect* padding, power 2, f_min 0,
+f_max sr // 2), then ``np.log(x + 1e-6)`` and ``torchvision.transforms.Resize((128, W))`` of the float PIL
+image (PIL bilinear, which antialiases when shrinking). US8K clips of <= n_fft samples are first zero-padded
+to n_fft + 1 samples (``preprocessingUSC.py``). ``FeatureConfig.mel_scale="htk"`` (the default) is that recipe;
+``"slaney"`` is this project's earlier recipe (librosa defaults: Slaney scale, area-normalised triangles, zero
+padding), kept bit-identical so dataset versions built with it can be rebuilt and reused.
+
+The same module runs batched on CPU or on GPU workers. Training-time masking of such spectrograms (SoundCLR's
+``SpecMask``) is in :mod:`orchestrator.spec_augment`.
 """
 
 from __future__ import annotations
@@ -20,9 +29,11 @@ from torch import nn
 from orchestrator.config import FeatureConfig
 
 
-def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
-    """Slaney mel scale (librosa's default, ``htk=False``): linear below 1 kHz, logarithmic above."""
+def _hz_to_mel(freqs: np.ndarray, htk: bool = False) -> np.ndarray:
+    """Hz -> mel. HTK: ``2595 log10(1 + f / 700)``; Slaney (librosa's default): linear below 1 kHz, log above."""
     freqs = np.asarray(freqs, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + freqs / 700.0)
     f_sp = 200.0 / 3
     mels = freqs / f_sp
     min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
@@ -31,8 +42,11 @@ def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
     return mels
 
 
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+def _mel_to_hz(mels: np.ndarray, htk: bool = False) -> np.ndarray:
+    """Inverse of ``_hz_to_mel`` for the same scale."""
     mels = np.asarray(mels, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
     f_sp = 200.0 / 3
     freqs = f_sp * mels
     min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
@@ -41,14 +55,32 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return freqs
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """Mel filterbank ``(n_mels, n_fft // 2 + 1)`` identical to ``librosa.filters.mel`` defaults.
+def torchaudio_bin_freqs(sample_rate: int, n_fft: int) -> np.ndarray:
+    """FFT bin frequencies as torchaudio's filterbank assumes them: ``linspace(0, sr // 2, n_fft // 2 + 1)``.
 
-    Re-implemented so GPU workers without librosa can build features; tests compare it with librosa.
+    Equal to the true ``rfftfreq`` grid when ``n_fft`` and ``sample_rate`` are even (ESC-50's 4410 at
+    44.1 kHz, FSDD's 800 at 8 kHz). For an odd ``n_fft`` (the paper's 2205 at 22.05 kHz: US8K, GTZAN) the
+    last bin is really at 11020 Hz, but torchaudio places it at 11025 Hz (10.0045 Hz spacing instead of 10);
+    the paper's features carry that stretch, so the ``htk`` recipe does too.
     """
+    return np.linspace(0.0, float(sample_rate // 2), n_fft // 2 + 1)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None, *,
+                   htk: bool = True, norm: str | None = None, bin_freqs: np.ndarray | None = None) -> np.ndarray:
+    """Triangular mel filterbank ``(n_mels, n_fft // 2 + 1)`` as ``librosa.filters.mel`` builds it.
+
+    ``htk=True, norm=None`` (the defaults) are torchaudio's defaults, the paper's; ``htk=False,
+    norm="slaney"`` are librosa's. ``bin_freqs`` overrides the FFT bin frequencies (default: ``rfftfreq``;
+    see ``torchaudio_bin_freqs``). Re-implemented so GPU workers without librosa or torchaudio can build
+    features; tests compare it with librosa.
+    """
+    if norm not in (None, "slaney"):
+        raise ValueError(f"mel_filterbank norm must be None or 'slaney', got {norm!r}")
     fmax = sample_rate / 2.0 if fmax is None else fmax
-    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
-    mel_edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array([fmin]))[0], _hz_to_mel(np.array([fmax]))[0], n_mels + 2))
+    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate) if bin_freqs is None else np.asarray(bin_freqs)
+    mel_range = _hz_to_mel(np.array([fmin, fmax]), htk)
+    mel_edges = _mel_to_hz(np.linspace(mel_range[0], mel_range[1], n_mels + 2), htk)
     widths = np.diff(mel_edges)
     ramps = np.subtract.outer(mel_edges, fft_freqs)
     weights = np.zeros((n_mels, len(fft_freqs)))
@@ -56,7 +88,8 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
         lower = -ramps[i] / widths[i]
         upper = ramps[i + 2] / widths[i + 1]
         weights[i] = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_edges[2 : n_mels + 2] - mel_edges[:n_mels]))[:, None]  # Slaney area normalisation
+    if norm == "slaney":  # area normalisation: each triangle integrates to about the same energy
+        weights *= (2.0 / (mel_edges[2 : n_mels + 2] - mel_edges[:n_mels]))[:, None]
     return weights.astype(np.float32)
 
 
@@ -81,6 +114,15 @@ def channel_params(cfg: FeatureConfig, sample_rate: int) -> list[ChannelParams]:
     ]
 
 
+def feature_filterbank(cfg: FeatureConfig, sample_rate: int, n_fft: int) -> np.ndarray:
+    """The filterbank of ``cfg.mel_scale``: torchaudio's ``melscale_fbanks`` defaults for ``htk`` (HTK
+    scale, no normalisation, f_max ``sr // 2``, torchaudio's bin grid), librosa's defaults for ``slaney``."""
+    if cfg.mel_scale == "htk":
+        return mel_filterbank(sample_rate, n_fft, cfg.n_mels, 0.0, float(sample_rate // 2), htk=True, norm=None,
+                              bin_freqs=torchaudio_bin_freqs(sample_rate, n_fft))
+    return mel_filterbank(sample_rate, n_fft, cfg.n_mels, htk=False, norm="slaney")
+
+
 class LogMelSpectrogram3(nn.Module):
     """``(B, T)`` waveforms at ``sample_rate`` -> ``(B, 3, height, width)`` log-mel images (float32)."""
 
@@ -90,8 +132,7 @@ class LogMelSpectrogram3(nn.Module):
         self.sample_rate = sample_rate
         self.width = width
         self.channels = channel_params(cfg, sample_rate)
-        n_fft = self.channels[0].n_fft
-        basis = torch.from_numpy(mel_filterbank(sample_rate, n_fft, cfg.n_mels))
+        basis = torch.from_numpy(feature_filterbank(cfg, sample_rate, self.channels[0].n_fft))
         self.register_buffer("mel_basis", basis)
         # Each FFT bin's weights twice (real, imag interleaved): one matmul then squares-and-sums the
         # contiguous view_as_real layout, 1.6x faster on CPU than |X|^2 on the strided complex tensor.
@@ -99,18 +140,24 @@ class LogMelSpectrogram3(nn.Module):
         for i, ch in enumerate(self.channels):
             # periodic Hann, as librosa/scipy get_window('hann', N, fftbins=True)
             self.register_buffer(f"window{i}", torch.hann_window(ch.win_length, periodic=True))
+        # torchaudio (the paper) pads centred frames by reflection; the earlier recipe padded with zeros
+        self.pad_mode = "reflect" if cfg.mel_scale == "htk" else "constant"
 
     @property
     def min_samples(self) -> int:
-        """Shorter clips are zero-padded to one FFT window so every channel has at least one frame."""
-        return self.channels[0].n_fft
+        """Shorter clips are zero-padded to this many samples so every channel has at least one frame.
+
+        ``htk`` (the paper): n_fft + 1, as ``preprocessingUSC.py`` pads clips of <= n_fft samples; it also
+        keeps reflect padding (which needs more than n_fft // 2 samples) valid. ``slaney``: n_fft, as before.
+        """
+        return self.channels[0].n_fft + (1 if self.cfg.mel_scale == "htk" else 0)
 
     def log_mel(self, waves: torch.Tensor, index: int) -> torch.Tensor:
         """Log mel power spectrogram ``(B, n_mels, frames)`` of channel ``index`` (before resizing)."""
         ch = self.channels[index]
         spec = torch.stft(
             waves, n_fft=ch.n_fft, hop_length=ch.hop_length, win_length=ch.win_length,
-            window=getattr(self, f"window{index}"), center=True, pad_mode="constant", return_complex=True,
+            window=getattr(self, f"window{index}"), center=True, pad_mode=self.pad_mode, return_complex=True,
         )
         parts = torch.view_as_real(spec.transpose(1, 2))  # (B, frames, freq, 2), contiguous
         squares = parts.square_().reshape(parts.shape[0], parts.shape[1], -1)  # in place: spec is ours
@@ -150,32 +197,3 @@ def featurize_clips(module: LogMelSpectrogram3, clips: Sequence[np.ndarray], max
                 out[indices] = module(batch.to(device)).cpu().numpy()
     return out
 
-
-class SpecMask(nn.Module):
-    """SpecAugment-style masks (SoundCLR): ``freq_masks`` bands of <= ``max_freq`` mel bins and
-    ``time_masks`` spans of <= ``max_time`` frames set to the image mean, independently per sample.
-    Active only in training mode."""
-
-    def __init__(self, freq_masks: int = 2, max_freq: int = 32, time_masks: int = 1, max_time: int = 32):
-        super().__init__()
-        self.freq_masks, self.max_freq = freq_masks, max_freq
-        self.time_masks, self.max_time = time_masks, max_time
-
-    def _mask(self, x: torch.Tensor, axis: int, count: int, max_width: int) -> torch.Tensor:
-        batch, size = x.shape[0], x.shape[axis]
-        positions = torch.arange(size, device=x.device)
-        for _ in range(count):
-            width = torch.randint(0, max_width + 1, (batch, 1), device=x.device)
-            start = (torch.rand(batch, 1, device=x.device) * (size - width + 1).clamp(min=1)).long()
-            hit = (positions >= start) & (positions < start + width)  # (batch, size)
-            shape = [batch, 1, 1, 1]
-            shape[axis] = size
-            fill = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = torch.where(hit.view(shape), fill, x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        x = self._mask(x, 2, self.freq_masks, self.max_freq)
-        return self._mask(x, 3, self.time_masks, self.max_time)

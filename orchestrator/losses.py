@@ -1,12 +1,16 @@
-"""Training objectives: cross-entropy (the paper), supervised contrastive and the SoundCLR hybrid.
+"""Training objectives: cross-entropy (the paper) and the SoundCLR hybrid of SupCon and cross-entropy.
 
-Defaults follow SoundCLR (Nasiri & Hu, 2021) and are documented where they are defined: temperature 0.05,
-alpha 0.5 (equal weight of the contrastive and cross-entropy terms) and a 64-d projection.
+Defaults follow SoundCLR (Nasiri & Hu, 2021; github.com/alireza-nasiri/SoundCLR) and are documented where
+they are defined: temperature 0.05, alpha 0.5 (equal weight of the contrastive and cross-entropy terms) and
+anchors without a positive counted as 0 in the mean. The projection head is a model part
+(:class:`orchestrator.models.ProjectionHead`).
 
 ``make_loss`` returns an :class:`Objective` with one calling convention for every loss,
 ``objective(outputs, labels)``, where ``outputs`` is the logits tensor or a ``(logits, projections)``
 pair (what :class:`orchestrator.models.ClassifierWithProjection` returns). ``objective.needs_projection``
 tells the trainer whether the model must be wrapped with a projection head.
+
+SupCon alone is not offered (see ``orchestrator.config.SUPCON_REMOVED``): it never trains the classifier.
 """
 
 from __future__ import annotations
@@ -15,13 +19,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orchestrator.config import POSITIVELESS, SUPCON_REMOVED
 from orchestrator.errors import ConfigError
 
-DEFAULT_TEMPERATURE = 0.05  # SoundCLR: temperature of the supervised contrastive loss
+# SoundCLR's config.py sets 0.05 and train_hybridLoss.py passes it: HybridLoss(alpha=config.alpha,
+# temperature=config.temperature), which hands it to SupConLoss. Their classes' own default, 0.07 (from
+# HobbitLong/SupContrast), is never used by their training scripts.
+DEFAULT_TEMPERATURE = 0.05
 DEFAULT_ALPHA = 0.5  # SoundCLR hybrid: weight of the contrastive term; 1 - alpha weighs cross-entropy
-DEFAULT_PROJECTION_DIM = 64  # SoundCLR: size of the L2-normalised projection the contrastive loss sees
+# How anchors without a positive (alone in their class in the batch) enter the batch mean. SoundCLR's
+# loss_fn/contrastive_loss.py divides by (mask.sum(1) + 1e-30), so such an anchor's term is 0, and then
+# averages over every anchor: "zero". "exclude" averages over anchors that have a positive only.
+# We believe "exclude" is the better loss: it is Khosla et al.'s L_out over the anchors it is defined for,
+# while "zero" shrinks the contrastive term by the share of anchors that have a positive, a share that
+# varies from batch to batch with the class mix, so the effective weight alpha of the hybrid drifts with it
+# (mildly: about 9 % of anchors lack a positive in a random ESC-50 batch of 128). "zero" is the default
+# because it is what SoundCLR computed.
+DEFAULT_POSITIVELESS = "zero"
 
-LOSS_NAMES = ("ce", "supcon", "hybrid")
+LOSS_NAMES = ("ce", "hybrid")
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -37,21 +53,26 @@ class SupConLoss(nn.Module):
 
         L_i = -1/|P(i)| * sum_{p in P(i)} log( exp(z_i.z_p / t) / sum_{a in A(i)} exp(z_i.z_a / t) )
 
-    The loss is the mean of L_i over anchors that have at least one positive; anchors alone in their class
-    carry no signal and are excluded (a batch with no positive pair gives 0, still differentiable).
-    ``base_temperature``: when set, the loss is scaled by ``temperature / base_temperature`` as in the
-    authors' reference code (their default 0.07); None (default) leaves the formula above unscaled.
+    ``positiveless``: ``"zero"`` (SoundCLR) averages L_i over all B anchors with L_i = 0 for anchors that have
+    no positive; ``"exclude"`` averages over anchors with a positive only (see ``DEFAULT_POSITIVELESS``).
+    A batch with no positive pair gives 0 either way, still differentiable.
+    ``base_temperature``: when set, the loss is scaled by ``temperature / base_temperature`` as in
+    HobbitLong's SupContrast code (SoundCLR's copy drops it); None (default) leaves the formula unscaled.
     """
 
-    def __init__(self, temperature: float = DEFAULT_TEMPERATURE, base_temperature: float | None = None) -> None:
+    def __init__(self, temperature: float = DEFAULT_TEMPERATURE, base_temperature: float | None = None,
+                 positiveless: str = DEFAULT_POSITIVELESS) -> None:
         super().__init__()
         if temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
+        if positiveless not in POSITIVELESS:
+            raise ConfigError(f"positiveless must be one of {POSITIVELESS}, got {positiveless!r}")
         self.temperature = temperature
         self.base_temperature = base_temperature
+        self.positiveless = positiveless
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The mean loss over anchors with a positive; see the class docstring."""
+        """The mean loss over anchors; see the class docstring."""
         if features.ndim != 2 or labels.shape != features.shape[:1]:
             raise ValueError(f"expected features (B, D) and labels (B,), got {tuple(features.shape)} and "
                              f"{tuple(labels.shape)}")
@@ -67,7 +88,8 @@ class SupConLoss(nn.Module):
             return features.sum() * 0.0  # keeps the graph so backward() still works on such a batch
         # masked_fill (not multiplication) so the -inf diagonal never meets a 0 weight (0 * -inf = nan).
         pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)
-        loss = -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
+        per_anchor = -(pos_log_prob[has_pos] / n_pos[has_pos])
+        loss = per_anchor.mean() if self.positiveless == "exclude" else per_anchor.sum() / n
         if self.base_temperature is not None:
             loss = loss * (self.temperature / self.base_temperature)
         return loss
@@ -77,32 +99,17 @@ class HybridLoss(nn.Module):
     """SoundCLR hybrid loss: ``alpha * SupCon(projections) + (1 - alpha) * CE(logits)``."""
 
     def __init__(self, alpha: float = DEFAULT_ALPHA, temperature: float = DEFAULT_TEMPERATURE,
-                 base_temperature: float | None = None) -> None:
+                 base_temperature: float | None = None, positiveless: str = DEFAULT_POSITIVELESS) -> None:
         super().__init__()
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        if not 0.0 <= alpha < 1.0:
+            raise ConfigError(f"alpha must be in [0, 1), got {alpha}: at 1 the cross-entropy weight is 0 and the "
+                              "classifier head is never trained")
         self.alpha = alpha
-        self.supcon = SupConLoss(temperature, base_temperature)
+        self.supcon = SupConLoss(temperature, base_temperature, positiveless)
 
     def forward(self, logits: torch.Tensor, projections: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Weighted sum of the contrastive loss on ``projections`` and cross-entropy on ``logits``."""
         return self.alpha * self.supcon(projections, labels) + (1 - self.alpha) * cross_entropy(logits, labels)
-
-
-class ProjectionHead(nn.Module):
-    """SoundCLR projection: Linear -> ReLU -> Linear, then L2-normalised (the input SupCon expects).
-
-    ``hidden_dim`` defaults to ``in_dim`` (the common SimCLR/SupCon choice).
-    """
-
-    def __init__(self, in_dim: int, out_dim: int = DEFAULT_PROJECTION_DIM, hidden_dim: int | None = None) -> None:
-        super().__init__()
-        hidden = hidden_dim or in_dim
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Project (B, in_dim) features to unit-norm (B, out_dim) vectors."""
-        return F.normalize(self.net(features), dim=1)
 
 
 def split_outputs(outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -116,31 +123,34 @@ def split_outputs(outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> 
 class Objective(nn.Module):
     """One calling convention for every loss: ``objective(outputs, labels)``; built by :func:`make_loss`."""
 
-    def __init__(self, name: str, alpha: float, temperature: float, base_temperature: float | None) -> None:
+    def __init__(self, name: str, hybrid: HybridLoss | None = None) -> None:
         super().__init__()
         self.name = name
-        self.hybrid = HybridLoss(alpha, temperature, base_temperature)  # its .supcon serves "supcon" too
-        self.needs_projection = name != "ce"
+        self.hybrid = hybrid
+        self.needs_projection = hybrid is not None
 
     def forward(self, outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """The loss of ``outputs`` (logits, or ``(logits, projections)``) against ``labels``."""
         logits, projections = split_outputs(outputs)
-        if self.name == "ce":
+        if self.hybrid is None:
             return cross_entropy(logits, labels)
         if projections is None:
             raise ValueError(f"loss {self.name!r} needs (logits, projections); wrap the model with "
                              "ClassifierWithProjection")
-        if self.name == "supcon":
-            return self.hybrid.supcon(projections, labels)
         return self.hybrid(logits, projections, labels)
 
 
 def make_loss(name: str, *, alpha: float = DEFAULT_ALPHA, temperature: float = DEFAULT_TEMPERATURE,
-              base_temperature: float | None = None) -> Objective:
-    """The objective called ``name``: ``"ce"`` (the paper), ``"supcon"`` or ``"hybrid"`` (SoundCLR).
+              base_temperature: float | None = None, positiveless: str | None = None) -> Objective:
+    """The objective called ``name``: ``"ce"`` (the paper) or ``"hybrid"`` (SoundCLR).
 
-    ``alpha`` only matters for ``"hybrid"``; ``temperature`` / ``base_temperature`` for the contrastive ones.
+    ``alpha``, ``temperature``, ``base_temperature`` and ``positiveless`` (None: ``DEFAULT_POSITIVELESS``)
+    only matter for ``"hybrid"``.
     """
+    if name == "supcon":
+        raise ConfigError(SUPCON_REMOVED)
     if name not in LOSS_NAMES:
         raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSS_NAMES)}")
-    return Objective(name, alpha, temperature, base_temperature)
+    if name == "ce":
+        return Objective(name)
+    return Objective(name, HybridLoss(alpha, temperature, base_temperature, positiveless or DEFAULT_POSITIVELESS))

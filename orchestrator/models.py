@@ -21,8 +21,12 @@ groups end where the feature map changes resolution):
   block 4 = denseblock4 + norm5 + the ReLU DenseNet applies functionally before pooling.
 * Inception-v3: stem = Conv2d_1a..Conv2d_4a with both max-pools; block1 = Mixed_5b-5d (35x35 grid),
   block2 = Mixed_6a-6e (17x17), block3 = Mixed_7a (reduction to 8x8), block4 = Mixed_7b-7c.
-  Built with ``aux_logits=False`` and ``transform_input=False``: inputs are spectrograms, not ImageNet
-  images, and every init mode must see the same network.
+  Built with ``aux_logits=False``. Like torchvision's ``inception_v3(weights=...)``, which sets
+  ``transform_input=True`` whenever weights are given, every mode that loads ImageNet weights (pretrained,
+  fusion, freeze, cutoff) puts :class:`InceptionInputTransform` at the front of the stem: Google's weights
+  were trained on inputs scaled to [-1, 1], and the transform maps ImageNet mean/std-normalised inputs to
+  that scaling (channel c: ``x * std_c / 0.5 + (mean_c - 0.5) / 0.5``). ``random`` keeps the raw input, as
+  torchvision's default without weights does. The transform has no parameters (state dicts are unchanged).
 * EfficientNet-Lite0 (timm): stem = conv_stem, bn1; stages grouped by output resolution:
   block1 = blocks.0-1 (stride 4), block2 = blocks.2 (8), block3 = blocks.3-4 (16),
   block4 = blocks.5-6 + conv_head + bn2 (32).
@@ -43,11 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from orchestrator import weights as _weights
 from orchestrator.errors import ConfigError
-from orchestrator.losses import DEFAULT_PROJECTION_DIM, ProjectionHead
 from orchestrator.weights import WeightsSource, atomic_write, is_under
 from orchestrator.weights import read_state_dict  # re-exported; also used by load_weights
 
@@ -80,6 +84,8 @@ class ArchSpec:
     positional: bool = False  # weight files may use other key names: match tensors by position
     legacy_key_pattern: str | None = None  # regex; key -> group(1) + group(2) (old torchvision files)
     ignore_keys: tuple[str, ...] = ()  # module paths in weight files that the model lacks (dropped)
+    # a parameter-free module put before the stem when ImageNet weights are loaded (Inception-v3)
+    pretrained_input: Callable[[], nn.Module] | None = None
 
     @property
     def feature_dim(self) -> int:
@@ -128,6 +134,23 @@ def _densenet(name: str, channels: tuple[int, ...], weights: str) -> ArchSpec:
         legacy_key_pattern=r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
 
 
+class InceptionInputTransform(nn.Module):
+    """torchvision's ``Inception3._transform_input``: ImageNet mean/std-normalised input -> the [-1, 1]
+    scaling Google's Inception-v3 weights were trained with (per channel: ``x * std / 0.5 + (mean - 0.5) / 0.5``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # plain attributes, not buffers: the module must add no keys to state dicts
+        self.scale = (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5)
+        self.shift = ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3, H, W), each channel as torchvision computes it (same operation order)."""
+        channels = [torch.unsqueeze(x[:, c], 1) * self.scale[c] + self.shift[c] for c in range(3)]
+        return torch.cat(channels, 1)
+
+
 _INCEPTION_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                    "maxpool2")
 
@@ -147,7 +170,8 @@ _REGISTRY: dict[str, ArchSpec] = {
         blocks=(("Mixed_5b", "Mixed_5c", "Mixed_5d"), ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
                 ("Mixed_7a",), ("Mixed_7b", "Mixed_7c")),
         block_channels=(288, 768, 1280, 2048), head="fc", dropout=0.5,
-        weights="Inception_V3_Weights.IMAGENET1K_V1", ignore_keys=("AuxLogits",)),
+        weights="Inception_V3_Weights.IMAGENET1K_V1", ignore_keys=("AuxLogits",),
+        pretrained_input=InceptionInputTransform),
     "efficientnet_lite0": ArchSpec(
         build=functools.partial(_timm, "efficientnet_lite0"), stem=("conv_stem", "bn1"),
         blocks=(("blocks.0", "blocks.1"), ("blocks.2",), ("blocks.3", "blocks.4"),
@@ -310,14 +334,21 @@ def _sequential(native: nn.Module, paths: tuple[str, ...]) -> nn.Sequential:
     return nn.Sequential(OrderedDict((p.replace(".", "_"), native.get_submodule(p)) for p in paths))
 
 
-def _assemble(name: str, native: nn.Module, num_classes: int, depth: int, dropout: float) -> BlockNet:
-    """A :class:`BlockNet` reusing ``native``'s stem and first ``depth`` blocks, with a new head."""
+def _assemble(name: str, native: nn.Module, num_classes: int, depth: int, dropout: float,
+              pretrained: bool) -> BlockNet:
+    """A :class:`BlockNet` reusing ``native``'s stem and first ``depth`` blocks, with a new head.
+
+    ``pretrained``: ImageNet weights were loaded, so the architecture's ``pretrained_input`` (if any) leads
+    the stem (Inception-v3's transform_input).
+    """
     spec = get_spec(name)
     blocks = [_sequential(native, paths) for paths in spec.blocks[:depth]]
     if spec.final_relu and depth == NUM_BLOCKS:
         blocks[-1].add_module("final_relu", nn.ReLU())
-    return BlockNet(name, _sequential(native, spec.stem), blocks, spec.block_channels[depth - 1], num_classes,
-                    dropout)
+    stem = _sequential(native, spec.stem)
+    if pretrained and spec.pretrained_input is not None:
+        stem = nn.Sequential(OrderedDict([("input_transform", spec.pretrained_input()), *stem.named_children()]))
+    return BlockNet(name, stem, blocks, spec.block_channels[depth - 1], num_classes, dropout)
 
 
 def create_model(name: str, *, num_classes: int, pretrained: WeightsSource = False, init: str | None = None,
@@ -344,7 +375,8 @@ def create_model(name: str, *, num_classes: int, pretrained: WeightsSource = Fal
         # fusion:k loads only stem + blocks 1..k; later blocks keep the native model's fresh random init.
         _load_native(name, native, state, k if kind == "fusion" else NUM_BLOCKS)
     depth = k if kind == "cutoff" else NUM_BLOCKS
-    model = _assemble(name, native, num_classes, depth, spec.dropout if drop_rate is None else drop_rate)
+    model = _assemble(name, native, num_classes, depth, spec.dropout if drop_rate is None else drop_rate,
+                      pretrained=kind != "random")
     return freeze_through(model, k) if kind == "freeze" else model
 
 
@@ -356,6 +388,8 @@ def load_imagenet_model(name: str, pretrained: WeightsSource = True, *, allow_do
         native.load_state_dict(state)
     except RuntimeError as exc:
         raise ConfigError(f"{name}: weights do not fit the model: {exc}") from None
+    if hasattr(native, "transform_input"):
+        native.transform_input = True  # as torchvision's inception_v3(weights=...) sets it
     return native.eval()
 
 
@@ -393,16 +427,44 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+DEFAULT_PROJECTION_DIM = 64  # SoundCLR: size of the L2-normalised projection the contrastive loss sees
+PROJECTION_KINDS = ("linear", "mlp")
+
+
+class ProjectionHead(nn.Module):
+    """Projection for the contrastive loss, output L2-normalised (the input SupCon expects).
+
+    ``kind`` linear (default): SoundCLR's ``models/model_projection.py``, one ``Linear(in_dim, out_dim)``.
+    ``kind`` mlp: ``Linear -> ReLU -> Linear`` with ``hidden_dim`` (default ``in_dim``), SimCLR/SupCon's head.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int = DEFAULT_PROJECTION_DIM, kind: str = "linear",
+                 hidden_dim: int | None = None) -> None:
+        super().__init__()
+        if kind == "linear":
+            self.net = nn.Sequential(nn.Linear(in_dim, out_dim))
+        elif kind == "mlp":
+            hidden = hidden_dim or in_dim
+            self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+        else:
+            raise ConfigError(f"projection must be one of {PROJECTION_KINDS}, got {kind!r}")
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Project (B, in_dim) features to unit-norm (B, out_dim) vectors."""
+        return F.normalize(self.net(features), dim=1)
+
+
 class ClassifierWithProjection(nn.Module):
     """SoundCLR model: the backbone's pooled features feed both its head and a projection head.
 
     ``forward`` returns ``(logits, projections)``, the pair :func:`orchestrator.losses.make_loss` objectives take.
     """
 
-    def __init__(self, model: BlockNet, proj_dim: int = DEFAULT_PROJECTION_DIM, hidden_dim: int | None = None) -> None:
+    def __init__(self, model: BlockNet, proj_dim: int = DEFAULT_PROJECTION_DIM, kind: str = "linear",
+                 hidden_dim: int | None = None) -> None:
         super().__init__()
         self.model = model
-        self.projection = ProjectionHead(model.feature_dim, proj_dim, hidden_dim)
+        self.projection = ProjectionHead(model.feature_dim, proj_dim, kind, hidden_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, num_classes) and unit-norm projections (B, proj_dim)."""

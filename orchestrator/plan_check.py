@@ -198,10 +198,12 @@ def _check_inits(inits: Any, where: str, problems: list[str]) -> None:
 
 
 def _check_losses(losses: Any, problems: list[str]) -> None:
-    from orchestrator.config import LOSSES
+    from orchestrator.config import LOSSES, SUPCON_REMOVED
 
     for i, loss in enumerate(losses if isinstance(losses, list) else [losses]):
-        if loss not in LOSSES:
+        if loss == "supcon":
+            problems.append(f"plan.losses[{i}]: {SUPCON_REMOVED}")
+        elif loss not in LOSSES:
             problems.append(f"plan.losses[{i}]: unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
 
 

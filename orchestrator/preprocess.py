@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from orchestrator import errors, spectra, storage
 from orchestrator.audio import DEFAULT_MAX_SECONDS, decode_audio
-from orchestrator.augment import apply_augment, augment_params
+from orchestrator.augment import augmented_copy
 from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
 from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
 from orchestrator.errors import ConfigError, RethinkError, StorageError
@@ -36,6 +36,11 @@ from orchestrator.ray_runtime import ensure_ray
 
 # Bump when the feature computation changes in a way that alters stored values: new hash, new version.
 FEATURE_CODE_VERSION = 1
+# Feature fields added after versions were first written, with the value that reproduces those versions.
+# At that value a field is left out of the version hash, so an old dataset keeps its folder name and is
+# found and reused; at any other value (mel_scale "htk", the paper's recipe and the default) the hash, and
+# so the folder, is new. The card always records the field.
+FEATURE_HASH_DEFAULTS = {"mel_scale": "slaney"}
 
 
 @dataclass(frozen=True)
@@ -79,14 +84,20 @@ def resolved_features(request: PreprocessRequest) -> dict[str, Any]:
     return params
 
 
+def hashed_features(request: PreprocessRequest) -> dict[str, Any]:
+    """``resolved_features`` less the fields still at their ``FEATURE_HASH_DEFAULTS`` value."""
+    features = resolved_features(request)
+    return {k: v for k, v in features.items() if k not in FEATURE_HASH_DEFAULTS or v != FEATURE_HASH_DEFAULTS[k]}
+
+
 def version_of(request: PreprocessRequest, manifest: pd.DataFrame) -> str:
     """Content hash of every input that changes the stored values."""
     manifest_digest = stable_hash(manifest[["clip_id", "label", "fold", "split", "duration"]]
                                   .astype(str).values.tolist(), length=16)
     payload = {
         "dataset": get_dataset(request.dataset).name, "options": request.dataset_options,
-        "manifest": manifest_digest, "features": resolved_features(request),
-        "augment": to_dict(request.augment), "code": FEATURE_CODE_VERSION,
+        "manifest": manifest_digest, "features": hashed_features(request),
+        "augment": request.augment.identity(), "code": FEATURE_CODE_VERSION,
     }
     if request.max_duration_s != DEFAULT_MAX_SECONDS:  # only a non-default limit: existing names stay valid
         payload["max_duration_s"] = request.max_duration_s
@@ -143,12 +154,10 @@ class Featurizer:
                 "duration": row.duration, "aug_copy": None, "aug_pitch": None, "aug_stretch": None}
         out = [(base, wave)]
         for copy in range(self.augment.copies):
-            params = augment_params(self.augment, row.clip_id, copy)
-            copy_wave = apply_augment(wave, self.rate, params)
+            copy_wave, recorded = augmented_copy(self.augment, wave, self.rate, row.clip_id, copy)
             if len(copy_wave) < self.module.min_samples:
                 copy_wave = np.pad(copy_wave, (0, self.module.min_samples - len(copy_wave)))
-            out.append((base | {"clip_id": f"{row.clip_id}#aug{copy}", "aug_copy": copy,
-                                "aug_pitch": params.pitch, "aug_stretch": params.stretch}, copy_wave))
+            out.append((base | {"clip_id": f"{row.clip_id}#aug{copy}", "aug_copy": copy, **recorded}, copy_wave))
         return out
 
     def featurize_rows(self, batch: pd.DataFrame) -> tuple[list[dict], np.ndarray, list[dict]]:

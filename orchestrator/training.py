@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from orchestrator.config import OptimConfig, TrialConfig
-from orchestrator.features import SpecMask
 from orchestrator.losses import make_loss, split_outputs
 from orchestrator.models import ClassifierWithProjection, create_model, parse_init
+from orchestrator.spec_augment import SpecMask
 
 PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -50,20 +50,48 @@ def build_network(cfg: TrialConfig, num_classes: int) -> nn.Module:
                             allow_download=cfg.download_weights)
     if cfg.loss.name == "ce":
         return backbone
-    return ClassifierWithProjection(backbone, proj_dim=cfg.loss.projection_dim)
+    return ClassifierWithProjection(backbone, proj_dim=cfg.loss.projection_dim, kind=cfg.loss.projection)
 
 
 def make_optimizer(network: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    """Adam over the trainable parameters (frozen blocks excluded), the paper's lr and weight decay."""
+    """Adam (the paper: L2 weight decay in the gradient) or AdamW (SoundCLR: decoupled weight decay) over the
+    trainable parameters (frozen blocks excluded)."""
     params = [p for p in network.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    kind = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def lr_factor(optim: OptimConfig, epoch: int) -> float:
+    """The learning-rate multiplier of 0-based ``epoch`` (the formula in :class:`OptimConfig`'s docstring).
+
+    Warm-up is SoundCLR's ``WarmUpExponentialLR`` with cold_epochs 0 (utils/utils.py): 0.1 + 0.9 (e + 1) / W,
+    so the last warm-up epoch and the first one after it both run at the full rate.
+    """
+    warm = optim.warmup_epochs
+    if epoch < warm:
+        return 0.1 + 0.9 * (epoch + 1) / warm
+    after = epoch - warm
+    if optim.schedule == "exponential":
+        return optim.gamma ** after
+    if optim.milestones:
+        return optim.gamma ** sum(after >= m for m in optim.milestones)
+    return optim.gamma ** (after // max(1, optim.step_size))
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """StepLR every ``step_size`` epochs, or MultiStepLR at ``milestones`` (stepped once per epoch)."""
-    if optim.milestones:
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), gamma=optim.gamma)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, optim.step_size), gamma=optim.gamma)
+    """The per-epoch schedule (stepped once per epoch). The paper's recipes (no warm-up, schedule step) are
+    StepLR every ``step_size`` epochs or MultiStepLR at ``milestones``, as always (their checkpoints' scheduler
+    state still loads); anything else is a LambdaLR of :func:`lr_factor`, whose state dict holds no function
+    (LambdaLR skips plain functions), so it round-trips through ``torch.load(weights_only=True)``."""
+    if optim.warmup_epochs == 0 and optim.schedule == "step":
+        if optim.milestones:
+            return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), gamma=optim.gamma)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, optim.step_size), gamma=optim.gamma)
+
+    def factor(epoch: int) -> float:
+        return lr_factor(optim, epoch)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class TrainStep:
@@ -76,7 +104,8 @@ class TrainStep:
     def __init__(self, network: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrialConfig,
                  device: torch.device):
         self.network, self.optimizer, self.device = network, optimizer, device
-        self.objective = make_loss(cfg.loss.name, alpha=cfg.loss.alpha, temperature=cfg.loss.temperature)
+        self.objective = make_loss(cfg.loss.name, alpha=cfg.loss.alpha, temperature=cfg.loss.temperature,
+                                   positiveless=cfg.loss.positiveless)
         self.mask = SpecMask(**vars(cfg.mask)) if cfg.mask is not None else None
         self.on_gpu = device.type == "cuda"
         if self.on_gpu:

@@ -61,7 +61,16 @@ EXECUTION_ONLY = ("checkpoint_every", "custom_resources")
 # Fields added after results existed ("section.key" paths), left out of the id while they hold the value that
 # reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
 # not retrained), while any other value is a different trial.
-ID_DEFAULTS: dict[str, Any] = {"split": "nested", "augmented": "all"}
+ID_DEFAULTS: dict[str, Any] = {
+    "split": "nested", "augmented": "all",  # the old behaviour: no split modes; every stored copy, every epoch
+    # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
+    "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
+    # None: a cross-entropy trial (no projection, no contrastive term). A hybrid trial resolves these to
+    # SoundCLR's linear / zero, which is not what hybrid trials ran before (an MLP head, positiveless anchors
+    # excluded), so they rightly get new ids.
+    "loss.projection": None, "loss.positiveless": None,
+    "mask.fill": "mean",  # masks were filled with the sample mean before; the new default (max) is a new trial
+}
 
 
 def _identity(cfg: TrialConfig) -> dict[str, Any]:

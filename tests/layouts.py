@@ -111,3 +111,35 @@ def make_gtzan(root: Path, per_genre: int = 5, seconds: float = 3.0, folder: str
             sf.write(root / folder / genre / f"{genre}.{i:05d}.wav", fsdd_wave(g + 10 * i, 22050, seconds), 22050)
     corrupt(root / folder / "jazz" / "jazz.00054.wav")
     return root
+
+
+PAPER_MODELS = ("densenet201", "resnet50", "inception_v3")
+
+
+def make_paper_plan(out: Path, models: tuple[str, ...] = PAPER_MODELS, ablations: bool = True) -> Path:
+    """``plans/paper.yaml`` made runnable offline: generated ESC-50 / US8K / GTZAN layouts as its roots,
+    torchvision-format ImageNet-shaped weight files (random values: a state-dict round trip, since real
+    weights cannot be fetched here) as its weights, CPU resources, storage under ``out``. Everything else,
+    the paper's split and augmentation included, is the shipped plan's."""
+    import torch
+    import torchvision
+    import yaml
+
+    roots = {"esc50": make_esc50(out / "ESC-50-master", clips_per_fold=8, seconds=2.0),
+             "us8k": make_us8k(out / "UrbanSound8K", clips_per_fold=4),
+             "gtzan": make_gtzan(out / "gtzan", per_genre=5, seconds=3.0)}
+    plan = yaml.safe_load((Path(__file__).parent.parent / "plans" / "paper.yaml").read_text())
+    weights = {}
+    for name in models:
+        kwargs = {"aux_logits": True, "init_weights": False} if name == "inception_v3" else {}
+        weights[name] = str(out / f"{name}.pth")
+        torch.save(getattr(torchvision.models, name)(weights=None, **kwargs).state_dict(), weights[name])
+    for name, ds in plan["datasets"].items():
+        ds["preprocess"]["root"] = str(roots[name])
+    plan.update(models=list(models), weights=weights, download_weights=False, storage=str(out / "runs"),
+                resources={"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0})
+    if not ablations:
+        plan.pop("ablations", None)
+    path = out / "paper.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    return path

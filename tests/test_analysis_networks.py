@@ -123,6 +123,15 @@ def test_block_similarity_of_unchanged_weights_is_one(real):
     assert moved["svcca"].iloc[0] < 0.9  # a different random network: block 1 is far from identical
 
 
+def test_auto_clip_count_takes_the_small_fold_and_flags_short_blocks(real):
+    """resnet18 at 32 x 32 would need 5,120 clips for 10x in block 4 (512 channels, 1 position): the fold's
+    24 clips are all taken; block 1 (64 channels on 8 x 8) reaches 24x, the others are flagged."""
+    frame = trial_block_similarity(real["other"])
+    assert (frame["clips"] == 24).all() and frame["positions"].tolist() == [64, 16, 4, 1]
+    assert frame["ratio"].tolist() == pytest.approx([24 * 64 / 64, 24 * 16 / 128, 24 * 4 / 256, 24 / 512])
+    assert frame["enough"].tolist() == [True, False, False, False]
+
+
 def test_fixed_clips_are_class_balanced_and_repeatable(real):
     clips = trialnet.fixed_clips(real["data"], 1, n_clips=5)
     assert clips.labels.tolist() == [0, 1, 2, 0, 1] and clips.specs.shape == (5, 3, 32, 32)

@@ -1,4 +1,5 @@
-"""Losses: SupCon against a naive per-pair loop, the hybrid's exact composition, gradients, factory errors."""
+"""Losses: SupCon against a naive per-pair loop and against SoundCLR's own code, the hybrid's exact
+composition, gradients, factory errors (supcon alone and alpha 1 are refused)."""
 
 import math
 
@@ -6,29 +7,56 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from orchestrator.config import LossConfig
 from orchestrator.errors import ConfigError
 from orchestrator.losses import (
+    DEFAULT_TEMPERATURE,
     HybridLoss,
-    ProjectionHead,
     SupConLoss,
     cross_entropy,
     make_loss,
 )
 
 
-def naive_supcon(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
-    """Khosla et al. L_out written pair by pair, in float64 Python arithmetic."""
+def naive_supcon(z: torch.Tensor, labels: torch.Tensor, temperature: float, positiveless: str = "zero") -> float:
+    """Khosla et al. L_out written pair by pair, in float64 Python arithmetic; ``positiveless`` "zero" counts
+    anchors without a positive as 0 in the mean, "exclude" leaves them out."""
     z = z.double()
     n = len(labels)
     per_anchor = []
     for i in range(n):
         positives = [p for p in range(n) if p != i and labels[p] == labels[i]]
         if not positives:
+            if positiveless == "zero":
+                per_anchor.append(0.0)
             continue
         denom = sum(math.exp(float(z[i] @ z[a]) / temperature) for a in range(n) if a != i)
         terms = [math.log(math.exp(float(z[i] @ z[p]) / temperature) / denom) for p in positives]
         per_anchor.append(-sum(terms) / len(positives))
     return sum(per_anchor) / len(per_anchor)
+
+
+def soundclr_supcon(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SoundCLR's loss_fn/contrastive_loss.py SupConLoss.forward (one view, labels given), transcribed line for
+    line from github.com/alireza-nasiri/SoundCLR; called as train_hybridLoss.py does, on (B, 1, D)."""
+    features = features.unsqueeze(1)
+    batch_size = features.shape[0]
+    labels = labels.contiguous().view(-1, 1)
+    mask = torch.eq(labels, labels.T).float()
+    contrast_count = features.shape[1]
+    contrast_feature = torch.cat(torch.unbind(features, dim=1), dim=0)
+    anchor_feature, anchor_count = contrast_feature, contrast_count
+    anchor_dot_contrast = torch.div(torch.matmul(anchor_feature, contrast_feature.T), temperature)
+    logits_max, _ = torch.max(anchor_dot_contrast, dim=1, keepdim=True)
+    logits = anchor_dot_contrast - logits_max.detach()
+    mask = mask.repeat(anchor_count, contrast_count)
+    logits_mask = torch.scatter(torch.ones_like(mask), 1, torch.arange(batch_size * anchor_count).view(-1, 1), 0)
+    mask = mask * logits_mask
+    exp_logits = torch.exp(logits) * logits_mask
+    eps = 1e-30
+    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True) + eps)
+    mean_log_prob_pos = (mask * log_prob).sum(1) / (mask.sum(1) + eps)
+    return (-mean_log_prob_pos).view(anchor_count, batch_size).mean()
 
 
 def random_batch(seed: int, n: int = 12, dim: int = 8, classes: int = 4):
@@ -53,13 +81,38 @@ def test_supcon_float32_matches_naive_loop():
     assert got == pytest.approx(naive_supcon(z, labels, 0.05), rel=1e-5)
 
 
-def test_supcon_excludes_anchors_without_positive():
+def test_supcon_exclude_leaves_out_anchors_without_positive():
     z, _ = random_batch(3, n=5)
     labels = torch.tensor([0, 0, 1, 2, 3])  # only anchors 0 and 1 have a positive
-    got = SupConLoss(0.1)(z, labels).item()
-    assert got == pytest.approx(naive_supcon(z, labels, 0.1), abs=1e-6)
+    got = SupConLoss(0.1, positiveless="exclude")(z, labels).item()
+    assert got == pytest.approx(naive_supcon(z, labels, 0.1, "exclude"), abs=1e-6)
     # Changing the lone samples' labels among themselves must not change the loss's anchor set.
-    assert SupConLoss(0.1)(z, torch.tensor([0, 0, 3, 1, 2])).item() == pytest.approx(got, abs=1e-12)
+    relabelled = SupConLoss(0.1, positiveless="exclude")(z, torch.tensor([0, 0, 3, 1, 2])).item()
+    assert relabelled == pytest.approx(got, abs=1e-12)
+
+
+def test_supcon_zero_counts_anchors_without_positive_as_zero():
+    """The default, as SoundCLR: 2 of 5 anchors have a positive, so the loss is 2/5 of the 'exclude' mean."""
+    z, _ = random_batch(3, n=5)
+    labels = torch.tensor([0, 0, 1, 2, 3])
+    zero = SupConLoss(0.1)(z, labels).item()
+    assert SupConLoss(0.1).positiveless == "zero"
+    assert zero == pytest.approx(naive_supcon(z, labels, 0.1, "zero"), abs=1e-6)
+    assert zero == pytest.approx(SupConLoss(0.1, positiveless="exclude")(z, labels).item() * 2 / 5, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("n, classes", [(12, 4), (16, 10), (32, 24)])
+def test_supcon_default_matches_soundclr_code(seed, n, classes):
+    """Our default SupConLoss computes what SoundCLR's contrastive_loss.py computes, lone anchors included."""
+    z, labels = random_batch(seed, n=n, classes=classes)
+    assert SupConLoss(0.05)(z, labels).item() == pytest.approx(soundclr_supcon(z, labels, 0.05).item(),
+                                                               abs=1e-9, rel=1e-9)
+
+
+def test_supcon_rejects_unknown_positiveless():
+    with pytest.raises(ConfigError, match="positiveless must be one of"):
+        SupConLoss(positiveless="drop")
 
 
 def test_supcon_no_positive_pairs_is_zero_and_differentiable():
@@ -96,7 +149,7 @@ def test_supcon_lower_for_clustered_embeddings():
     assert loss(clustered, labels) < loss(scattered, labels) - 1.0
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.99])
 def test_hybrid_is_weighted_sum(alpha):
     z, labels = random_batch(5)
     logits = torch.randn(12, 4, dtype=torch.float64)
@@ -113,18 +166,26 @@ def test_hybrid_gradients_reach_both_inputs():
 
 
 def test_defaults_match_soundclr():
-    assert SupConLoss().temperature == 0.05
+    """Temperature 0.05 is what SoundCLR trains with: train_hybridLoss.py passes config.temperature (0.05) to
+    HybridLoss, which hands it to SupConLoss; the classes' own 0.07 default is never used."""
+    assert DEFAULT_TEMPERATURE == 0.05 and SupConLoss().temperature == 0.05
     hybrid = HybridLoss()
-    assert hybrid.alpha == 0.5 and hybrid.supcon.temperature == 0.05
-    assert ProjectionHead(32)(torch.randn(3, 32)).shape == (3, 64)
+    assert hybrid.alpha == 0.5 and hybrid.supcon.temperature == 0.05 and hybrid.supcon.positiveless == "zero"
+    assert make_loss("hybrid").hybrid.supcon.positiveless == "zero"
+    assert make_loss("hybrid", positiveless="exclude").hybrid.supcon.positiveless == "exclude"
+    cfg = LossConfig(name="hybrid")
+    assert (cfg.temperature, cfg.alpha, cfg.projection_dim, cfg.projection, cfg.positiveless) == (
+        0.05, 0.5, 64, "linear", "zero")
 
 
-def test_projection_head_outputs_unit_vectors():
-    head = ProjectionHead(32, 16)
-    out = head(torch.randn(5, 32))
-    assert out.shape == (5, 16)
-    assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-6)
-    assert [type(m).__name__ for m in head.net] == ["Linear", "ReLU", "Linear"]
+def test_loss_config_leaves_contrastive_options_unset_for_ce():
+    """Cross-entropy trials carry no projection / positiveless (None), so their ids do not change."""
+    assert (LossConfig().projection, LossConfig().positiveless) == (None, None)
+    assert LossConfig(name="hybrid", projection="mlp", positiveless="exclude").projection == "mlp"
+    with pytest.raises(ConfigError, match="loss.projection must be one of"):
+        LossConfig(name="hybrid", projection="deep")
+    with pytest.raises(ConfigError, match="loss.positiveless must be one of"):
+        LossConfig(positiveless="maybe")
 
 
 def test_make_loss_objectives():
@@ -133,20 +194,32 @@ def test_make_loss_objectives():
     logits = torch.randn(12, 4)
     assert make_loss("ce")(logits, labels).item() == pytest.approx(cross_entropy(logits, labels).item())
     assert make_loss("ce")((logits, z), labels).item() == pytest.approx(cross_entropy(logits, labels).item())
-    assert make_loss("supcon", temperature=0.1)((logits, z), labels).item() == pytest.approx(
-        SupConLoss(0.1)(z, labels).item())
     assert make_loss("hybrid", alpha=0.25)((logits, z), labels).item() == pytest.approx(
         HybridLoss(0.25)(logits, z, labels).item())
     assert not make_loss("ce").needs_projection
-    assert make_loss("supcon").needs_projection and make_loss("hybrid").needs_projection
+    assert make_loss("hybrid").needs_projection
 
 
 def test_make_loss_errors():
-    with pytest.raises(ConfigError, match="valid losses: ce, supcon, hybrid"):
+    with pytest.raises(ConfigError, match="valid losses: ce, hybrid"):
         make_loss("triplet")
     with pytest.raises(ValueError, match="ClassifierWithProjection"):
         make_loss("hybrid")(torch.randn(2, 3), torch.tensor([0, 1]))
     with pytest.raises(ConfigError, match="alpha"):
         make_loss("hybrid", alpha=1.5)
-    with pytest.raises(ConfigError, match="temperature"):
-        SupConLoss(0.0)
+
+
+def test_supcon_alone_is_refused_with_the_fix():
+    """SupCon alone never trains the classifier head (chance accuracy): refused everywhere, naming 'hybrid'."""
+    for refuse in (lambda: make_loss("supcon"), lambda: LossConfig(name="supcon")):
+        with pytest.raises(ConfigError, match="loss 'supcon' is not available.*untrained.*use 'hybrid'"):
+            refuse()
+
+
+def test_hybrid_with_alpha_one_is_refused():
+    """alpha 1 weighs cross-entropy by 0: the same untrained classifier as SupCon alone."""
+    with pytest.raises(ConfigError, match="alpha 1 gives cross-entropy weight 0"):
+        LossConfig(name="hybrid", alpha=1.0)
+    with pytest.raises(ConfigError, match="classifier head is never trained"):
+        make_loss("hybrid", alpha=1.0)
+    assert LossConfig(name="ce", alpha=1.0).alpha == 1.0  # irrelevant to cross-entropy: allowed

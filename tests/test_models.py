@@ -12,6 +12,7 @@ import zlib
 
 import pytest
 import torch
+import torchvision
 
 from orchestrator import models as M
 from orchestrator.errors import ConfigError, StorageError
@@ -385,6 +386,59 @@ def test_model_blocks_and_projection_wrapper():
     loss = make_loss("hybrid")((logits, z), torch.tensor([1, 1]))
     loss.backward()
     assert model.stem.conv1.weight.grad is not None and wrapped.projection.net[0].weight.grad is not None
+
+
+def test_projection_head_is_soundclrs_single_linear_by_default():
+    """SoundCLR's models/model_projection.py: nn.Linear(2048, 64) on ResNet-50's pooled features."""
+    head = M.ProjectionHead(2048)
+    assert [type(m).__name__ for m in head.net] == ["Linear"]
+    assert (head.net[0].in_features, head.net[0].out_features) == (2048, 64)
+    assert M.count_parameters(head) == 2048 * 64 + 64
+    out = head(torch.randn(3, 2048))
+    assert out.shape == (3, 64) and torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-6)
+
+
+def test_projection_head_mlp_option():
+    head = M.ProjectionHead(32, 16, kind="mlp")
+    out = head(torch.randn(5, 32))
+    assert out.shape == (5, 16)
+    assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-6)
+    assert [type(m).__name__ for m in head.net] == ["Linear", "ReLU", "Linear"]
+    with pytest.raises(ConfigError, match="projection must be one of"):
+        M.ProjectionHead(32, kind="deep")
+
+
+def test_models_do_not_import_losses():
+    """No models <-> losses coupling: the projection head is a model part."""
+    code = "import sys, orchestrator.models; print('orchestrator.losses' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("mode", ["pretrained", "fusion:0", "freeze:2", "cutoff:3"])
+def test_pretrained_inception_transforms_its_input(mode, source):
+    """As torchvision's inception_v3(weights=...) (transform_input=True): every mode that loads ImageNet
+    weights maps ImageNet-normalised inputs to the [-1, 1] scaling Google's weights were trained with."""
+    model = M.create_model("inception_v3", pretrained=source("inception_v3"), init=mode, num_classes=3).eval()
+    first = model.stem[0]
+    assert isinstance(first, M.InceptionInputTransform)
+    x = input_for("inception_v3", batch=1)
+    native = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
+                                             transform_input=True)
+    torch.testing.assert_close(first(x), native._transform_input(x), rtol=0, atol=0)
+    # an image of ImageNet's mean colour (normalised: all zeros) is torchvision's mid-grey in [-1, 1]
+    grey = first(torch.zeros(1, 3, 2, 2))
+    expected = torch.tensor([(m - 0.5) / 0.5 for m in IMAGENET_MEAN]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    torch.testing.assert_close(grey, expected)
+
+
+def test_random_inception_keeps_raw_input_and_state_dicts_match(source):
+    random = M.create_model("inception_v3", init="random", num_classes=3)
+    pretrained = M.create_model("inception_v3", pretrained=source("inception_v3"), num_classes=3)
+    assert not any(isinstance(m, M.InceptionInputTransform) for m in random.modules())
+    assert list(random.state_dict()) == list(pretrained.state_dict())  # the transform adds no keys
+    assert not any(isinstance(m, M.InceptionInputTransform) for m in M.create_model(
+        "resnet18", pretrained=source("resnet18"), num_classes=3).modules())
 
 
 def test_freeze_through_helper():

@@ -15,10 +15,29 @@ PLANS = Path(__file__).resolve().parent.parent / "plans"
 PAPER_FOLDS = {"esc50": [1, 2, 3, 4, 5], "us8k": list(range(1, 11)), "gtzan": [1, 2, 3, 4, 5]}
 
 
-@pytest.mark.parametrize("name", ["demo", "paper", "soundclr"])
+@pytest.mark.parametrize("name", ["demo", "paper", "soundclr", "soundclr-us8k"])
 def test_shipped_plans_validate(name):
     plan = load_plan(PLANS / f"{name}.yaml")
     assert plan.name == name and plan.datasets
+
+
+def test_soundclr_plans_are_the_published_recipe():
+    """SoundCLR's recipe reaches every trial: AdamW + warm-up + x0.98, max-filled masks, the linear projection
+    and lone anchors as zero for hybrid, the soundclr waveform augmentation; US8K at lr 1e-4."""
+    for name, lr, datasets in (("soundclr", 5e-4, {"esc10", "esc50"}), ("soundclr-us8k", 1e-4, {"us8k"})):
+        plan = load_plan(PLANS / f"{name}.yaml")
+        assert set(plan.datasets) == datasets
+        assert all(d.preprocess.augment.kind == "soundclr" and d.preprocess.augment.copies > 0
+                   for d in plan.datasets.values())
+        grid = expand_grid(plan, {k: f"uri/{k}" for k in plan.datasets}, {k: [1, 2] for k in plan.datasets})
+        assert {t.loss.name for t in grid} == {"ce", "hybrid"}
+        for t in grid:
+            assert (t.optim.optimizer, t.optim.lr, t.optim.weight_decay, t.optim.batch_size) == ("adamw", lr, 1e-3, 128)
+            schedule = (t.optim.epochs, t.optim.warmup_epochs, t.optim.schedule, t.optim.gamma)
+            assert schedule == (800, 10, "exponential", 0.98)
+            assert t.mask.fill == "max" and t.loss.temperature == 0.05
+            expected = ("linear", "zero") if t.loss.name == "hybrid" else (None, None)
+            assert (t.loss.projection, t.loss.positiveless) == expected
 
 
 def test_paper_plan_grid_is_the_papers_study():

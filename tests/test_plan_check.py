@@ -132,3 +132,9 @@ def test_trial_request_against_the_cluster():
     assert cluster_shortfalls(trial_request(plan), {"CPU": 16.0}) == [
         "plan.resources: a trial needs 1 GPU, the cluster has 0"]
     assert cluster_shortfalls(trial_request(plan), {"CPU": 4.0, "GPU": 1.0}) == []
+
+
+def test_supcon_in_a_plan_is_refused_with_the_fix(tmp_path):
+    """losses: [supcon] would train no classifier head: the plan check says so and names 'hybrid'."""
+    with pytest.raises(PlanError, match=r"plan.losses\[1\]: loss 'supcon' is not available.*use 'hybrid'"):
+        load_plan(write_plan(tmp_path, {"losses": ["ce", "supcon"]}))

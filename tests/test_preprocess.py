@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,7 +17,9 @@ from orchestrator.cli import main
 from orchestrator.config import AugmentConfig, FeatureConfig
 from orchestrator.datasets.folds import fold_splits
 from orchestrator.errors import RethinkError, StorageError
-from orchestrator.preprocess import PreprocessRequest, preprocess
+from orchestrator.datasets import DatasetRoot, load_manifest
+from orchestrator.plan import load_plan
+from orchestrator.preprocess import PreprocessRequest, preprocess, version_of
 
 SMALL = FeatureConfig(height=32, width=40)  # small images keep the tests fast; the recipe is unchanged
 
@@ -34,6 +37,7 @@ def test_fsdd_bundled_subset_to_parquet_and_rerun_is_noop(ray_local, fsdd_root, 
     assert card["counts"]["per_fold"] == {str(f): 100 for f in range(1, 7)}
     assert card["spec"] == {"shape": [3, 128, 250], "dtype": "float16"}
     assert card["features"]["channels"][0] == {"win_length": 200, "hop_length": 80, "n_fft": 800}
+    assert card["features"]["mel_scale"] == "htk"  # the paper's recipe by default, recorded on the card
     # plain pyarrow reads the standard tensor type; fold comes back typed as int
     table = spectra.read_table(result.uri, folds=[2])
     assert str(table.schema.field("spec").type).startswith("extension<arrow.fixed_shape_tensor")
@@ -46,6 +50,51 @@ def test_fsdd_bundled_subset_to_parquet_and_rerun_is_noop(ray_local, fsdd_root, 
     changed = preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(tmp_path / "out"),
                                            features=FeatureConfig(width=100)))
     assert changed.uri != result.uri and spectra.read_card(changed.uri)["spec"]["shape"] == [3, 128, 100]
+
+
+# Versions of the bundled FSDD subset as the code before FeatureConfig.mel_scale named them (commit 75e5fa6,
+# Slaney features): a plan asking for mel_scale slaney must find and reuse those folders.
+VERSIONS_BEFORE_MEL_SCALE = [(FeatureConfig(), "da80d4b916b8"), (FeatureConfig(variant="mono3x"), "f2f03c614bd6"),
+                             (SMALL, "390d3eb703c8")]
+
+
+@pytest.mark.parametrize("features,old_version", VERSIONS_BEFORE_MEL_SCALE)
+def test_slaney_keeps_the_old_version_and_htk_is_a_new_one(fsdd_root, features, old_version):
+    manifest = load_manifest("fsdd", DatasetRoot.open(str(fsdd_root)))
+
+    def version(**changes) -> str:
+        request = PreprocessRequest("fsdd", str(fsdd_root), "out", features=dataclasses.replace(features, **changes))
+        return version_of(request, manifest)
+
+    assert version(mel_scale="slaney") == old_version
+    assert version() == version(mel_scale="htk") != old_version
+
+
+def test_a_plan_with_slaney_features_names_the_old_folder(fsdd_root, tmp_path):
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(f"""name: old-features
+storage: {tmp_path / "runs"}
+datasets:
+  fsdd:
+    preprocess: {{dataset: fsdd, root: {fsdd_root}, features: {{mel_scale: slaney}}}}
+    folds: [1]
+models: [efficientnet_lite0]
+""")
+    pre = load_plan(plan_file).datasets["fsdd"].preprocess
+    request = PreprocessRequest(pre.dataset, pre.root, "out", features=pre.features)
+    assert version_of(request, load_manifest("fsdd", DatasetRoot.open(pre.root))) == "da80d4b916b8"
+
+
+def test_cli_mel_scale_flag(fsdd_root):
+    from orchestrator.cli import _preprocess_request, build_parser
+
+    def request(*flags):
+        args = build_parser().parse_args(["preprocess", "--dataset", "fsdd", "--root", str(fsdd_root),
+                                          "--out", "out", *flags])
+        return _preprocess_request(args)
+
+    assert request().features.mel_scale == "htk"
+    assert request("--mel-scale", "slaney").features == FeatureConfig(mel_scale="slaney")
 
 
 def test_stored_features_equal_the_feature_module(ray_local, fsdd_root, tmp_path):
