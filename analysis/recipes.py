@@ -25,7 +25,10 @@ NOT_RECIPE = frozenset({
 })
 # What a missing key meant when the record was written: orchestrator.trial.ID_DEFAULTS (not imported here:
 # that module needs torch; tests/test_analysis_recipes.py checks the two agree).
-MISSING_MEANS: dict[str, Any] = {"split": "nested", "augmented": "all"}
+MISSING_MEANS: dict[str, Any] = {
+    "split": "nested", "augmented": "all", "optim.optimizer": "adam", "optim.warmup_epochs": 0,
+    "optim.schedule": "step", "loss.projection": None, "loss.positiveless": None, "mask.fill": "mean",
+}
 # Short names for the label; other keys show as their name without the "optim." prefix.
 _NAMES = {"optim.lr": "lr", "optim.weight_decay": "wd", "optim.batch_size": "bs", "max_train_clips": "train clips ≤"}
 _ORDER = ["optim.lr", "optim.batch_size", "optim.weight_decay", "optim.epochs"]
@@ -43,7 +46,7 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-_DEFAULTS = flatten(to_dict(TrialConfig(data=""))) | MISSING_MEANS
+_DEFAULTS = flatten(to_dict(TrialConfig(data="")))
 
 
 def recipe_of(trial: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +54,12 @@ def recipe_of(trial: dict[str, Any]) -> dict[str, Any]:
 
     A trial without masks has ``mask: None`` (the ``mask`` column says so); with masks, their settings
     (``mask.freq_masks``, ...) are recipe."""
-    flat = _DEFAULTS | flatten(trial)
+    own = flatten(trial)
+    flat = _DEFAULTS | own
+    for path, old in MISSING_MEANS.items():  # only inside sections the record has (no mask.* without masks)
+        section = path.rpartition(".")[0]
+        if path not in own and (not section or any(k.startswith(f"{section}.") for k in own)):
+            flat[path] = old
     if flat.get("mask") is None:
         flat.pop("mask", None)
     return {k: v for k, v in sorted(flat.items()) if not _pool_free(k)}

@@ -173,9 +173,9 @@ def test_recipe_is_the_config_minus_what_varies_within_a_pool():
         assert recipe_of(to_dict(changed)) != recipe_of(to_dict(base)), other
     # a field this code does not know (added later) joins the recipe without any change here
     newer = to_dict(base)
-    newer["optim"]["warmup_epochs"] = 3
+    newer["optim"]["lookahead_steps"] = 3
     assert recipe_labels({recipe_id(r): r for r in (recipe_of(to_dict(base)), recipe_of(newer))}) == {
-        recipe_id(recipe_of(to_dict(base))): "warmup_epochs —", recipe_id(recipe_of(newer)): "warmup_epochs 3"}
+        recipe_id(recipe_of(to_dict(base))): "lookahead_steps —", recipe_id(recipe_of(newer)): "lookahead_steps 3"}
 
 
 def test_masks_are_a_column_not_a_recipe_label():
@@ -184,7 +184,10 @@ def test_masks_are_a_column_not_a_recipe_label():
 
 
 def test_records_older_than_a_field_pool_with_its_old_behaviour():
-    old = to_dict(TrialConfig(data="/d"))
-    del old["split"], old["augmented"]  # written before split modes and augmented draws existed
-    assert recipe_of(old) == recipe_of(to_dict(TrialConfig(data="/d", augmented="all")))
-    assert recipe_of(old) != recipe_of(to_dict(TrialConfig(data="/d", augmented="draw")))
+    old = to_dict(TrialConfig(data="/d", mask=MaskConfig(fill="mean")))
+    del old["split"], old["augmented"], old["mask"]["fill"]  # written before these fields existed
+    then = TrialConfig(data="/d", augmented="all", mask=MaskConfig(fill="mean"))
+    assert recipe_of(old) == recipe_of(to_dict(then))
+    assert recipe_of(old) != recipe_of(to_dict(TrialConfig(data="/d", augmented="draw", mask=MaskConfig(fill="mean"))))
+    unmasked = to_dict(TrialConfig(data="/d"))
+    assert not any(k.startswith("mask") for k in recipe_of(unmasked))  # no mask.fill without masks
