@@ -257,8 +257,12 @@ class FoldSearchers(Searcher):
         super().__init__(metric=METRIC, mode="max")
         self.bases, self.max_concurrent = bases, max(1, max_concurrent)
         self.searchers = {}
+        # HyperOpt's default of 20 random start-up points is more than a whole 16-sample search: TPE would
+        # never model anything. A quarter of the budget explores at random, the rest is TPE.
+        startup = max(2, num_samples // 4)
         for name in bases:
-            searcher = HyperOptSearch(points_to_evaluate=[dict(first_point)], random_state_seed=seed)
+            searcher = HyperOptSearch(points_to_evaluate=[dict(first_point)], random_state_seed=seed,
+                                      n_initial_points=startup)
             searcher.set_search_properties(METRIC, "max", search_space())
             self.searchers[name] = searcher
         self.left = dict.fromkeys(bases, num_samples)

@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from analysis.collect import load_results
+from analysis.tables import table_pretrained_vs_random
 from layouts import make_esc50
 from orchestrator.config import AugmentConfig, FeatureConfig, OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
@@ -59,6 +61,13 @@ def test_paper_split_trains_on_four_folds_and_nested_on_three(esc50_augmented, t
             assert {"valid_selected", "best_epoch", "last_epoch"} <= set(summary)
             assert set(predictions["protocol"]) == {"valid_selected", "last_epoch"}
         assert (predictions["fold"] == 5).all() and not predictions["clip_id"].str.contains("#aug").any()
+    # the tables label both split modes and never pool them
+    results = load_results(str(tmp_path), write=False)
+    assert sorted(results["split"]) == ["nested", "paper"]
+    table = table_pretrained_vs_random(results).display
+    assert sorted(table["split"]) == ["nested", "paper"]
+    paper_row = table[table["split"] == "paper"].iloc[0]
+    assert paper_row["valid_selected"] == "—"
 
 
 def test_each_epoch_draws_a_fresh_augmented_copy_that_never_reaches_valid_or_test(esc50_augmented):
