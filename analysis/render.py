@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -24,6 +24,8 @@ class Table:
     """One result table: ``name`` is the file stem, ``title`` the caption; ``note`` explains the numbers.
 
     An empty table still renders: its title and ``note`` say that no trials support it, and why.
+    ``comparisons``: the paired comparisons its rows show (:class:`analysis.stats.Comparison`), for the
+    report's sentences on intervals that include 0.
     """
 
     name: str
@@ -32,6 +34,7 @@ class Table:
     numbers: pd.DataFrame
     note: str = ""
     empty_reason: str = ""
+    comparisons: list = field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -24,6 +24,7 @@ from analysis.collect import PROTOCOLS, Scan, load_epochs, load_predictions, sca
 from analysis.document import Document
 from analysis.ensembles import ensemble_per_fold, ensemble_summary
 from analysis.render import Table, dataset_label
+from analysis.stats import CI_NOTE, fmt_paired
 from analysis.tables import PROTOCOL_NOTE, build_tables
 from orchestrator import storage
 from orchestrator.errors import RethinkError
@@ -51,7 +52,7 @@ def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, a
                                "tables": {}, "figures": {}, "trials": len(results), "unfinished": len(scan.skipped)}
     skipped = [f"trial folder {s['trial_id']}: {s['reason']}" for s in scan.skipped] + list(scan.warnings)
     per_fold = ensemble_per_fold(load_predictions(results_uri, results) if len(results) else pd.DataFrame())
-    tables = build_tables(results, ensemble_summary(per_fold))
+    tables = build_tables(results, ensemble_summary(per_fold), per_fold)
     _write_tables(tables, out, written, skipped)
     _write_csv(out.join(TABLES_DIR, "ensembles_per_fold.csv"), per_fold, written, "ensembles_per_fold")
     shown = _main_figures(results_uri, results, out, written, skipped)
@@ -224,6 +225,12 @@ def _document(scan: Scan, tables: list[Table], shown: list[tuple[str, str]], sim
     doc.heading("How to read the numbers: three protocols")
     doc.paragraph(PROTOCOL_NOTE + " Predictions (and so ensembles) exist for last_epoch and the selected epoch: "
                   "valid_selected for split nested, best_epoch for split paper.")
+    doc.heading("Paired comparisons")
+    doc.paragraph("Every difference in the tables (pretrained − random, ensemble − single model, split modes "
+                  "and recipes, ablations − pretrained) is the mean of paired differences over matched runs "
+                  f"(the same test fold and seed; for ensembles, the same fold) with a {CI_NOTE} and the "
+                  "number of pairs n. Where an interval includes 0 the data give no evidence of a difference:")
+    doc.bullets(comparison_lines(tables) or ["every paired comparison's 95 % CI excludes 0"])
     if scan.results["recipe_label"].ne("").any():
         doc.heading("Recipes")
         doc.paragraph("These results hold several training recipes; tables never average across them and "
@@ -246,6 +253,29 @@ def _document(scan: Scan, tables: list[Table], shown: list[tuple[str, str]], sim
     doc.heading("Skipped")
     doc.bullets(skipped or ["nothing: every trial finished and every table and figure had data"])
     return doc
+
+
+def comparison_lines(tables: list[Table]) -> list[str]:
+    """One sentence per paired comparison whose CI includes 0 (or that has a single pair, so no CI), and one
+    per comparison that left runs out for want of a matching (fold, seed) run."""
+    lines = []
+    for table in tables:
+        for comparison in table.comparisons:
+            diffs = comparison.diffs.items()
+            zero = [f"{p} {fmt_paired(d).removesuffix(' ~0')}" for p, d in diffs if d.includes_zero]
+            if zero:
+                lines.append(f"{comparison.label}: the 95 % CI includes 0 under {'; '.join(zero)}: "
+                             "no evidence of a difference.")
+            single = [p for p, d in diffs if d.pairs == 1]
+            if single:
+                lines.append(f"{comparison.label}: a single matched pair under {', '.join(single)}: no CI, "
+                             "no evidence either way.")
+            # a protocol one side never has (split paper: no valid_selected) pairs nothing: not "dropped"
+            dropped = max((d.dropped for _, d in diffs if d.pairs), default=0)
+            if dropped:
+                lines.append(f"{comparison.label}: {dropped} run(s) without a matching run on the other side "
+                             "left out of the pairs.")
+    return lines
 
 
 def _summary(scan: Scan) -> str:

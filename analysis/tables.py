@@ -3,6 +3,7 @@
 * Table I (:func:`table_pretrained_vs_random`): pretrained vs random, mean ± std over seeds and folds.
 * Table II (:func:`table_ensembles`): single model (mean ± std over seeds) vs deep ensemble of the seeds.
 * Table III (:func:`table_published`): ours beside published rows (:mod:`analysis.references`).
+* Split modes and recipes (:func:`table_settings`): each pair of them for one configuration, paired.
 * Ablations (:func:`table_ablation`): model cutoff (``cutoff:K``), weight fusion, weight freezing.
 
 Accuracies are in %. Every table shows ``best_epoch`` (the paper's protocol: the test fold picks the
@@ -23,6 +24,8 @@ import pandas as pd
 from analysis.collect import PROTOCOLS, SPLIT_PROTOCOLS
 from analysis.references import references_for
 from analysis.render import Table, dataset_label, fmt_mean_std, fmt_signed
+from analysis.stats import (CI_NOTE, NO_PAIRS, PAIRING_NOTE, Comparison, count_columns, diff_columns, fmt_paired,
+                            from_columns, paired_difference, runs)
 
 GAP = "best − valid_selected"
 GROUP = ["dataset", "model", "method", "split", "recipe"]  # what a row pools over: seeds and folds only
@@ -110,7 +113,7 @@ def _display_protocols(numbers: pd.DataFrame, label_col: str, show_method: bool,
         row = _keys(r, show_method, show_recipe)
         row[label_col] = r[label_col]
         for p in PROTOCOLS:
-            row[p] = fmt_signed(r[f"{p}_mean"]) if diff else fmt_mean_std(r[f"{p}_mean"], r[f"{p}_std"])
+            row[p] = fmt_paired(from_columns(r, p)) if diff else fmt_mean_std(r[f"{p}_mean"], r[f"{p}_std"])
         row[GAP] = fmt_signed(r["gap"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -126,19 +129,43 @@ def table_pretrained_vs_random(results: pd.DataFrame) -> Table:
     if data.empty:
         return Table.nothing(name, title, "no finished trials with init 'pretrained' or 'random'")
     stats = _labelled(_sorted(protocol_stats(data, [*GROUP, "init"])), data)
-    rows = []
+    rows, comparisons = [], []
     for _, group in stats.groupby(PAIR, sort=False):
         for unit in _comparable(group):
             rows += unit.to_dict("records")
             if sorted(unit["init"]) == ["pretrained", "random"]:
-                rows.append(_difference(unit))
+                rows.append(_difference(unit, data))
+                comparisons.append(Comparison(f"Table I, {_where(rows[-1])}: pretrained − random",
+                                              {p: from_columns(rows[-1], p) for p in PROTOCOLS}))
     numbers = pd.DataFrame(rows)
     numbers["difference"] = [d is True for d in numbers.get("difference", [None] * len(numbers))]
     numbers[["trials", "seeds", "folds"]] = numbers[["trials", "seeds", "folds"]].astype("Int64")
+    numbers = count_columns(numbers)
     display = _display_protocols(numbers, "init", _show_method(data), _show_recipe(data))
     display["runs"] = [_runs(r) for _, r in numbers.iterrows()]
-    note = f"Mean ± std (ddof 1) over all seeds and folds of each configuration. {PROTOCOL_NOTE}"
-    return Table(name, title, display, numbers, note)
+    note = (f"Mean ± std (ddof 1) over all seeds and folds of each configuration. pretrained − random: "
+            f"{PAIRING_NOTE} {PROTOCOL_NOTE}")
+    return Table(name, title, display, numbers, note, comparisons=comparisons)
+
+
+def _with_diffs(numbers: pd.DataFrame, prefix: str, diffs: list) -> pd.DataFrame:
+    """``numbers`` with one :func:`analysis.stats.diff_columns` set per row (``diffs`` in row order)."""
+    columns = pd.DataFrame([diff_columns(prefix, d) for d in diffs], index=numbers.index)
+    return count_columns(pd.concat([numbers, columns], axis=1))
+
+
+def _where(row) -> str:
+    """Where a comparison lives, for the report: ``ESC-50 densenet201 nested`` (+ method, recipe if any)."""
+    parts = [dataset_label(row["dataset"]), row["model"]]
+    parts += [row["method"]] if row["method"] != "ce" else []
+    parts += [row["split"]] + ([row["recipe_label"]] if row.get("recipe_label") else [])
+    return " ".join(parts)
+
+
+def _arm(data: pd.DataFrame, row, init: str) -> pd.DataFrame:
+    """The runs of ``data`` in ``row``'s group (GROUP keys) with init ``init``."""
+    same = (data[GROUP] == pd.Series({k: row[k] for k in GROUP})).all(axis=1)
+    return data[same & (data["init"] == init)]
 
 
 def _comparable(group: pd.DataFrame) -> list[pd.DataFrame]:
@@ -152,13 +179,17 @@ def _comparable(group: pd.DataFrame) -> list[pd.DataFrame]:
     return [unit for _, unit in group.groupby("recipe", sort=False)]
 
 
-def _difference(group: pd.DataFrame) -> dict:
-    """The "pretrained − random" row of one comparable unit (:func:`_comparable`): differences of the means."""
+def _difference(group: pd.DataFrame, data: pd.DataFrame) -> dict:
+    """The "pretrained − random" row of one comparable unit (:func:`_comparable`): differences of the means
+    (``<protocol>_mean``) and, paired on (fold, seed) over the runs in ``data``, the mean paired difference
+    with its bootstrap CI and pairs (``<protocol>_diff``, ``_ci_low``, ``_ci_high``, ``_pairs``)."""
     p, r = (group[group["init"] == i].iloc[0] for i in ("pretrained", "random"))
+    pretrained, random = _arm(data, p, "pretrained"), _arm(data, r, "random")
     row = {k: p[k] for k in GROUP} | {"init": "pretrained − random", "difference": True}
     row["recipe_label"] = p["recipe_label"] if p["recipe"] == r["recipe"] else ""
     for proto in PROTOCOLS:
         row[f"{proto}_mean"], row[f"{proto}_std"] = p[f"{proto}_mean"] - r[f"{proto}_mean"], float("nan")
+        row |= diff_columns(proto, paired_difference(runs(pretrained, proto), runs(random, proto)))
     row["gap"] = p["gap"] - r["gap"]
     return row
 
@@ -178,10 +209,12 @@ def single_by_seed(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return stats.join(counts).reset_index()
 
 
-def table_ensembles(results: pd.DataFrame, ensembles: pd.DataFrame) -> Table:
+def table_ensembles(results: pd.DataFrame, ensembles: pd.DataFrame, per_fold: pd.DataFrame | None = None) -> Table:
     """Table II: single model vs deep ensemble of its seeds, per dataset, model, split, recipe and init.
 
-    ``ensembles`` is :func:`analysis.ensembles.ensemble_summary` output (may be empty).
+    ``ensembles`` is :func:`analysis.ensembles.ensemble_summary` output (may be empty); ``per_fold`` its
+    input (:func:`analysis.ensembles.ensemble_per_fold`): given, the ensemble gain is paired over folds
+    (:func:`_gain_over_folds`) and shown with its CI; without it, as the difference of the two means.
     """
     name, title = "table2_single_vs_ensemble", "Table II. Single model vs deep ensemble of the seeds"
     if results.empty:
@@ -196,6 +229,10 @@ def table_ensembles(results: pd.DataFrame, ensembles: pd.DataFrame) -> Table:
                                 for _, r in numbers.iterrows()]
     numbers["ensemble_gain_last_epoch"] = numbers["ensemble_last_epoch_mean"] - numbers["last_epoch_mean"]
     numbers = numbers.drop(columns=[c for c in numbers.columns if c.endswith("_members")])
+    gains = [_gain_over_folds(per_fold, r) for _, r in numbers.iterrows()]
+    numbers = _with_diffs(numbers, "ensemble_gain", gains)
+    comparisons = [Comparison(f"Table II, {_where(r)} {r['init']}: ensemble − single model",
+                              {SELECTED[r["split"]]: g}) for (_, r), g in zip(numbers.iterrows(), gains) if g.pairs]
     shown = [p for p in PROTOCOLS if any(p in SPLIT_PROTOCOLS[split] for split in results["split"].unique())]
     display = _ensemble_display(numbers, _show_method(results), _show_recipe(results), shown)
     note = ("Single: each seed's accuracy averaged over folds, then mean ± std (ddof 1) over seeds. "
@@ -203,8 +240,22 @@ def table_ensembles(results: pd.DataFrame, ensembles: pd.DataFrame) -> Table:
             "only for the protocols whose predictions trials store: last_epoch, and the selected epoch, i.e. "
             "valid_selected for split nested, best_epoch for split paper (there the test fold picks each "
             "member's epoch, as in the paper). Ensemble gain = ensemble − single under that selected "
-            f"protocol. {PROTOCOL_NOTE}")
-    return Table(name, title, display, numbers, note)
+            "protocol, paired over folds: per test fold, the ensemble's accuracy minus its members' mean "
+            "accuracy (pairs = folds: the seeds are what the ensemble averages, so they cannot pair), "
+            f"[{CI_NOTE}], n = folds; '~0': the interval includes 0. "
+            f"{PROTOCOL_NOTE}")
+    return Table(name, title, display, numbers, note, comparisons=comparisons)
+
+
+def _gain_over_folds(per_fold: pd.DataFrame | None, row):
+    """Ensemble − single model under ``row``'s selected protocol, paired over test folds: each fold's
+    ensemble accuracy minus the mean accuracy of its members (%). NO_PAIRS without per-fold scores."""
+    if per_fold is None or per_fold.empty:
+        return NO_PAIRS
+    keys = [*GROUP, "init"]
+    mine = per_fold[(per_fold[keys] == pd.Series({k: row[k] for k in keys})).all(axis=1)
+                    & (per_fold["protocol"] == SELECTED[row["split"]])]
+    return paired_difference(runs(mine, "accuracy", ("fold",)), runs(mine, "single_mean", ("fold",)))
 
 
 def _ensemble_display(numbers: pd.DataFrame, show_method: bool, show_recipe: bool,
@@ -215,7 +266,8 @@ def _ensemble_display(numbers: pd.DataFrame, show_method: bool, show_recipe: boo
         row |= {"init": r["init"], "seeds": str(int(r["seeds"])), "folds": str(int(r["folds"]))}
         row |= {f"single {p}": fmt_mean_std(r[f"{p}_mean"], r[f"{p}_std"]) for p in PROTOCOLS}
         row |= {f"ensemble {p}": fmt_mean_std(r[f"ensemble_{p}_mean"], r[f"ensemble_{p}_std"]) for p in shown}
-        row["ensemble gain"] = fmt_signed(r["ensemble_gain"])
+        gain = from_columns(r, "ensemble_gain")
+        row["ensemble gain"] = fmt_paired(gain) if gain.pairs else fmt_signed(r["ensemble_gain"])
         row[f"{GAP} (single)"] = fmt_signed(r["gap"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -291,6 +343,57 @@ def _our_rows(group: pd.DataFrame, ensembles: pd.DataFrame, show_recipe: bool) -
     return rows
 
 
+# ---------------------------------------------------------------- split modes and recipes, paired
+
+SETTING = ["dataset", "model", "method", "init"]  # what two compared split modes / recipes share
+
+
+def table_settings(results: pd.DataFrame) -> Table:
+    """Each pair of split modes / recipes run for the same (dataset, model, method, init), paired on
+    (fold, seed): "A − B" per protocol with its bootstrap CI (sides in split, then recipe label order)."""
+    name, title = "table_settings_paired", "Split modes and recipes compared, paired on (fold, seed)"
+    rows, comparisons = [], []
+    for _, group in results.groupby(SETTING, sort=True):
+        sides = group[["split", "recipe", "recipe_label"]].drop_duplicates().sort_values(
+            ["split", "recipe_label", "recipe"]).to_dict("records")
+        for i, a in enumerate(sides):
+            for b in sides[i + 1:]:
+                rows.append(_setting_row(group, a, b))
+                comparisons.append(Comparison(f"Split modes / recipes, {dataset_label(rows[-1]['dataset'])} {rows[-1]['model']} "
+                                              f"{rows[-1]['init']}: {rows[-1]['comparison']}",
+                                              {p: from_columns(rows[-1], p) for p in PROTOCOLS}))
+    if not rows:
+        return Table.nothing(name, title, "no (dataset, model, method, init) was run under two split modes or "
+                                          "recipes")
+    numbers = count_columns(pd.DataFrame(rows))
+    numbers = numbers.assign(_o=numbers["init"].map(init_rank)).sort_values(
+        ["dataset", "model", "method", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    display = numbers[["dataset", "model", *(["method"] if _show_method(results) else []), "init", "comparison"]]
+    display = display.assign(dataset=display["dataset"].map(dataset_label))
+    for p in PROTOCOLS:
+        display[p] = [fmt_paired(from_columns(r, p)) for _, r in numbers.iterrows()]
+    note = ("A − B: the same dataset, model, method and init trained under two split modes or recipes, "
+            f"compared run by run: {PAIRING_NOTE} '—': a side has no runs under that protocol (split paper "
+            f"has no valid_selected). {PROTOCOL_NOTE}")
+    return Table(name, title, display, numbers, note, comparisons=comparisons)
+
+
+def _side(side: dict) -> str:
+    return side["split"] + (f" · {side['recipe_label']}" if side["recipe_label"] else "")
+
+
+def _setting_row(group: pd.DataFrame, a: dict, b: dict) -> dict:
+    """One "A − B" row: per protocol the paired difference of the runs of sides ``a`` and ``b``."""
+    first = group.iloc[0]
+    row = {k: first[k] for k in SETTING} | {"a_split": a["split"], "a_recipe": a["recipe"], "b_split": b["split"],
+                                            "b_recipe": b["recipe"], "comparison": f"{_side(a)} − {_side(b)}"}
+    arm_a = group[(group["split"] == a["split"]) & (group["recipe"] == a["recipe"])]
+    arm_b = group[(group["split"] == b["split"]) & (group["recipe"] == b["recipe"])]
+    for p in PROTOCOLS:
+        row |= diff_columns(p, paired_difference(runs(arm_a, p), runs(arm_b, p)))
+    return row
+
+
 # ---------------------------------------------------------------- ablations
 
 
@@ -303,16 +406,34 @@ def table_ablation(results: pd.DataFrame, kind: str) -> Table:
         return Table.nothing(name, title, f"no finished trials with init '{kind}:K'")
     configs = data[PAIR].drop_duplicates()  # references of the same split; each recipe stays its own row
     reference = results[results["init"].isin(reference_inits)].merge(configs, on=PAIR)
-    numbers = _labelled(_sorted(protocol_stats(pd.concat([reference, data]), [*GROUP, "init"])), results)
+    runs_ = pd.concat([reference, data])
+    numbers = _labelled(_sorted(protocol_stats(runs_, [*GROUP, "init"])), results)
     full = numbers[numbers["init"] == "pretrained"].set_index(GROUP)["valid_selected_mean"]
     base = numbers.set_index(GROUP).index.map(lambda k: full.get(k, float("nan")))
     numbers["vs_pretrained"] = numbers["valid_selected_mean"].to_numpy() - base.to_numpy(dtype=float)
-    numbers["init"] = numbers["init"].map(lambda i: describe_init(i))
-    display = _display_protocols(numbers, "init", _show_method(results), _show_recipe(results))
-    display["Δ vs pretrained (valid_selected)"] = numbers["vs_pretrained"].map(fmt_signed).to_numpy()
+    paired = [_vs_pretrained(runs_, r) for _, r in numbers.iterrows()]
+    numbers = _with_diffs(numbers, "vs_pretrained", paired)
+    comparisons = [Comparison(f"{title.split(':')[0]} {kind}, {_where(r)}: {r['init']} − pretrained",
+                              {"valid_selected": d}) for (_, r), d in zip(numbers.iterrows(), paired) if d.pairs]
+    display = _display_protocols(numbers.assign(init=numbers["init"].map(describe_init)), "init",
+                                 _show_method(results), _show_recipe(results))
+    display["Δ vs pretrained (valid_selected)"] = [
+        fmt_signed(v) if r["init"] == "pretrained" or not d.pairs else fmt_paired(d)
+        for v, (_, r), d in zip(numbers["vs_pretrained"], numbers.iterrows(), paired)]
     display["runs"] = [_runs(r) for _, r in numbers.iterrows()]
-    note = f"Mean ± std (ddof 1) over seeds and folds. {PROTOCOL_NOTE}"
-    return Table(name, title, display, numbers, note)
+    numbers["init"] = numbers["init"].map(describe_init)
+    note = (f"Mean ± std (ddof 1) over seeds and folds. Δ vs pretrained: paired on (fold, seed) with the full "
+            f"pretrained model of the same split and recipe; {PAIRING_NOTE} {PROTOCOL_NOTE}")
+    return Table(name, title, display, numbers, note, comparisons=comparisons)
+
+
+def _vs_pretrained(data: pd.DataFrame, row):
+    """``row``'s runs minus the full pretrained model's, paired on (fold, seed), under valid_selected
+    (NO_PAIRS for the pretrained row itself: it is the reference)."""
+    if row["init"] == "pretrained":
+        return NO_PAIRS
+    return paired_difference(runs(_arm(data, row, row["init"]), "valid_selected"),
+                             runs(_arm(data, row, "pretrained"), "valid_selected"))
 
 
 def describe_init(init: str) -> str:
@@ -330,7 +451,9 @@ def describe_init(init: str) -> str:
     return f"{init} (stem{blocks} {'frozen' if kind == 'freeze' else 'pretrained'})"
 
 
-def build_tables(results: pd.DataFrame, ensembles: pd.DataFrame) -> list[Table]:
-    """Every table, in report order: I, II, III, then the cutoff, fusion and freeze ablations."""
-    return [table_pretrained_vs_random(results), table_ensembles(results, ensembles),
-            table_published(results, ensembles), *(table_ablation(results, k) for k in ("cutoff", "fusion", "freeze"))]
+def build_tables(results: pd.DataFrame, ensembles: pd.DataFrame, per_fold: pd.DataFrame | None = None) -> list[Table]:
+    """Every table, in report order: I, II, III, the split / recipe comparisons, then the cutoff, fusion and
+    freeze ablations. ``per_fold``: per-fold ensemble scores, for Table II's paired gain."""
+    return [table_pretrained_vs_random(results), table_ensembles(results, ensembles, per_fold),
+            table_published(results, ensembles), table_settings(results),
+            *(table_ablation(results, k) for k in ("cutoff", "fusion", "freeze"))]
