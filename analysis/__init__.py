@@ -6,7 +6,8 @@ Modules, in the order data flows:
   per-epoch curves (local paths or ``s3://``).
 * :mod:`analysis.ensembles`: deep ensembles (softmax averaged over seeds) per configuration and fold.
 * :mod:`analysis.tables` (+ :mod:`analysis.references`, :mod:`analysis.render`): Tables I-III and the
-  cutoff / fusion / freeze ablations in Markdown, LaTeX and CSV, under all three protocols.
+  cutoff / fusion / freeze ablations in Markdown, LaTeX and CSV, under all three protocols; every
+  difference paired on (fold, seed) with a bootstrap CI (:mod:`analysis.stats`).
 * :mod:`analysis.svcca`, :mod:`analysis.attribution` (+ :mod:`analysis.trialnet`): SVCCA per block and
   Integrated Gradients from a trial's initial and final networks.
 * :mod:`analysis.figures`: Fig. 2a/2b/2c, Fig. 3 and learning curves (PNG + SVG).

@@ -15,6 +15,10 @@ Trials are only ever averaged with trials of the same split mode and recipe (``G
 :mod:`analysis.recipes`). Every row names its split: "nested" (a validation fold) or "paper" (the paper's
 protocol: train on every other fold, no validation fold, so "—" for valid_selected and the gap). When the
 results hold several recipes, a ``recipe`` column says what differs (e.g. ``lr 1e-4 · 70 ep``).
+
+Every difference a table shows is paired (:mod:`analysis.stats`): the mean of per-run differences over the
+(fold, seed) runs both sides have, with a bootstrap 95 % CI and the number of pairs (Table II: pairs are
+folds). Each table lists them in ``Table.comparisons`` so the report can name the intervals that include 0.
 """
 
 from __future__ import annotations

@@ -42,6 +42,11 @@ def test_report_opens_with_tables_one_and_two(report):
     assert "| ESC-50 | densenet201 | nested | 3 ep | pretrained | 90.00 ± 4.08 |" in text
     assert re.search(r"## Recipes\n\n.*\n\n- `\w{8}`: 3 ep; split nested; 8 trial\(s\)", text)
     assert "best_epoch: the best test accuracy over epochs" in text
+    # paired comparisons: Table II's gain over 2 folds spans 0 (tests/test_stats.py works it out)
+    paired = text[text.index("## Paired comparisons"):text.index("## Recipes")]
+    assert ("nested 3 ep pretrained: ensemble − single model: the 95 % CI includes 0 under valid_selected "
+            "+3.75 [-2.50, +10.00] (n=2): no evidence of a difference.") in paired
+    assert "+30.00 [+26.25, +33.75] (n=4)" in text  # Table I's pretrained − random, best_epoch
     assert "3 classes, 36 clips" in text and "resized to 32 × 32" in text  # from the dataset card
     assert re.search(r"## Skipped\n\n- trial folder densenet201-pretrained-ce-fold1-seed2-\w+: unfinished", text)
     assert "Model cutoff" in text and "no finished trials with init 'cutoff:K'" in text
@@ -81,7 +86,7 @@ def test_report_with_only_unfinished_trials(tmp_path):
     written = build_report(str(tmp_path / "results"), str(tmp_path / "out"))
     text = (tmp_path / "out" / "report.md").read_text()
     assert "No finished trials yet (1 trial folders without summary.json)" in text
-    assert text.count("No trials for this table") == 6 and written["figures"] == {}
+    assert text.count("No trials for this table") == 7 and written["figures"] == {}
 
 
 def test_analysis_never_imports_ray_and_query_needs_no_torch():
