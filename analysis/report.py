@@ -228,8 +228,9 @@ def _document(scan: Scan, tables: list[Table], shown: list[tuple[str, str]], sim
     doc.heading("Paired comparisons")
     doc.paragraph("Every difference in the tables (pretrained − random, ensemble − single model, split modes "
                   "and recipes, ablations − pretrained) is the mean of paired differences over matched runs "
-                  f"(the same test fold and seed; for ensembles, the same fold) with a {CI_NOTE} and the "
-                  "number of pairs n. Where an interval includes 0 the data give no evidence of a difference:")
+                  f"(the same test fold and seed; for ensembles, the same fold), with its interval ({CI_NOTE}) "
+                  "and the number of pairs n. Where an interval includes 0 the data give no evidence of a "
+                  "difference:")
     doc.bullets(comparison_lines(tables) or ["every paired comparison's 95 % CI excludes 0"])
     if scan.results["recipe_label"].ne("").any():
         doc.heading("Recipes")

@@ -363,9 +363,7 @@ def table_settings(results: pd.DataFrame) -> Table:
         for i, a in enumerate(sides):
             for b in sides[i + 1:]:
                 rows.append(_setting_row(group, a, b))
-                comparisons.append(Comparison(f"Split modes / recipes, {dataset_label(rows[-1]['dataset'])} {rows[-1]['model']} "
-                                              f"{rows[-1]['init']}: {rows[-1]['comparison']}",
-                                              {p: from_columns(rows[-1], p) for p in PROTOCOLS}))
+                comparisons.append(_setting_comparison(rows[-1]))
     if not rows:
         return Table.nothing(name, title, "no (dataset, model, method, init) was run under two split modes or "
                                           "recipes")
@@ -384,6 +382,13 @@ def table_settings(results: pd.DataFrame) -> Table:
 
 def _side(side: dict) -> str:
     return side["split"] + (f" · {side['recipe_label']}" if side["recipe_label"] else "")
+
+
+def _setting_comparison(row: dict) -> Comparison:
+    method = f" {row['method']}" if row["method"] != "ce" else ""
+    label = (f"Split modes / recipes, {dataset_label(row['dataset'])} {row['model']}{method} {row['init']}: "
+             f"{row['comparison']}")
+    return Comparison(label, {p: from_columns(row, p) for p in PROTOCOLS})
 
 
 def _setting_row(group: pd.DataFrame, a: dict, b: dict) -> dict:
