@@ -121,10 +121,6 @@ class Estimate:
             return None
         return sum(r.gpu_hours for r in self.rows)
 
-    @property
-    def samples(self) -> float:
-        return sum(r.train_samples + r.eval_samples for r in self.rows)
-
 
 # ---------------------------------------------------------------- data files
 
@@ -211,7 +207,7 @@ def samples_per_epoch(size: DatasetSize, trial) -> tuple[float, float]:
     """(train, eval) samples of one epoch of ``trial`` (a ``TrialConfig``) on a dataset of ``size``."""
     folds = size.folds
     eval_folds = {trial.fold}
-    if trial.split == "nested":
+    if trial.split == "nested" and trial.fold in folds:
         eval_folds.add(trial.valid_fold or folds[(folds.index(trial.fold) + 1) % len(folds)])
     train = sum(n for f, n in size.clips_per_fold.items() if f not in eval_folds)
     if trial.max_train_clips:
@@ -241,14 +237,15 @@ def estimate(plan, gpu: str | None = None, cluster: str | Path | None = None, *,
     prices = prices or load_prices()
     rates = rates or load_throughput()
     cluster_nodes = _cluster_nodes(Path(cluster), prices) if cluster else []
-    gpu = (gpu or next((n["gpu"] for n in cluster_nodes if n["gpus"] > 0), DEFAULT_GPU)).lower()
+    gpu = (gpu or next((n["gpu"] for n in cluster_nodes if n["gpus"] > 0 and n["gpu"]), DEFAULT_GPU)).lower()
     sizes = {name: dataset_size(ds) for name, ds in plan.datasets.items()}
     folds_of = {name: (s.folds if s else list(ds.folds) or [1]) for (name, s), ds in
                 zip(sizes.items(), plan.datasets.values())}
     trials = expand_grid(plan, {name: name for name in plan.datasets}, folds_of)
     uses_gpu = plan.resources.gpus_per_worker > 0
     result = Estimate(plan.name, gpu, uses_gpu, _rows(trials, sizes, gpu, uses_gpu, rates), sizes,
-                      cluster=str(cluster) if cluster else None, prices_as_of=f"{prices['as_of']} ({prices['region']})",
+                      cluster=str(cluster) if cluster else None,
+                      prices_as_of=f"{prices['as_of']} ({prices['region']})",
                       gpus_per_trial=plan.resources.num_workers * plan.resources.gpus_per_worker)
     result.notes += _notes(result, plan, rates)
     if uses_gpu:
@@ -445,7 +442,8 @@ def render(result: Estimate) -> str:
             lines.append(f"| {d.instance} | {', '.join(d.node_types) or '-'} | {d.gpus_per_node} | {d.nodes or '-'} | "
                          f"{d.trial_slots or '-'} | {wall} | {_dollars(d.on_demand_usd)} (${d.on_demand_per_h:g}/h) | "
                          f"{_dollars(d.spot_usd)} (${d.spot_per_h:g}/h) |")
-    elif result.uses_gpu and result.cluster:
-        lines += ["", f"No worker node type of {result.cluster} has a {result.gpu} GPU priced in {PRICES_FILE}."]
+    elif result.uses_gpu:  # say why there are no dollars rather than print nothing
+        where = f"No worker node type of {result.cluster} has" if result.cluster else "No instance type has"
+        lines += ["", f"{where} a {result.gpu} GPU priced in {PRICES_FILE}: no wall time or dollars."]
     lines += [""] + [f"- {note}" for note in result.notes]
     return "\n".join(lines)
