@@ -44,6 +44,20 @@ def load(plan_file: str, storage_uri: str | None, smoke: bool):
     return shrink(plan) if smoke else plan
 
 
+def log_cost(plan) -> None:
+    """Log the plan's cost preview (``rethink-audio plan``). Jobs never ask for confirmation: submitting the
+    job is the confirmation, and a job has no terminal; a preview that cannot be computed is only logged."""
+    from orchestrator.cost import estimate, render
+
+    try:
+        text = render(estimate(plan))
+    except RethinkError as exc:
+        log(f"cost preview unavailable: {exc}")
+        return
+    for line in text.splitlines():
+        log(line)
+
+
 def preflight(uri: str) -> None:
     """Fail in seconds, before any compute, when the storage is unreachable or not writable; warn when a
     job writes to a local folder inside its working dir (Ray deletes that copy) or to a node's local disk."""

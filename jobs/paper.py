@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the working dir, when not pip-installed
 
-from jobs._shared import connect, load, log, make_report, preflight, print_json, run  # noqa: E402
+from jobs._shared import connect, load, log, log_cost, make_report, preflight, print_json, run  # noqa: E402
 
 REPORT_DIR = "report"
 
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     root = plan_root(plan)
     report = args.report or root.join(REPORT_DIR).uri
     log(f"plan {plan.name}: results -> {root.uri}, report -> {report}")
+    log_cost(plan)  # GPU-hours and dollars in the job log; submitting the job was the confirmation
     connect(args.address)
     storage.write_json(root.join("plan.json"), to_dict(plan))  # what produced the results, even if all is skipped
     uris, folds, pre_state = stage_preprocess(plan, root)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the working dir, when not pip-installed
 
-from jobs._shared import connect, load, log, preflight, print_json, run  # noqa: E402
+from jobs._shared import connect, load, log, log_cost, preflight, print_json, run  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.sweep import plan_root, run_sweep
 
     log(f"plan {plan.name}: results -> {plan_root(plan).uri}")
+    log_cost(plan)  # GPU-hours and dollars in the job log; submitting the job was the confirmation
     connect(args.address)
     result = run_sweep(plan, resume=args.resume)
     log(f"sweep {'finished' if not result.failed else 'ended with failures'}: {result.finished}/{result.trials} "

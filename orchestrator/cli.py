@@ -1,4 +1,4 @@
-"""Command line: ``rethink-audio preprocess | train | sweep | tables | query | demo``.
+"""Command line: ``rethink-audio preprocess | train | plan | sweep | tables | query | demo``.
 
 Errors the user can fix (``RethinkError``) are printed as one message with exit status 2, never as a bare
 traceback; ``--json`` prints a one-line JSON summary on stdout (logs go to stderr).
@@ -15,8 +15,9 @@ from pathlib import Path
 
 from analysis.cli import register as register_analysis
 from orchestrator.config import AugmentConfig, FeatureConfig
-from orchestrator.errors import RethinkError
+from orchestrator.errors import ConfigError, RethinkError
 
+DEFAULT_MAX_GPU_HOURS = 10.0  # a sweep estimated above this asks first (issue 13)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_FSDD = REPO_ROOT / "data" / "fsdd-mini"
 
@@ -112,8 +113,63 @@ def _add_sweep(sub) -> None:
     p.add_argument("--smoke", action="store_true",
                    help="one seed, one fold, one epoch, 32x32 inputs (80 for Inception), 64 clips: check a plan cheaply")
     _add_split_override(p)
+    _add_cost_options(p)
+    p.add_argument("--max-gpu-hours", type=float, default=DEFAULT_MAX_GPU_HOURS,
+                   help=f"ask before a sweep estimated above this many GPU-hours (default {DEFAULT_MAX_GPU_HOURS:g})")
+    p.add_argument("--yes", action="store_true", help="run without asking, whatever the cost estimate")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+
+
+def _add_cost_options(p) -> None:
+    p.add_argument("--gpu", default=None, help="GPU kind for the cost preview: a10g, h100, a100, l4 "
+                                               "(default: the cluster's GPU, else a10g)")
+    p.add_argument("--cluster", default=None, help="cluster file (cluster/aws-gpu.yaml, cluster/rayjob.yaml): "
+                                                   "wall time and dollars per GPU instance type")
+
+
+def _add_plan(sub) -> None:
+    p = sub.add_parser("plan", help="cost preview of a plan: trials, samples, GPU-hours, wall time, dollars")
+    p.add_argument("plan", help="plan YAML (plans/paper.yaml, ...)")
+    p.add_argument("--storage", default=None, help="override the plan's storage URI (not touched here)")
+    p.add_argument("--smoke", action="store_true", help="preview the plan as `sweep --smoke` would run it")
+    _add_split_override(p)
+    _add_cost_options(p)
+
+
+def cmd_plan(args) -> int:
+    """Print the cost preview; nothing runs, no Ray starts, the storage is not touched."""
+    from orchestrator.cost import estimate, render
+    from orchestrator.plan import load_plan, smoke
+
+    plan = load_plan(args.plan, storage=args.storage)
+    plan = _with_split(smoke(plan) if args.smoke else plan, args.split)
+    print(render(estimate(plan, gpu=args.gpu, cluster=args.cluster)))
+    return 0
+
+
+def _ask(prompt: str) -> str:
+    """One line from the terminal (a seam for tests: they replace it, never the estimate)."""
+    return input(prompt)
+
+
+def confirm_cost(plan, args) -> bool:
+    """Print the cost preview (stderr: stdout is for --json) and decide whether the sweep may start: always
+    for CPU-only plans, --yes, or an estimate within --max-gpu-hours; otherwise ask y/N on a terminal and
+    refuse (ConfigError) without one, so a job or a pipe never hangs on a question nobody sees."""
+    from orchestrator.cost import estimate, render
+
+    result = estimate(plan, gpu=args.gpu, cluster=args.cluster)
+    print(render(result), file=sys.stderr, flush=True)
+    hours = result.gpu_hours
+    if not result.uses_gpu or args.yes or (hours is not None and hours <= args.max_gpu_hours):
+        return True
+    why = (f"an estimated {hours:,.1f} GPU-hours (above --max-gpu-hours {args.max_gpu_hours:g})"
+           if hours is not None else "an unknown number of GPU-hours (see the notes above)")
+    if not sys.stdin.isatty():
+        raise ConfigError(f"plan {plan.name} needs {why} and stdin is not a terminal, so the sweep cannot ask: "
+                          "rerun with --yes to start it anyway, or raise --max-gpu-hours")
+    return _ask(f"start {result.trials} trials, {why}? [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _add_split_override(p) -> None:
@@ -139,6 +195,9 @@ def cmd_sweep(args) -> int:
 
     plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
     plan = _with_split(smoke(plan) if args.smoke else plan, args.split)
+    if not confirm_cost(plan, args):  # before any storage or Ray call: nothing has started yet
+        print("sweep cancelled: nothing was started", file=sys.stderr)
+        return 1
     storage.check_writable(storage.resolve(plan.storage))  # a wrong bucket fails before Ray starts
     ensure_ray(args.address)
     warning = check_cluster(plan, attached=bool(args.address or os.environ.get("RAY_ADDRESS")))
@@ -240,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_preprocess(sub)
     _add_train(sub)
+    _add_plan(sub)
     _add_sweep(sub)
     demo = sub.add_parser("demo", help="run the main job on the bundled FSDD subset")
     demo.add_argument("--out", default=str(REPO_ROOT / "runs"),
@@ -255,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "sweep": cmd_sweep, "demo": cmd_demo}
+COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "plan": cmd_plan, "sweep": cmd_sweep,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,449 @@
+"""Cost preview of a plan before anything runs: trials, samples, GPU-hours, wall time and dollars.
+
+No Ray, no dataset reads beyond cheap ones: a ``data:`` dataset's ``dataset.json`` card (clip counts per
+fold, augmented copies, input shape), a local FSDD/folder root's file listing; every other dataset's size
+comes from ``OFFICIAL_CLIPS`` (published clip counts) and the plan check's declared folds.
+
+The arithmetic, per trial (the same as cluster/README.md "Costs of plans/paper.yaml"):
+
+* train samples per epoch = training clips x (2 with ``augmented: draw`` and stored copies, 1 + K with
+  ``all``, else 1); training clips = every fold but the test fold (``split: paper``) or every fold but the
+  test and validation folds (``nested``), capped by ``max_train_clips`` (smoke runs);
+* eval samples per epoch = the test fold (``paper``) or the validation + test folds (``nested``);
+* GPU-seconds = epochs x (train / rate + eval / (rate x ``EVAL_SPEEDUP``)) x pixels / (128 x 250), where
+  ``rate`` is the model's training samples/s on the chosen GPU (``data/throughput.csv``): GTZAN's 128 x 1500
+  inputs cost 6x per sample.
+
+Wall time per instance type of a cluster file = max(GPU-hours / GPUs the cluster can hold at once, the
+longest trial): the ideal packing, a lower bound. Dollars = GPU-hours x instance price / GPUs per instance
+(``data/prices.yaml``, dated, to be checked).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import ConfigError, RethinkError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+THROUGHPUT_FILE = DATA_DIR / "throughput.csv"
+PRICES_FILE = DATA_DIR / "prices.yaml"
+FIT_FILE = Path(__file__).resolve().parent.parent / "cluster" / "fit.py"
+PAPER_PIXELS = 128 * 250  # the input the throughput table is measured (or estimated) at
+EVAL_SPEEDUP = 3.0  # forward only: evaluation runs ~3x faster than training (cluster/README.md)
+DEFAULT_GPU = "a10g"
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".au")
+
+# Published clip counts. GTZAN has 1,000 clips of which 999 decode (jazz.00054 is corrupt); FSDD 3,000
+# recordings of 6 speakers. Fold lists come from orchestrator.plan_check.DECLARED_FOLDS (GTZAN / folder:
+# options.folds, default 5), the same ones the plan check uses.
+OFFICIAL_CLIPS = {"esc50": 2000, "esc10": 400, "us8k": 8732, "gtzan": 999, "fsdd": 3000}
+
+
+@dataclass(frozen=True)
+class DatasetSize:
+    """What the estimate needs to know about one dataset of a plan."""
+
+    clips_per_fold: dict[int, float]  # original clips per fold
+    copies: int  # augmented copies per clip (0: none)
+    pixels: int  # height x width of one input
+    source: str  # where the counts come from (shown in the preview)
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(self.clips_per_fold)
+
+
+@dataclass
+class Row:
+    """Trials of one (dataset, model, init) of a plan, summed."""
+
+    dataset: str
+    model: str
+    init: str
+    trials: int = 0
+    epochs: set[int] = field(default_factory=set)
+    train_samples: float = 0.0  # over every epoch of every trial
+    eval_samples: float = 0.0
+    gpu_hours: float | None = 0.0  # None: no throughput row for (model, gpu)
+    longest_trial_hours: float = 0.0  # wall hours of its longest trial
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One GPU instance type of a cluster file running the whole plan."""
+
+    instance: str
+    node_types: tuple[str, ...]
+    gpus_per_node: int
+    nodes: int  # most nodes of this type the cluster can hold at once
+    trial_slots: int  # trials at once
+    wall_hours: float | None
+    on_demand_usd: float | None
+    spot_usd: float | None
+    on_demand_per_h: float
+    spot_per_h: float
+
+
+@dataclass
+class Estimate:
+    """The whole preview of one plan (see :func:`estimate`)."""
+
+    plan: str
+    gpu: str
+    uses_gpu: bool
+    rows: list[Row]
+    sizes: dict[str, DatasetSize | None]
+    deployments: list[Deployment] = field(default_factory=list)
+    cluster: str | None = None
+    notes: list[str] = field(default_factory=list)
+    prices_as_of: str = ""
+    gpus_per_trial: float = 1.0  # num_workers x gpus_per_worker
+
+    @property
+    def trials(self) -> int:
+        return sum(r.trials for r in self.rows)
+
+    @property
+    def gpu_hours(self) -> float | None:
+        """Total GPU-hours; None when some trial's cost is unknown (a missing throughput row or size)."""
+        if not self.uses_gpu:
+            return 0.0
+        if any(r.gpu_hours is None for r in self.rows) or any(s is None for s in self.sizes.values()):
+            return None
+        return sum(r.gpu_hours for r in self.rows)
+
+
+# ---------------------------------------------------------------- data files
+
+
+def load_throughput(path: Path = THROUGHPUT_FILE) -> dict[tuple[str, str], tuple[float, str]]:
+    """(model, gpu) -> (training samples/s at 3x128x250, its source) from the shipped CSV."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {(r["model"], r["gpu"].lower()): (float(r["train_samples_per_s"]), r["source"]) for r in rows}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the throughput table (columns model, gpu, "
+                          f"train_samples_per_s, source): {exc}") from None
+
+
+def load_prices(path: Path = PRICES_FILE) -> dict[str, Any]:
+    """The price file: ``as_of``, ``region`` and ``instances`` (type -> gpu, gpus, on_demand, spot)."""
+    try:
+        prices = yaml.safe_load(path.read_text())
+        prices["instances"] = {k: dict(v) for k, v in prices["instances"].items()}
+        return prices
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: cannot read the price file (as_of, region, instances: {{type: {{gpu, gpus, "
+                          f"on_demand, spot}}}}): {exc}") from None
+
+
+# ---------------------------------------------------------------- dataset sizes
+
+
+def dataset_size(dataset) -> DatasetSize | None:
+    """Size of one ``DatasetPlan``: its card when it names a finished version, else the official sizes;
+    None when neither is known (a ``folder`` dataset whose root cannot be listed)."""
+    if dataset.data is not None:
+        return _card_size(dataset.data)
+    from orchestrator.datasets import get_dataset
+    from orchestrator.plan_check import DECLARED_FOLDS, SEEDED_FOLDS_DEFAULT
+
+    pre = dataset.preprocess
+    name = get_dataset(pre.dataset).name
+    pixels = pre.features.height * (pre.features.width or get_dataset(name).width)
+    folds = DECLARED_FOLDS.get(name) or list(range(1, int(pre.options.get("folds", SEEDED_FOLDS_DEFAULT)) + 1))
+    listed = _listed_clips(name, Path(pre.root)) if "://" not in pre.root else None
+    if listed:
+        count, speakers, source = listed
+        folds = list(range(1, speakers + 1)) if speakers else folds  # FSDD: a subset may have fewer speakers
+    elif name in OFFICIAL_CLIPS:
+        count, source = OFFICIAL_CLIPS[name], "official size"
+    else:
+        return None
+    return DatasetSize({f: count / len(folds) for f in folds}, pre.augment.copies, pixels, source)
+
+
+def _listed_clips(name: str, root: Path) -> tuple[int, int, str] | None:
+    """(clips, speakers or 0, source) from a local directory listing, for datasets whose size varies by
+    copy: FSDD (the bundled subset has 600 recordings) and generic folders."""
+    if name == "fsdd" and (root / "recordings").is_dir():
+        files = [p.name for p in (root / "recordings").glob("*.wav")]
+        speakers = {f.split("_")[1] for f in files if f.count("_") == 2}
+        return (len(files), len(speakers), f"{len(files)} files listed") if files else None
+    if name == "folder" and root.is_dir():
+        count = sum(1 for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        return (count, 0, f"{count} files listed") if count else None
+    return None
+
+
+def _card_size(uri: str) -> DatasetSize | None:
+    """Counts from a dataset version's card; None (size unknown) when the card cannot be read here."""
+    from orchestrator import spectra
+
+    try:
+        card = spectra.read_card(uri)
+        per_fold = {int(f): float(n) for f, n in card["counts"]["per_fold"].items()}
+        _, height, width = card["spec"]["shape"]
+        copies = int((card.get("augment") or {}).get("copies", 0))
+    except (RethinkError, OSError, KeyError, TypeError, ValueError):
+        return None
+    return DatasetSize(per_fold, copies, int(height) * int(width), f"card {uri}")
+
+
+# ---------------------------------------------------------------- per trial
+
+
+def samples_per_epoch(size: DatasetSize, trial) -> tuple[float, float]:
+    """(train, eval) samples of one epoch of ``trial`` (a ``TrialConfig``) on a dataset of ``size``."""
+    folds = size.folds
+    eval_folds = {trial.fold}
+    if trial.split == "nested" and trial.fold in folds:
+        eval_folds.add(trial.valid_fold or folds[(folds.index(trial.fold) + 1) % len(folds)])
+    train = sum(n for f, n in size.clips_per_fold.items() if f not in eval_folds)
+    if trial.max_train_clips:
+        train = min(train, trial.max_train_clips)
+    factor = {"draw": 2, "all": 1 + size.copies}.get(trial.augmented, 1) if size.copies else 1
+    return train * factor, sum(size.clips_per_fold.get(f, 0) for f in eval_folds)
+
+
+def trial_gpu_hours(train: float, evaluate: float, epochs: int, pixels: int, rate: float) -> float:
+    """GPU-hours of one trial: ``epochs`` x (train / rate + eval / (3 rate)), scaled by input pixels."""
+    seconds = epochs * (train / rate + evaluate / (rate * EVAL_SPEEDUP)) * pixels / PAPER_PIXELS
+    return seconds / 3600
+
+
+# ---------------------------------------------------------------- the estimate
+
+
+def estimate(plan, gpu: str | None = None, cluster: str | Path | None = None, *,
+             rates: dict[tuple[str, str], tuple[float, str]] | None = None,
+             prices: dict[str, Any] | None = None) -> Estimate:
+    """The cost preview of ``plan`` (a loaded ``Plan``, already shrunk by ``smoke`` if wanted) on ``gpu``
+    (default: the GPU of the cluster's first GPU node type, else a10g), with wall time and dollars per GPU
+    instance type of ``cluster`` (a launcher YAML or KubeRay manifest) when given. ``rates`` and ``prices``
+    replace the shipped tables (same shapes as :func:`load_throughput` / :func:`load_prices`)."""
+    from orchestrator.plan import expand_grid
+
+    prices = prices or load_prices()
+    rates = rates or load_throughput()
+    cluster_nodes = _cluster_nodes(Path(cluster), prices) if cluster else []
+    gpu = (gpu or next((n["gpu"] for n in cluster_nodes if n["gpus"] > 0 and n["gpu"]), DEFAULT_GPU)).lower()
+    sizes = {name: dataset_size(ds) for name, ds in plan.datasets.items()}
+    folds_of = {name: (s.folds if s else list(ds.folds) or [1]) for (name, s), ds in
+                zip(sizes.items(), plan.datasets.values())}
+    trials = expand_grid(plan, {name: name for name in plan.datasets}, folds_of)
+    uses_gpu = plan.resources.gpus_per_worker > 0
+    result = Estimate(plan.name, gpu, uses_gpu, _rows(trials, sizes, gpu, uses_gpu, rates), sizes,
+                      cluster=str(cluster) if cluster else None,
+                      prices_as_of=f"{prices['as_of']} ({prices['region']})",
+                      gpus_per_trial=plan.resources.num_workers * plan.resources.gpus_per_worker)
+    result.notes += _notes(result, plan, rates)
+    if uses_gpu:
+        result.deployments = _deployments(result, plan, cluster_nodes, prices)
+    return result
+
+
+def _rows(trials, sizes: dict[str, DatasetSize | None], gpu: str, uses_gpu: bool, rates) -> list[Row]:
+    """Sum trials into one row per (dataset, model, init), in the grid's order."""
+    rows: dict[tuple[str, str, str], Row] = {}
+    for trial in trials:
+        key = (trial.data, trial.model, trial.init)
+        row = rows.setdefault(key, Row(*key))
+        row.trials += 1
+        row.epochs.add(trial.optim.epochs)
+        size = sizes[trial.data]
+        if size is None:
+            row.gpu_hours = None
+            continue
+        train, evaluate = samples_per_epoch(size, trial)
+        row.train_samples += train * trial.optim.epochs
+        row.eval_samples += evaluate * trial.optim.epochs
+        rate = rates.get((trial.model, gpu))
+        if not uses_gpu or rate is None or row.gpu_hours is None:
+            row.gpu_hours = None if uses_gpu else 0.0
+            continue
+        hours = trial_gpu_hours(train, evaluate, trial.optim.epochs, size.pixels, rate[0])
+        row.gpu_hours += hours
+        row.longest_trial_hours = max(row.longest_trial_hours, hours / (trial.num_workers * trial.gpus_per_worker))
+    return list(rows.values())
+
+
+def _notes(result: Estimate, plan, rates) -> list[str]:
+    """Why a figure is missing or approximate, and where every rate comes from."""
+    notes = []
+    for name, size in result.sizes.items():
+        if size is None:
+            notes.append(f"dataset {name}: size unknown (no readable dataset.json, no official size): its trials "
+                         "have no samples or GPU-hours; point `data:` at a finished version to count them")
+    missing = sorted({r.model for r in result.rows if (r.model, result.gpu) not in rates})
+    if result.uses_gpu and missing:
+        notes.append(f"no throughput row for {', '.join(missing)} on {result.gpu} in {THROUGHPUT_FILE}: "
+                     "add one (model, gpu, train_samples_per_s, source) to price these trials")
+    used = sorted({(r.model, result.gpu) for r in result.rows} & set(rates)) if result.uses_gpu else []
+    notes += [f"throughput {m} on {g}: {rates[(m, g)][0]:g} samples/s ({rates[(m, g)][1]})" for m, g in used]
+    if result.uses_gpu:
+        notes.append("not counted: the CPU head node for the wall time, storage (checkpoints, S3), "
+                     "preprocessing (cluster/README.md itemizes them)")
+    if plan.search.enabled:
+        notes.append(f"not counted: the phase-1 search ({plan.search.num_samples} trials per search)")
+    return notes
+
+
+# ---------------------------------------------------------------- clusters and prices
+
+
+def _fit_module():
+    """``cluster/fit.py`` (node types and the trial-fit rule), loaded once from the repository: it is a
+    script next to the cluster files, not part of the installed package."""
+    name = "rethink_cluster_fit"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, FIT_FILE)
+    if spec is None or not FIT_FILE.exists():
+        raise ConfigError(f"{FIT_FILE} is missing: --cluster needs the repository's cluster/fit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cluster_nodes(path: Path, prices: dict[str, Any]) -> list[dict[str, Any]]:
+    """Worker node types of a cluster file with their instance type, GPU kind and the cluster's node cap."""
+    fit = _fit_module()
+    try:
+        types = [n for n in fit.node_types(path) if not n.head]
+    except fit.FitError as exc:
+        raise ConfigError(str(exc)) from None
+    raw = yaml.safe_load(path.read_text())
+    instances = _instance_types(raw)
+    cap = int(raw.get("max_workers", 10**9)) if "available_node_types" in raw else 10**9
+    nodes = []
+    for node in types:
+        instance = instances.get(node.name)
+        priced = prices["instances"].get(instance, {})
+        nodes.append({"name": node.name, "instance": instance, "resources": node.resources,
+                      "max_nodes": min(node.max_nodes, cap), "cap": cap, "gpu": priced.get("gpu"),
+                      "gpus": int(node.resources.get("GPU", 0))})
+    return nodes
+
+
+def _instance_types(raw: dict[str, Any]) -> dict[str, str]:
+    """Node type / group name -> EC2 instance type (launcher ``InstanceType``; KubeRay node affinity on
+    ``node.kubernetes.io/instance-type``)."""
+    if "available_node_types" in raw:
+        return {name: (spec.get("node_config") or {}).get("InstanceType")
+                for name, spec in raw["available_node_types"].items()}
+    found = {}
+    spec = raw.get("spec") or {}
+    for group in (spec.get("rayClusterSpec") or spec).get("workerGroupSpecs") or []:
+        affinity = (((group.get("template") or {}).get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+        terms = (affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+        for term in terms:
+            for expr in term.get("matchExpressions") or []:
+                if expr.get("key") == "node.kubernetes.io/instance-type" and expr.get("values"):
+                    found[group.get("groupName")] = expr["values"][0]
+    return found
+
+
+def _deployments(result: Estimate, plan, nodes: list[dict[str, Any]], prices: dict[str, Any]) -> list[Deployment]:
+    """Wall time and dollars per GPU instance type of the cluster (or, without one, per priced instance
+    type of the chosen GPU, with no wall time)."""
+    fit = _fit_module() if nodes else None
+    bundle = {"CPU": plan.resources.cpus_per_worker, "GPU": plan.resources.gpus_per_worker, **plan.resources.custom}
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for node in nodes:
+        if node["gpus"] > 0 and node["gpu"] == result.gpu:
+            groups[node["instance"]].append(node)
+    if not nodes:
+        groups = {k: [] for k, v in prices["instances"].items() if v["gpu"] == result.gpu}
+    out = []
+    for instance, members in groups.items():
+        price = prices["instances"][instance]
+        slots = nodes_count = 0
+        if members:
+            nodes_count = min(sum(m["max_nodes"] for m in members), members[0]["cap"])
+            per_node = fit.trials_per_node({k: v for k, v in bundle.items() if v > 0}, members[0]["resources"])
+            slots = nodes_count * per_node // plan.resources.num_workers
+            if plan.max_concurrent_trials:
+                slots = min(slots, plan.max_concurrent_trials)
+        out.append(_deployment(result, instance, members, price, nodes_count, slots))
+    return out
+
+
+def _deployment(result: Estimate, instance: str, members, price, nodes: int, slots: int) -> Deployment:
+    """Wall time (ideal packing, never shorter than the longest trial) and dollars on one instance type."""
+    hours = result.gpu_hours
+    wall = None
+    if hours is not None and slots:
+        wall = max(hours / (slots * result.gpus_per_trial), max(r.longest_trial_hours for r in result.rows))
+    per_gpu = 1 / price["gpus"]  # a node's price is shared by its GPUs
+    return Deployment(
+        instance, tuple(m["name"] for m in members), price["gpus"], nodes, slots, wall,
+        None if hours is None else hours * price["on_demand"] * per_gpu,
+        None if hours is None else hours * price["spot"] * per_gpu, price["on_demand"], price["spot"])
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _num(value: float | None) -> str:
+    """Hours: one decimal, or 3 significant digits below 0.1 (smoke runs) so they never read as 0."""
+    if value is None:
+        return "unknown"
+    return f"{value:,.1f}" if value >= 0.1 or value == 0 else f"{value:.3g}"
+
+
+def _dollars(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"${value:,.0f}" if value >= 10 else f"${value:.2f}"
+
+
+def _duration(hours: float | None) -> str:
+    if hours is None:
+        return "unknown"
+    return f"{hours:,.1f} h" if hours >= 1 else f"{hours * 60:.1f} min"
+
+
+def render(result: Estimate) -> str:
+    """The preview as Markdown: a row per (dataset, model, init), totals, then wall time and dollars."""
+    where = f"on {result.gpu}" if result.uses_gpu else "CPU only (gpus_per_worker 0): no GPU cost"
+    lines = [f"## Cost preview: plan {result.plan}, {where}", "",
+             "| dataset | model | init | trials | epochs | train samples | eval samples | GPU-hours |",
+             "|---|---|---|---:|---|---:|---:|---:|"]
+    for r in result.rows:
+        epochs = "/".join(str(e) for e in sorted(r.epochs))
+        lines.append(f"| {r.dataset} | {r.model} | {r.init} | {r.trials} | {epochs} | {r.train_samples:,.0f} | "
+                     f"{r.eval_samples:,.0f} | {_num(r.gpu_hours) if result.uses_gpu else '-'} |")
+    train = sum(r.train_samples for r in result.rows)
+    evaluate = sum(r.eval_samples for r in result.rows)
+    lines.append(f"| **all** | | | **{result.trials}** | | {train:,.0f} | {evaluate:,.0f} | "
+                 f"**{_num(result.gpu_hours) if result.uses_gpu else '-'}** |")
+    lines += ["", "Dataset sizes: " + "; ".join(
+        f"{name}: {'unknown' if s is None else f'{sum(s.clips_per_fold.values()):,.0f} clips in {len(s.folds)} folds, {s.copies} copies, {s.pixels:,} px ({s.source})'}"
+        for name, s in result.sizes.items())]
+    if result.deployments:
+        lines += ["", f"Wall time and dollars (prices as of {result.prices_as_of}: check them; spot prices are "
+                      "estimates; wall time assumes ideal packing):", "",
+                  "| instance | node types | GPUs / node | nodes | trials at once | wall time | on-demand | spot |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for d in result.deployments:
+            wall = "needs --cluster" if not d.trial_slots else _duration(d.wall_hours)
+            lines.append(f"| {d.instance} | {', '.join(d.node_types) or '-'} | {d.gpus_per_node} | {d.nodes or '-'} | "
+                         f"{d.trial_slots or '-'} | {wall} | {_dollars(d.on_demand_usd)} (${d.on_demand_per_h:g}/h) | "
+                         f"{_dollars(d.spot_usd)} (${d.spot_per_h:g}/h) |")
+    elif result.uses_gpu:  # say why there are no dollars rather than print nothing
+        where = f"No worker node type of {result.cluster} has" if result.cluster else "No instance type has"
+        lines += ["", f"{where} a {result.gpu} GPU priced in {PRICES_FILE}: no wall time or dollars."]
+    lines += [""] + [f"- {note}" for note in result.notes]
+    return "\n".join(lines)
