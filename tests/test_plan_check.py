@@ -3,7 +3,6 @@ folds outside the declared layout, unsafe names: all listed in one message with 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -108,12 +107,16 @@ def test_repeated_yaml_keys_are_refused_with_their_lines(tmp_path):
         load_yaml("a: [1", "x.yaml")
 
 
-def test_cli_sweep_refuses_a_bad_plan_before_ray(tmp_path, capsys):
+def test_cli_sweep_refuses_a_bad_plan_before_ray(tmp_path, capsys, monkeypatch):
+    import orchestrator.ray_runtime
+
+    ray_starts = []  # a session-wide Ray may already run (other tests): check that this sweep never asks for one
+    monkeypatch.setattr(orchestrator.ray_runtime, "ensure_ray", lambda *a, **k: ray_starts.append(a))
     path = write_plan(tmp_path, {"name": "../../escape", "inits": ["fusion:9"], "seeds": []})
     assert main(["sweep", str(path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith(f"error: {path}: 3 problems: ")
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert ray_starts == []
     assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "escape").exists()
 
 
