@@ -138,29 +138,51 @@ def _callback_class():
             self._logged: dict[str, set[int]] = {}  # run id -> epochs logged
             self._records: dict[str, str] = {}  # run id -> the trial's records folder URI
             self._versions: dict[str, str] = {}  # dataset URI -> version (one card read per dataset)
+            self._warned: set[str] = set()  # trials whose logging failure was printed
+
+        # Tune's hooks. A tracking failure mid-sweep (a server down, a full disk) must not stop hundreds of
+        # trials whose records are the source of truth: each is printed once per trial and logging of that
+        # trial goes on where it can. Set-up problems (bad URI, unreachable server) still fail in setup().
 
         def log_trial_start(self, trial):
-            if trial in self._trial_runs:  # a retried trial keeps its run (and its params)
+            if trial not in self._trial_runs:  # a retried trial keeps its run (and its params)
+                self._guarded(trial, "start", lambda: self._start(trial))
+
+        def log_trial_result(self, iteration, trial, result):
+            run_id = self._trial_runs.get(trial)
+            if run_id is None:  # its start failed (already reported)
                 return
+            if "record_id" in result:  # _fit_trial's final report: the trial's records are complete
+                self._guarded(trial, "summary", lambda: self._finish(run_id))
+            elif "epoch" in result:
+                self._guarded(trial, f"epoch {result['epoch']}", lambda: self._epoch(run_id, result))
+
+        def log_trial_end(self, trial, failed: bool = False):
+            if trial in self._trial_runs:  # sets the run FINISHED / FAILED
+                self._guarded(trial, "end", lambda: super(TrialRuns, self).log_trial_end(trial, failed))
+
+        def _guarded(self, trial, what: str, action) -> None:
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 -- reported, see above
+                if str(trial) not in self._warned:
+                    self._warned.add(str(trial))
+                    print(f"[tracking] MLflow logging of {trial} ({what}) to {self.tracking_uri} failed: "
+                          f"{type(exc).__name__}: {exc}; the sweep goes on (records under the results root "
+                          "are complete)", flush=True)
+
+        def _start(self, trial) -> None:
             from orchestrator.trial import trial_id
 
             cfg, trials_root, extra, tags = trial_of(trial.config)
             name = trial_id(cfg)
+            params = flatten(_to_dict(cfg)) | extra | {"dataset_version": self._version(cfg.data)}
             run = self.mlflow_util.start_run(run_name=name, tags=self.tags | tags | {"tune_trial": str(trial)})
             run_id = run.info.run_id
             self._trial_runs[trial] = run_id
             self._logged[run_id] = set()
             self._records[run_id] = f"{trials_root.rstrip('/')}/{name}"
-            params = flatten(_to_dict(cfg)) | extra | {
-                "dataset_version": self._version(cfg.data)}
             self._batch(run_id, params=params)
-
-        def log_trial_result(self, iteration, trial, result):
-            run_id = self._trial_runs[trial]
-            if "record_id" in result:  # _fit_trial's final report: the trial's records are complete
-                self._finish(run_id)
-            elif "epoch" in result:
-                self._epoch(run_id, result)
 
         def _epoch(self, run_id: str, row: dict[str, Any]) -> None:
             epoch = int(row["epoch"])
@@ -197,19 +219,18 @@ def _callback_class():
 
         def _batch(self, run_id: str, params: dict[str, str] | None = None,
                    metrics: dict[str, Any] | None = None, step: int = 0) -> None:
+            """One request for many values; None (no valid fold) and non-numbers are left out."""
             import time
 
             from mlflow.entities import Metric, Param
 
             now = int(time.time() * 1000)
-            numeric = {k: float(v) for k, v in (metrics or {}).items()
-                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            # MLflow takes at most 100 params per batch; a TrialConfig has fewer than 60
+            values = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)]
             items = [Param(k, v) for k, v in (params or {}).items()]
-            for start in range(0, max(len(items), 1), 100):
-                self._client.log_batch(run_id, params=items[start:start + 100],
-                                       metrics=[Metric(k, v, now, step) for k, v in numeric.items()] if not start
-                                       else [])
+            self._client.log_batch(run_id, metrics=values, params=items[:100])
+            for start in range(100, len(items), 100):  # MLflow takes 100 params per batch (a trial has ~50)
+                self._client.log_batch(run_id, params=items[start:start + 100])
 
     return TrialRuns
 

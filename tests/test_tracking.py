@@ -108,3 +108,28 @@ def test_params_and_local_store_paths():
     assert local_uri("file:mlruns", "/plans") == "file:/plans/mlruns"
     assert local_uri("https://mlflow.example:5000", "/plans") == "https://mlflow.example:5000"
     assert "valid_acc" in EPOCH_METRICS and "test_acc" in EPOCH_METRICS
+
+
+def test_a_logging_failure_is_reported_and_does_not_stop_the_sweep(tmp_path, capsys, monkeypatch):
+    """A trial whose logging fails (here: its dataset card is unreadable) is printed once and skipped; the
+    callback, on a file: store (MLflow 3 refuses those unless asked), keeps serving the other hooks."""
+    from mlflow.tracking import MlflowClient
+    from ray.tune.experiment import Trial
+
+    from orchestrator.plan import TrackingConfig
+    from orchestrator.tracking import mlflow_callback
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # restored after the test (the callback sets it)
+    uri = f"file:{tmp_path / 'mlruns'}"
+    callback = mlflow_callback(TrackingConfig(mlflow=uri, experiment="exp"), "plan", str(tmp_path))
+    callback.setup()
+    point = {"trial": {"data": str(tmp_path / "no-such-dataset")}, "trials_root": str(tmp_path / "trials"),
+             "fault": None}
+    trial = Trial("grid_driver", config={"point": point}, stub=True, trial_name_creator=lambda t: "t1")
+    callback.log_trial_start(trial)
+    callback.log_trial_result(1, trial, {"epoch": 1, "test_acc": 0.5})
+    callback.log_trial_end(trial, failed=False)
+    out = capsys.readouterr().out
+    assert out.count("[tracking] MLflow logging of t1 (start)") == 1 and "the sweep goes on" in out
+    experiment = MlflowClient(uri).get_experiment_by_name("exp")  # tracking.experiment overrides the name
+    assert experiment is not None and MlflowClient(uri).search_runs([experiment.experiment_id]) == []
