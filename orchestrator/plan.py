@@ -20,6 +20,7 @@ from orchestrator.config import (AUGMENTED_MODES, CHECKPOINT_EVERY, SPLIT_MODES,
                                  to_dict)
 from orchestrator.errors import ConfigError
 from orchestrator.plan_check import check_plan_file
+from orchestrator.tracking import check_uri, local_uri
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,21 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Opt-in experiment tracking (``orchestrator.tracking``): every trial of the sweep as an MLflow run."""
+
+    mlflow: str | None = None  # tracking URI: sqlite:///path.db, file:/path, http(s)://host, databricks
+    experiment: str | None = None  # MLflow experiment; default: the plan's name
+
+    def __post_init__(self) -> None:
+        if self.mlflow is not None:
+            check_uri(self.mlflow)
+        elif self.experiment is not None:
+            raise ConfigError("plan.tracking.experiment without plan.tracking.mlflow: add the tracking URI "
+                              "(e.g. mlflow: sqlite:///mlflow.db) or remove plan.tracking")
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one trial asks Ray for. A single-worker trial reserves one bundle (CPUs, GPU share, custom) in
     its Tune trial; a multi-worker trial reserves it once per Ray Train worker."""
@@ -138,6 +154,7 @@ class Plan:
     max_train_clips: int | None = None  # cap on training rows per trial (smoke runs)
     checkpoint_every: int = CHECKPOINT_EVERY  # epochs between a trial's checkpoints (and after its last)
     max_folds: int = 0  # use only the first N test folds of each dataset (0: all; smoke runs use 1)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow runs of every trial (opt-in)
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -193,8 +210,9 @@ def _resolve_relative(plan: Plan, base: Path) -> Plan:
     for name, ds in plan.datasets.items():
         pre = ds.preprocess and dataclasses.replace(ds.preprocess, root=local(ds.preprocess.root))
         datasets[name] = dataclasses.replace(ds, data=ds.data and local(ds.data), preprocess=pre)
+    tracking = dataclasses.replace(plan.tracking, mlflow=local_uri(plan.tracking.mlflow, base))
     return dataclasses.replace(plan, datasets=datasets, storage=local(plan.storage),
-                               weights={m: local(w) for m, w in plan.weights.items()})
+                               weights={m: local(w) for m, w in plan.weights.items()}, tracking=tracking)
 
 
 # Smallest input side each architecture accepts (Inception-v3's stem needs 75 px); others work at 32.

@@ -124,6 +124,7 @@ def plan_problems(raw: dict, base: Path) -> list[str]:
         _check_optim(raw.get(key), f"plan.{key}", problems)
     _check_weights(raw, base, problems)
     _check_numbers(raw, problems)
+    _check_tracking(raw.get("tracking"), problems)
     return problems
 
 
@@ -308,6 +309,18 @@ def _check_ablations(ablations: Any, raw: dict, layouts: dict, problems: list[st
         _check_inits(item.get("inits") or [], f"{where}.inits", problems)
         _check_ints(item.get("seeds") or [], f"{where}.seeds", problems)
         _check_ints(item.get("folds") or [], f"{where}.folds", problems, layouts.get(item.get("dataset")))
+
+
+def _check_tracking(tracking: Any, problems: list[str]) -> None:
+    """A tracking URI MLflow accepts, and MLflow installed when one is given (orchestrator.tracking)."""
+    from orchestrator.tracking import check_uri, require_mlflow
+
+    if not isinstance(tracking, dict) or tracking.get("mlflow") is None:
+        return
+    try:
+        require_mlflow(check_uri(tracking["mlflow"]))
+    except ConfigError as exc:
+        problems.append(str(exc))
 
 
 def _check_search(search: Any, raw: dict, layouts: dict, problems: list[str]) -> None:

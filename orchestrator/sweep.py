@@ -250,13 +250,18 @@ def _progress_callback(total: int, epochs: bool):
 
 
 def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=(), quiet: bool = False):
+    """Tune's RunConfig of either phase; with ``plan.tracking`` the MLflow callback joins ``callbacks``."""
     from ray import tune
+
+    from orchestrator.tracking import mlflow_callback
+
+    tracker = mlflow_callback(plan.tracking, plan.name, root.uri)  # None unless the plan tracks
 
     return tune.RunConfig(
         name=name, storage_path=root.uri if root.is_s3 else root.path,
         storage_filesystem=None if root.is_s3 else root.fs,
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        verbose=0 if quiet else 1, callbacks=list(callbacks),
+        verbose=0 if quiet else 1, callbacks=list(callbacks) + ([tracker] if tracker else []),
     )
 
 
@@ -314,6 +319,10 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     start = time.time()
     root = plan_root(plan)
     storage.check_writable(storage.resolve(plan.storage))  # pre-flight: fail before any compute
+    if plan.tracking.mlflow:
+        from orchestrator.tracking import require_mlflow
+
+        require_mlflow(plan.tracking.mlflow)  # a plan built in code skipped load_plan's check
     if resume and not storage.exists(root.join(GRID, POINTS)):
         raise RethinkError(f"--resume: no sweep to restore at {root.join(GRID).uri}; run without --resume")
     storage.write_json(root.join("plan.json"), to_dict(plan))
