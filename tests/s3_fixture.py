@@ -17,6 +17,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,15 @@ class Finished:
     leftovers: set[int]
 
 
+def _outliving(pid: int, grace_s: float) -> set[int]:
+    """Processes of ``pid``'s session still alive after ``grace_s``: Ray's shutdown signals its processes
+    and returns, so on a loaded machine one may need a moment to exit; one that stays is a leftover."""
+    deadline = time.monotonic() + grace_s
+    while (alive := session_pids(pid) - {pid}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return alive
+
+
 def run_isolated(command: list[str], env: dict[str, str], timeout: float) -> Finished:
     """Run ``command`` in a session of its own; afterwards kill (and report) any process of that session
     still alive, e.g. a local Ray the command started and did not shut down."""
@@ -132,7 +142,7 @@ def run_isolated(command: list[str], env: dict[str, str], timeout: float) -> Fin
         except subprocess.TimeoutExpired:
             kill_pids(session_pids(process.pid), signal.SIGKILL)
             process.wait()
-        leftovers = session_pids(process.pid) - {process.pid}
+        leftovers = _outliving(process.pid, grace_s=15.0)
         kill_pids(leftovers, signal.SIGKILL)
         out.seek(0)
         return Finished(process.returncode, out.read().decode(errors="replace"), leftovers)
