@@ -15,6 +15,7 @@ with its reason in the report's "Skipped" section and in the returned dict.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -32,10 +33,16 @@ from orchestrator.errors import RethinkError
 # what can go wrong rebuilding a trial's network (weights offline, checkpoint missing, data moved)
 ANALYSIS_ERRORS = (RethinkError, OSError, RuntimeError, ValueError, KeyError)
 TABLES_DIR, FIGURES_DIR = "tables", "figures"
+Progress = Callable[[str], None]  # receives one "[report] ..." line per stage (build_report's progress)
+
+
+def _no_progress(line: str) -> None:
+    """The default ``progress``: a library call prints nothing."""
 
 
 def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, attribution: bool = True,
-                 max_clips: int = 10, svcca_clips: int | None = None, ig_steps: int = 64) -> dict[str, Any]:
+                 max_clips: int = 10, svcca_clips: int | None = None, ig_steps: int = 64,
+                 progress: Progress | None = None) -> dict[str, Any]:
     """Write every table and figure and report.md/report.html under ``out_uri_or_dir``.
 
     ``max_clips``: clips (one per class) in each Integrated Gradients figure; ``svcca_clips``: test-fold
@@ -44,30 +51,39 @@ def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, a
     ``report_md``, ``report_html``, ``results_parquet``, ``tables`` (name -> {md, tex, csv}), ``figures``
     (name -> [png, svg]), ``skipped`` (reasons), ``skipped_trials`` (the trial folders not counted,
     :mod:`analysis.records` entries), ``trials`` (finished) and ``unfinished``.
+
+    ``progress`` (e.g. ``print``) gets one line as each stage starts -- scan, ensembles and tables, figures,
+    SVCCA per trial, Integrated Gradients per trial, the documents -- since SVCCA and IG rebuild networks
+    on CPU and take minutes; None prints nothing.
     """
+    say = progress or _no_progress
     out = storage.resolve(out_uri_or_dir)
+    say(f"[report] scanning trial records under {results_uri}")
     scan = scan_results(results_uri)
     results = scan.results
     written: dict[str, Any] = {"results_parquet": collect.locate(results_uri)[0].join(collect.RESULTS_FILE).uri,
                                "tables": {}, "figures": {}, "trials": len(results), "unfinished": len(scan.skipped)}
     skipped = [f"trial folder {s['trial_id']}: {s['reason']}" for s in scan.skipped] + list(scan.warnings)
+    say(f"[report] ensembles and tables ({len(results)} finished trials)")
     per_fold = ensemble_per_fold(load_predictions(results_uri, results) if len(results) else pd.DataFrame())
     tables = build_tables(results, ensemble_summary(per_fold), per_fold)
     _write_tables(tables, out, written, skipped)
     _write_csv(out.join(TABLES_DIR, "ensembles_per_fold.csv"), per_fold, written, "ensembles_per_fold")
+    say("[report] figures: learning curves, fusion, freeze")
     shown = _main_figures(results_uri, results, out, written, skipped)
     similarity = pd.DataFrame()
     if svcca:
-        similarity = _svcca(results_uri, results, svcca_clips, skipped)
+        similarity = _svcca(results_uri, results, svcca_clips, skipped, say)
         shown += _record(written, skipped, "fig2a_svcca", figures.figure_svcca(similarity, out.join(FIGURES_DIR)),
                          caption=svcca_caption(similarity))
         _write_csv(out.join(TABLES_DIR, "svcca.csv"), similarity, written, "svcca")
     else:
         skipped.append("SVCCA (Fig. 2a): turned off (--no-svcca)")
     if attribution:
-        shown += _attributions(results_uri, results, out, written, skipped, max_clips, ig_steps)
+        shown += _attributions(results_uri, results, out, written, skipped, max_clips, ig_steps, say)
     else:
         skipped.append("Integrated Gradients (Fig. 3): turned off (--no-ig)")
+    say(f"[report] writing report.md and report.html under {out.uri}")
     doc = _document(scan, tables, shown, similarity, skipped)
     written["report_md"] = _write(out.join("report.md"), doc.to_markdown())
     written["report_html"] = _write(out.join("report.html"), doc.to_html())
@@ -148,12 +164,16 @@ def svcca_caption(similarity: pd.DataFrame) -> str:
     return f"{CAPTIONS['fig2a_svcca']}; {note}" if note else CAPTIONS["fig2a_svcca"]
 
 
-def _svcca(uri: str, results: pd.DataFrame, n_clips: int | None, skipped: list[str]) -> pd.DataFrame:
+def _svcca(uri: str, results: pd.DataFrame, n_clips: int | None, skipped: list[str],
+           say: Progress | None = None) -> pd.DataFrame:
     """SVCCA per block for the representative pretrained and random trials (failures go to skipped)."""
     from analysis.svcca import trial_block_similarity
 
+    say = say or _no_progress
     frames = []
-    for _, row in representative_trials(results).iterrows():
+    trials = representative_trials(results)
+    for n, (_, row) in enumerate(trials.iterrows(), 1):
+        say(f"[report] SVCCA {n}/{len(trials)}: {row['trial_id']}")
         try:
             frame = trial_block_similarity(collect.trial_uri(uri, row["trial_id"]), n_clips=n_clips)
         except ANALYSIS_ERRORS as exc:
@@ -183,17 +203,19 @@ def _has_checkpoint(uri: str, trial_id: str) -> bool:
 
 
 def _attributions(uri: str, results: pd.DataFrame, out: storage.Location, written: dict, skipped: list[str],
-                  max_clips: int, steps: int) -> list[tuple[str, str]]:
+                  max_clips: int, steps: int, say: Progress | None = None) -> list[tuple[str, str]]:
     """Fig. 3 per dataset; returns [(relative png, caption)] of the figures drawn."""
     from analysis.attribution import trial_attributions
 
+    say = say or _no_progress
     trials = _attribution_trials(uri, results)
     if trials.empty:
         skipped.append("figure fig3_integrated_gradients: not drawn; it needs a finished 'pretrained' trial "
                        "with its checkpoint")
         return []
     shown = []
-    for _, row in trials.iterrows():
+    for n, (_, row) in enumerate(trials.iterrows(), 1):
+        say(f"[report] Integrated Gradients {n}/{len(trials)}: {row['trial_id']} ({steps} steps)")
         stem = f"fig3_integrated_gradients_{_slug(row['dataset'])}"
         try:
             attr = trial_attributions(collect.trial_uri(uri, row["trial_id"]), max_clips=max_clips, steps=steps)

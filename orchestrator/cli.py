@@ -118,7 +118,10 @@ def _add_sweep(sub) -> None:
                    help=f"ask before a sweep estimated above this many GPU-hours (default {DEFAULT_MAX_GPU_HOURS:g})")
     p.add_argument("--yes", action="store_true", help="run without asking, whatever the cost estimate")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+    p.add_argument("--verbose", action="store_true",
+                   help="stream Ray's worker logs and Tune's status tables (default: one line per epoch)")
+    p.add_argument("--json", action="store_true",
+                   help="print a one-line JSON summary on stdout (progress goes to stderr)")
 
 
 def _add_cost_options(p) -> None:
@@ -185,6 +188,8 @@ def _with_split(plan, split: str | None):
 
 
 def cmd_sweep(args) -> int:
+    """Run a plan: quiet by default (one line per epoch and per trial), --verbose for Ray's own output."""
+    import contextlib
     import os
 
     from orchestrator import storage
@@ -199,11 +204,17 @@ def cmd_sweep(args) -> int:
         print("sweep cancelled: nothing was started", file=sys.stderr)
         return 1
     storage.check_writable(storage.resolve(plan.storage))  # a wrong bucket fails before Ray starts
-    ensure_ray(args.address)
-    warning = check_cluster(plan, attached=bool(args.address or os.environ.get("RAY_ADDRESS")))
+    ensure_ray(args.address, log_to_driver=args.verbose)
+    attached = bool(args.address or os.environ.get("RAY_ADDRESS"))
+    warning = check_cluster(plan, attached=attached)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    result = run_sweep(plan, resume=args.resume, ray_address=args.address)
+    if attached and not args.verbose:  # on a cluster, say where the output that is not shown went
+        print("note: worker logs stay on the nodes (`ray logs`, the dashboard); --verbose streams them here",
+              file=sys.stderr)
+    # --json: stdout carries the summary line alone, so every progress line of the run goes to stderr
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = run_sweep(plan, resume=args.resume, ray_address=args.address, quiet=not args.verbose)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))
@@ -266,7 +277,8 @@ def cmd_demo(args) -> int:
         return 1
     report_dir = f"{sweep.root}/report"
     print(f"[demo] stage 2/2: ensembles, tables, SVCCA and Integrated Gradients -> {report_dir}", flush=True)
-    written = build_report(sweep.root, report_dir, svcca=not args.no_figures, attribution=not args.no_figures)
+    written = build_report(sweep.root, report_dir, svcca=not args.no_figures, attribution=not args.no_figures,
+                           progress=lambda line: print(line, flush=True))
     print(headline(report_dir))
     print(f"report: {written['report_md']}\n        {written['report_html']}")
     print(f"[demo] done in {(time.time() - start) / 60:.1f} min")

@@ -14,6 +14,7 @@ featurizer fails the run with a StorageError; only content problems become rejec
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
 import time
@@ -32,6 +33,7 @@ from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_di
 from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
 from orchestrator.errors import ConfigError, RethinkError, StorageError
 from orchestrator.features import LogMelSpectrogram3, channel_params, featurize_clips
+from orchestrator.progress import Counter, polling, quiet_ray_data
 from orchestrator.ray_runtime import ensure_ray
 
 # Bump when the feature computation changes in a way that alters stored values: new hash, new version.
@@ -181,10 +183,13 @@ class Featurizer:
 
     def __call__(self, batch: pd.DataFrame) -> pa.Table:
         rows, specs, rejected = self.featurize_rows(batch)
+        # every batch reports its file count (the driver's progress counter); waited on only with rejections,
+        # which must all be in before the driver reads them: a bare count may arrive a little late
+        done = self.rejections.add.remote(rejected, len(batch))
         if rejected:
             import ray
 
-            ray.get(self.rejections.add.remote(rejected))
+            ray.get(done)
         return _to_arrow(rows, specs)
 
 
@@ -210,22 +215,31 @@ def _rejection_log():
 
     @ray.remote(num_cpus=0)
     class RejectionLog:
-        """Collects files the featurizers could not use (deduplicated: a retried task may report twice)."""
+        """Collects files the featurizers could not use (deduplicated: a retried task may report twice) and
+        counts the files handled, for the driver's progress line (a retried batch counts twice: the driver
+        caps the count at the total)."""
 
         def __init__(self):
             self.rows: dict[str, dict] = {}
+            self.handled = 0
 
-        def add(self, rows: list[dict]) -> None:
+        def add(self, rows: list[dict], handled: int = 0) -> None:
             self.rows.update({r["clip_id"]: r for r in rows})
+            self.handled += handled
 
         def get(self) -> list[dict]:
             return list(self.rows.values())
 
+        def count(self) -> int:
+            return self.handled
+
     return RejectionLog.remote()
 
 
-def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) -> PreprocessResult:
-    """Run (or reuse) the dataset version for ``request``; returns its URI and card.
+def preprocess(request: PreprocessRequest, *, ray_address: str | None = None,
+               verbose: bool = False) -> PreprocessResult:
+    """Run (or reuse) the dataset version for ``request``; returns its URI and card. Progress: one counter
+    of files featurized on stderr; ``verbose`` adds Ray Data's own progress output.
 
     The manifest and the output location are checked before Ray starts, so bad input fails in seconds.
     """
@@ -246,7 +260,7 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) ->
         raise RethinkError(_strict_message(header_rejects.rename(columns={"error": "reason"})))
     storage.delete_dir(out)  # a folder without dataset.json is an interrupted run: start it again
     ensure_ray(ray_address)
-    decode_rejects = _run_pipeline(request, root, manifest[manifest["error"] == ""], out)
+    decode_rejects = _run_pipeline(request, root, manifest[manifest["error"] == ""], out, verbose)
     rejected = pd.concat([header_rejects.rename(columns={"error": "reason"})[["path", "clip_id", "reason"]],
                           pd.DataFrame(decode_rejects, columns=["path", "clip_id", "reason"])], ignore_index=True)
     if request.strict and len(rejected):
@@ -260,8 +274,10 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None) ->
 
 
 def _run_pipeline(request: PreprocessRequest, root: DatasetRoot, manifest: pd.DataFrame,
-                  out: storage.Location) -> list[dict]:
-    """The Ray Data part: parallel featurization and a Parquet write partitioned by fold.
+                  out: storage.Location, verbose: bool = False) -> list[dict]:
+    """The Ray Data part: parallel featurization and a Parquet write partitioned by fold, with a counter of
+    the files featurized on stderr (``orchestrator.progress``); ``verbose`` keeps Ray Data's own progress
+    output too (hidden by default: its non-terminal form floods a log with status blocks).
 
     A RethinkError raised in a featurizer (a StorageError: the node cannot read a file) comes back to the
     caller as itself, not wrapped in Ray's task errors, so the sweep and the CLI print its one line.
@@ -275,23 +291,30 @@ def _run_pipeline(request: PreprocessRequest, root: DatasetRoot, manifest: pd.Da
     blocks = max(1, min(len(manifest) // request.batch_size, 4 * workers))
     bounds = np.linspace(0, len(manifest), blocks + 1).astype(int)
     chunks = [manifest.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    dataset = ray.data.from_pandas(chunks).map_batches(
-        Featurizer, batch_size=request.batch_size, batch_format="pandas",
-        compute=ActorPoolStrategy(size=min(workers, len(chunks))),
-        fn_constructor_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
-                               "width": features["width"], "augment": request.augment,
-                               "rejections": rejections, "root": root.uri, "max_seconds": request.max_duration_s},
-    )
     data = out.join(spectra.DATA_DIR)
+    counter = Counter(f"[preprocess] {request.dataset}: featurizing", len(manifest), "clips")
     try:
-        # lz4, measured (benchmarks/preprocess_profile.py): encodes 3x faster than zstd, files 6 % larger
-        dataset.write_parquet(data.path, filesystem=data.fs, partition_cols=["fold"],
-                              min_rows_per_file=256, ray_remote_args={"num_cpus": 0}, compression="lz4")
+        # quiet before the Dataset exists: a Dataset keeps a copy of the DataContext it was built under
+        with contextlib.nullcontext() if verbose else quiet_ray_data():
+            dataset = ray.data.from_pandas(chunks).map_batches(
+                Featurizer, batch_size=request.batch_size, batch_format="pandas",
+                compute=ActorPoolStrategy(size=min(workers, len(chunks))),
+                fn_constructor_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
+                                       "width": features["width"], "augment": request.augment,
+                                       "rejections": rejections, "root": root.uri,
+                                       "max_seconds": request.max_duration_s},
+            )
+            with polling(counter, lambda: ray.get(rejections.count.remote(), timeout=10)):
+                # lz4, measured (benchmarks/preprocess_profile.py): encodes 3x faster than zstd, 6 % larger
+                dataset.write_parquet(data.path, filesystem=data.fs, partition_cols=["fold"],
+                                      min_rows_per_file=256, ray_remote_args={"num_cpus": 0}, compression="lz4")
     except Exception as exc:
+        counter.close()  # the bar stops where it was; the error follows on its own line
         cause = _rethink_cause(exc)
         if cause is None:
             raise
         raise cause from None
+    counter.close(len(manifest))  # the write finished: every file was featurized or rejected
     return ray.get(rejections.get.remote())
 
 

@@ -8,6 +8,7 @@ line with the likely cause and the fix, instead of Ray's traceback.
 from __future__ import annotations
 
 import os
+import sys
 
 from orchestrator.errors import RethinkError
 
@@ -16,15 +17,27 @@ class RayStartError(RethinkError):
     """Ray could not be started or joined; the message names the likely cause and the fix."""
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool | None = None) -> None:
     """Initialise Ray once: join ``address`` (or ``RAY_ADDRESS``, as ``ray job submit`` sets it) if given,
     else start a local instance whose dashboard, if any, binds to 127.0.0.1 only. ``log_to_driver=False``
-    keeps worker output in Ray's session logs instead of the terminal (the demo's quiet mode)."""
+    keeps worker output in Ray's session logs instead of the terminal (quiet mode: ``sweep`` and ``demo``
+    without ``--verbose``); None (library calls with no preference) streams it when this call starts Ray.
+
+    ``log_to_driver`` is a setting of this process's connection, fixed when it is made: if Ray is already
+    initialised here (a notebook, a test, a caller that started it), the setting cannot change, and a
+    one-line note on stderr says so rather than pretending it did."""
     import ray
 
     if ray.is_initialized():
+        streaming = streams_worker_logs()
+        if log_to_driver is not None and streaming != log_to_driver:
+            print(f"note: Ray was already initialised in this process with worker logs "
+                  f"{'streamed here' if streaming else 'kept in its session logs'}; that cannot change now, so "
+                  f"{'worker lines may appear between the progress lines' if streaming else 'they stay there'}"
+                  " (start from a fresh process to choose)", file=sys.stderr, flush=True)
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    log_to_driver = True if log_to_driver is None else log_to_driver
     try:
         if address:
             ray.init(address=address, log_to_driver=log_to_driver)
@@ -34,6 +47,18 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, TimeoutError, ...
         _shutdown_quietly(ray)
         raise RayStartError(start_failure(exc, address)) from None
+
+
+def streams_worker_logs() -> bool:
+    """Whether this process's Ray connection streams worker logs here (``log_to_driver``).
+
+    Ray keeps no public record of the setting; its log-printing thread exists only when it is on, so that
+    thread is the evidence (a private attribute, checked in Ray 2.60; a version that renames it reads as
+    off, which only costs the note in :func:`ensure_ray`)."""
+    from ray._private import worker
+
+    thread = getattr(getattr(worker, "global_worker", None), "logger_thread", None)
+    return bool(thread is not None and thread.is_alive())
 
 
 def start_failure(exc: BaseException, address: str | None) -> str:

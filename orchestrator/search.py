@@ -40,7 +40,7 @@ from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import RethinkError
 from orchestrator.plan import Plan, expand_grid
 from orchestrator.sweep import SEARCH, SEARCH_SPACE_DOC, TRIALS, _keep_credentials_out_of_runtime_envs, \
-    _resources, _tune_run_config, search_driver
+    _progress_callback, _resources, _tune_run_config, search_driver
 
 METRIC = "valid_acc"  # what _fit_trial reports: the best valid accuracy over the trial's epochs
 RECIPES, BEST = "recipes.json", "best.json"
@@ -98,8 +98,10 @@ def plan_searches(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]])
 # ---------------------------------------------------------------- the phase
 
 
-def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location) -> Recipes:
-    """Phase 1: run the searches not done yet, write ``recipes.json`` and ``best.json``, return the recipes."""
+def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location, *,
+               quiet: bool = False) -> Recipes:
+    """Phase 1: run the searches not done yet, write ``recipes.json`` and ``best.json``, return the recipes.
+    ``quiet``: one line per trial epoch and per finished trial instead of Tune's status tables."""
     if not plan.search.enabled:
         recipes = Recipes(plan.optim)
         _save(root, plan, uris, folds, recipes, [], {}, "plan (search disabled)")
@@ -108,7 +110,7 @@ def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], ro
     found = {s.name: best for s in searches if (best := _saved(root, s, uris)) is not None}
     todo = [s for s in searches if s.name not in found]
     if todo:
-        found |= _run(plan, uris, folds, root, todo)
+        found |= _run(plan, uris, folds, root, todo, quiet)
     else:
         done = ", ".join(f"{name} (valid acc {best[METRIC]:.4f})" for name, best in found.items())
         print(f"[sweep] phase 1 already done: {done}", flush=True)
@@ -133,7 +135,7 @@ def _saved(root: storage.Location, search: FoldSearch, uris: dict[str, str]) -> 
 
 
 def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location,
-         searches: list[FoldSearch]) -> dict[str, dict]:
+         searches: list[FoldSearch], quiet: bool = False) -> dict[str, dict]:
     """Run ``searches`` side by side in one Tuner; write and return each one's best.json payload."""
     from ray import tune
 
@@ -150,7 +152,8 @@ def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: st
         param_space={"trials_root": root.join(SEARCH, TRIALS).uri},
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples * len(searches),
                                     reuse_actors=True),
-        run_config=_tune_run_config(plan, root, SEARCH),
+        run_config=_tune_run_config(plan, root, SEARCH, [_progress_callback(s.num_samples * len(searches), quiet)],
+                                    quiet),
     )
     table = _search_table(tuner.fit())
     return {fs.name: _best_of(plan, root, fs, bases[fs.name], table[table["search"] == fs.name]) for fs in searches}

@@ -19,8 +19,12 @@ is never trained twice: phase 2 only queues the trials without a ``summary.json`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +63,10 @@ def plan_root(plan: Plan) -> storage.Location:
 # ---------------------------------------------------------------- datasets
 
 
-def prepare_datasets(plan: Plan, root: storage.Location) -> tuple[dict[str, str], dict[str, list[int]]]:
-    """Version URI and folds of every plan dataset, preprocessing those given as settings (reused if done)."""
+def prepare_datasets(plan: Plan, root: storage.Location,
+                     quiet: bool = False) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """Version URI and folds of every plan dataset, preprocessing those given as settings (reused if done);
+    ``quiet`` shows only our counter of clips featurized, not Ray Data's own progress output."""
     from orchestrator.preprocess import PreprocessRequest, preprocess
 
     uris, folds = {}, {}
@@ -71,7 +77,7 @@ def prepare_datasets(plan: Plan, root: storage.Location) -> tuple[dict[str, str]
             pre = ds.preprocess
             request = PreprocessRequest(dataset=pre.dataset, root=pre.root, out=root.join("datasets").uri,
                                         features=pre.features, augment=pre.augment, dataset_options=pre.options)
-            result = preprocess(request)  # root may be s3://: every node reads the raw audio from there
+            result = preprocess(request, verbose=not quiet)  # root may be s3://: every node reads it there
             uris[name] = result.uri
             rejected = len(result.card["rejected"])  # content problems only: I/O problems fail above
             print(f"[sweep] dataset {name}: {result.uri} ({'reused' if result.reused else 'built'}, "
@@ -190,12 +196,13 @@ def _concurrency(plan: Plan) -> int | None:
 # ---------------------------------------------------------------- phase 1
 
 
-def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location):
+def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location,
+               quiet: bool = False):
     """Phase 1 (:func:`orchestrator.search.run_search`): the ``Recipes`` of every phase-2 trial, from searches
     that never score on a fold their recipe is tested on (or the plan's recipe when search is off)."""
     from orchestrator.search import run_search as search
 
-    return search(plan, uris, folds, root)
+    return search(plan, uris, folds, root, quiet=quiet)
 
 
 # ---------------------------------------------------------------- phase 2
@@ -247,6 +254,33 @@ def _progress_callback(total: int, epochs: bool):
             self._line(trial)
 
     return Progress()
+
+
+@contextlib.contextmanager
+def _quiet_tune(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, Tune prints nothing of its own while the body runs: our progress callback speaks.
+
+    ``RunConfig(verbose=0)`` alone is not silent in Ray 2.60: Tune's new output engine still prints its
+    "Configuration for experiment" box and "View detailed results here" at every start, whatever the
+    verbosity. ``RAY_AIR_NEW_OUTPUT=0`` (read by Tune at each ``fit``) selects its legacy engine, which
+    verbosity 0 silences entirely; Tune's INFO log lines ("Wrote the latest version of all result files
+    ...") are held back to warnings. Both are restored afterwards, so ``--verbose`` and other callers in
+    this process get Tune's default output."""
+    if not quiet:
+        yield
+        return
+    logger = logging.getLogger("ray.tune")
+    saved_env, saved_level = os.environ.get("RAY_AIR_NEW_OUTPUT"), logger.level
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    logger.setLevel(max(logging.WARNING, saved_level))
+    try:
+        yield
+    finally:
+        logger.setLevel(saved_level)
+        if saved_env is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
 
 
 def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=(), quiet: bool = False):
@@ -313,7 +347,8 @@ def _grid_changes(root: storage.Location, ids: list[str], resume: bool) -> None:
 def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = None,
               faults: dict[str, dict] | None = None, quiet: bool = False) -> SweepResult:
     """Datasets -> phase 1 -> phase 2 for ``plan``; everything under ``STORAGE/<plan name>``. ``quiet``
-    replaces Tune's status tables with one line per trial epoch (pair it with ``log_to_driver=False``)."""
+    replaces Tune's status tables with one line per trial epoch and Ray Data's progress output with a counter
+    of clips featurized (pair it with ``log_to_driver=False``)."""
     from orchestrator.ray_runtime import ensure_ray
 
     start = time.time()
@@ -326,9 +361,10 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     if resume and not storage.exists(root.join(GRID, POINTS)):
         raise RethinkError(f"--resume: no sweep to restore at {root.join(GRID).uri}; run without --resume")
     storage.write_json(root.join("plan.json"), to_dict(plan))
-    ensure_ray(ray_address)
-    uris, folds = prepare_datasets(plan, root)
-    recipes = run_search(plan, uris, folds, root)
+    ensure_ray(ray_address, log_to_driver=False if quiet else None)  # not quiet: no preference
+    uris, folds = prepare_datasets(plan, root, quiet)
+    with _quiet_tune(quiet):
+        recipes = run_search(plan, uris, folds, root, quiet)
     trials = expand_grid(plan, uris, folds, recipes)
     trials_root = root.join(TRIALS).uri
     ids = [plan_trial(t, trials_root).trial_id for t in trials]
@@ -340,7 +376,8 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
         print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
               f"{f'up to {limit}' if limit else 'all queued: as many'} at once"
               f"{'' if limit else ' as the cluster holds (an autoscaler adds nodes for the rest)'}", flush=True)
-        results = run_grid(plan, pending, root, faults=faults, quiet=quiet)
+        with _quiet_tune(quiet):
+            results = run_grid(plan, pending, root, faults=faults, quiet=quiet)
         failed = [str(r.path).rsplit("/", 1)[-1] for r in results if r.error]
     else:
         print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)

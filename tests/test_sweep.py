@@ -46,11 +46,11 @@ def summaries(root: Path) -> dict[str, dict]:
 
 def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
     code = main(["sweep", str(REPO / "plans" / "demo.yaml"), "--smoke", "--storage", str(tmp_path), "--json"])
-    out = capsys.readouterr().out
-    summary = json.loads(out.strip().splitlines()[-1])
+    out, err = capsys.readouterr()
+    summary = json.loads(out)  # --json: stdout is the summary alone, progress went to stderr
     assert code == 0 and summary["trials"] == summary["finished"] == 2 and summary["failed"] == []
-    assert "[sweep] 1/2 trials done (0 failed)" in out and "[sweep] 2/2 trials done (0 failed)" in out
-    assert "ETA 0.0 min" in out  # nothing left after the last trial
+    assert "[sweep] 1/2 trials done (0 failed)" in err and "[sweep] 2/2 trials done (0 failed)" in err
+    assert "ETA 0.0 min" in err  # nothing left after the last trial
     root = tmp_path / "demo-smoke"
     done = summaries(root)
     assert sorted(s["epochs"] for s in done.values()) == [1, 1]
