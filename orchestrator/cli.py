@@ -62,11 +62,9 @@ def _add_train(sub) -> None:
                    help="the dataset's augmented copies: draw one per clip afresh each epoch (the paper), use "
                         "all every epoch, or none")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--schedule", default="paper", choices=["paper", "paper-random", "soundclr", "modern"],
+    p.add_argument("--schedule", default="paper", choices=["paper", "paper-random", "soundclr"],
                    help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350; "
-                        "soundclr: AdamW 5e-4, batch 128, 800 epochs, 10 warm-up epochs then x0.98 per epoch; "
-                        "modern: AdamW 5e-4 wd 0.05, 70 epochs, 5 warm-up then cosine, mixup 0.3, label "
-                        "smoothing 0.1")
+                        "soundclr: AdamW 5e-4, batch 128, 800 epochs, 10 warm-up epochs then x0.98 per epoch")
     p.add_argument("--epochs", type=int, default=None, help="override the schedule's epochs")
     p.add_argument("--lr", type=float, default=None, help="default 1e-4 (paper)")
     p.add_argument("--batch-size", type=int, default=None, help="default 32 (paper)")
