@@ -27,7 +27,7 @@ NOT_RECIPE = frozenset({
 # that module needs torch; tests/test_analysis_recipes.py checks the two agree).
 MISSING_MEANS: dict[str, Any] = {
     "split": "nested", "augmented": "all", "optim.optimizer": "adam", "optim.warmup_epochs": 0,
-    "optim.schedule": "step", "loss.projection": None, "loss.positiveless": None, "mask.fill": "mean",
+    "optim.schedule": "step", "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0, "loss.projection": None, "loss.positiveless": None, "mask.fill": "mean",
 }
 # Short names for the label; other keys show as their name without the "optim." prefix.
 _NAMES = {"optim.lr": "lr", "optim.weight_decay": "wd", "optim.batch_size": "bs", "max_train_clips": "train clips ≤"}

@@ -172,19 +172,29 @@ SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
     # (override lr). Its early stopping (patience 300 on test-fold accuracy) is not reproduced.
     "soundclr": {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-3, "batch_size": 128, "epochs": 800,
                  "warmup_epochs": 10, "schedule": "exponential", "gamma": 0.98, "milestones": ()},
+    # No "modern" preset: AdamW wd 0.05 + 1 warm-up epoch + cosine + mixup 0.3 + label smoothing 0.1 (with or
+    # without masks) lost to the paper's recipe on the bundled data (README "A modern recipe"), so it is not
+    # offered as a named recipe; its pieces are fields below, spelled out in plans/recipes-modern.yaml.
 }
 
 OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("step", "exponential")
+SCHEDULES = ("step", "exponential", "cosine")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam with step decay, the paper's defaults; AdamW with warm-up and exponential decay for SoundCLR.
+    """Adam with step decay, the paper's defaults; AdamW with warm-up and exponential decay for SoundCLR;
+    cosine decay, mixup and label smoothing for a current recipe (plans/recipes-modern.yaml).
 
     Learning rate of 0-based epoch e: during warm-up (e < warmup_epochs) ``lr * (0.1 + 0.9 * (e + 1) / W)``,
     SoundCLR's linear ramp from 0.19 lr to lr; after it, the schedule counts epochs from the end of warm-up:
-    ``step``: x gamma every ``step_size`` epochs (or at ``milestones``); ``exponential``: x gamma every epoch.
+    ``step``: x gamma every ``step_size`` epochs (or at ``milestones``); ``exponential``: x gamma every epoch;
+    ``cosine``: ``0.5 * (1 + cos(pi * a / T))`` at epoch a of the T = epochs - W epochs after warm-up, from
+    lr down towards 0 (gamma and step_size unused).
+
+    ``mixup_alpha`` > 0 mixes every training batch with a shuffled copy of itself, weight ~ Beta(alpha, alpha)
+    (Zhang et al., 2018), and trains on the same mix of the two labels' losses; ``label_smoothing`` is
+    torch's cross-entropy smoothing. Both are cross-entropy only (TrialConfig rejects them with loss hybrid).
     """
 
     lr: float = 1e-4  # paper: Adam, learning rate 1e-4
@@ -196,19 +206,23 @@ class OptimConfig:
     gamma: float = 0.1  # paper: x0.1 at each step
     optimizer: str = "adam"  # adam (paper) | adamw (SoundCLR)
     warmup_epochs: int = 0  # linear warm-up epochs before the schedule (paper: 0, SoundCLR: 10)
-    schedule: str = "step"  # step (paper: StepLR / MultiStepLR) | exponential (SoundCLR: x gamma per epoch)
+    schedule: str = "step"  # step (paper: StepLR / MultiStepLR) | exponential (SoundCLR) | cosine (half a cosine to ~0)
+    mixup_alpha: float = 0.0  # 0: no mixup (paper); > 0: Beta(alpha, alpha) mixup per batch
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (paper: 0; DeiT/ConvNeXt: 0.1)
 
     def __post_init__(self) -> None:
         for key, ok, rule in (("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
                               ("batch_size", self.batch_size >= 1, ">= 1"), ("epochs", self.epochs >= 1, ">= 1"),
-                              ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"), ("gamma", self.gamma > 0, "> 0")):
+                              ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"), ("gamma", self.gamma > 0, "> 0"),
+                              ("mixup_alpha", self.mixup_alpha >= 0, ">= 0 (0: off)"),
+                              ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)")):
             if not ok:
                 raise ConfigError(f"optim.{key} must be {rule}, got {getattr(self, key)!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.schedule == "exponential" and self.milestones:
+        if self.schedule != "step" and self.milestones:
             raise ConfigError("optim.milestones only apply to schedule 'step'; remove them or use schedule: step")
 
     @classmethod
@@ -360,3 +374,10 @@ class TrialConfig:
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         check_gpu_share(self.gpus_per_worker if self.use_gpu else 0.0, self.num_workers, "gpus_per_worker")
+        if self.loss.name != "ce":
+            # Both act on the cross-entropy of hard labels; the hybrid's SupCon term needs each sample's one
+            # class for its positives, which a mixed sample does not have.
+            for key in ("mixup_alpha", "label_smoothing"):
+                if getattr(self.optim, key):
+                    raise ConfigError(f"optim.{key} applies to loss 'ce' only, not {self.loss.name!r} (SupCon "
+                                      f"needs one hard label per sample): set optim.{key}: 0 or loss.name: ce")

@@ -123,17 +123,18 @@ def split_outputs(outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> 
 class Objective(nn.Module):
     """One calling convention for every loss: ``objective(outputs, labels)``; built by :func:`make_loss`."""
 
-    def __init__(self, name: str, hybrid: HybridLoss | None = None) -> None:
+    def __init__(self, name: str, hybrid: HybridLoss | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.name = name
         self.hybrid = hybrid
+        self.label_smoothing = label_smoothing
         self.needs_projection = hybrid is not None
 
     def forward(self, outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """The loss of ``outputs`` (logits, or ``(logits, projections)``) against ``labels``."""
         logits, projections = split_outputs(outputs)
         if self.hybrid is None:
-            return cross_entropy(logits, labels)
+            return cross_entropy(logits, labels, self.label_smoothing)
         if projections is None:
             raise ValueError(f"loss {self.name!r} needs (logits, projections); wrap the model with "
                              "ClassifierWithProjection")
@@ -141,10 +142,11 @@ class Objective(nn.Module):
 
 
 def make_loss(name: str, *, alpha: float = DEFAULT_ALPHA, temperature: float = DEFAULT_TEMPERATURE,
-              base_temperature: float | None = None, positiveless: str | None = None) -> Objective:
+              base_temperature: float | None = None, positiveless: str | None = None,
+              label_smoothing: float = 0.0) -> Objective:
     """The objective called ``name``: ``"ce"`` (the paper) or ``"hybrid"`` (SoundCLR).
 
-    ``alpha``, ``temperature``, ``base_temperature`` and ``positiveless`` (None: ``DEFAULT_POSITIVELESS``)
+    ``label_smoothing`` is torch's cross-entropy smoothing, for ``"ce"`` only. ``alpha``, ``temperature``, ``base_temperature`` and ``positiveless`` (None: ``DEFAULT_POSITIVELESS``)
     only matter for ``"hybrid"``.
     """
     if name == "supcon":
@@ -152,5 +154,7 @@ def make_loss(name: str, *, alpha: float = DEFAULT_ALPHA, temperature: float = D
     if name not in LOSS_NAMES:
         raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSS_NAMES)}")
     if name == "ce":
-        return Objective(name)
+        return Objective(name, label_smoothing=label_smoothing)
+    if label_smoothing:
+        raise ConfigError(f"label_smoothing applies to loss 'ce' only, not {name!r}: set it to 0")
     return Objective(name, HybridLoss(alpha, temperature, base_temperature, positiveless or DEFAULT_POSITIVELESS))

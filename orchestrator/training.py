@@ -17,6 +17,7 @@ Protocols (how a trial's test accuracy is read off its per-epoch curve):
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -71,6 +72,9 @@ def lr_factor(optim: OptimConfig, epoch: int) -> float:
     if epoch < warm:
         return 0.1 + 0.9 * (epoch + 1) / warm
     after = epoch - warm
+    if optim.schedule == "cosine":
+        # half a cosine over the epochs after warm-up: 1 at their first, ~0 (never 0) at their last
+        return 0.5 * (1 + math.cos(math.pi * after / max(1, optim.epochs - warm)))
     if optim.schedule == "exponential":
         return optim.gamma ** after
     if optim.milestones:
@@ -94,8 +98,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def mixup(inputs: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(lam * x + (1 - lam) * x[perm], perm, lam)``, lam ~ Beta(alpha, alpha), perm a random permutation.
+
+    Both draws come from torch's CPU generator, whatever the device: the trial seeds it and its checkpoint
+    saves it, so a resumed trial mixes the same pairs, and CPU and GPU runs mix alike.
+    """
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(inputs.shape[0]).to(inputs.device)
+    return lam * inputs + (1 - lam) * inputs.index_select(0, perm), perm, lam
+
+
 class TrainStep:
-    """One optimisation step: SpecAugment masks, channels_last + bf16 autocast on GPU, loss, backward, step.
+    """One optimisation step: mixup, SpecAugment masks, channels_last + bf16 autocast on GPU, loss, backward,
+    step. Mixup comes before the masks (AST's order), so a mixed image is masked as one image.
 
     On CPU it is a plain fp32 step (bf16 autocast would only slow a CPU down), so the CPU benchmark
     compares like with like.
@@ -105,7 +121,9 @@ class TrainStep:
                  device: torch.device):
         self.network, self.optimizer, self.device = network, optimizer, device
         self.objective = make_loss(cfg.loss.name, alpha=cfg.loss.alpha, temperature=cfg.loss.temperature,
-                                   positiveless=cfg.loss.positiveless)
+                                   positiveless=cfg.loss.positiveless,
+                                   label_smoothing=cfg.optim.label_smoothing)
+        self.mixup_alpha = cfg.optim.mixup_alpha
         self.mask = SpecMask(**vars(cfg.mask)) if cfg.mask is not None else None
         self.on_gpu = device.type == "cuda"
         if self.on_gpu:
@@ -122,13 +140,20 @@ class TrainStep:
         """Train on one batch; returns the (detached) loss."""
         inputs = inputs.to(self.device, non_blocking=True).float()
         labels = labels.to(self.device, non_blocking=True)
+        mixed = None
+        if self.mixup_alpha > 0:
+            inputs, perm, lam = mixup(inputs, self.mixup_alpha)
+            mixed = (labels.index_select(0, perm), lam)
         if self.mask is not None:
             inputs = self.mask.train()(inputs)
         if self.on_gpu:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)  # before forward: last step's grads are freed first
         with self._precision():
-            loss = self.objective(self.network(inputs), labels)
+            outputs = self.network(inputs)
+            loss = self.objective(outputs, labels)
+            if mixed is not None:  # the same mix of the two labels' losses as of the inputs
+                loss = mixed[1] * loss + (1 - mixed[1]) * self.objective(outputs, mixed[0])
         loss.backward()
         self.optimizer.step()
         return loss.detach()

@@ -65,6 +65,7 @@ ID_DEFAULTS: dict[str, Any] = {
     "split": "nested", "augmented": "all",  # the old behaviour: no split modes; every stored copy, every epoch
     # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
     "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
+    "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0,  # no mixup, hard labels: all trials before them
     # None: a cross-entropy trial (no projection, no contrastive term). A hybrid trial resolves these to
     # SoundCLR's linear / zero, which is not what hybrid trials ran before (an MLP head, positiveless anchors
     # excluded), so they rightly get new ids.

@@ -94,7 +94,7 @@ def test_scheduler_state_round_trips_through_a_weights_only_checkpoint():
 
 def test_optim_fields_are_validated():
     for bad, message in (({"optimizer": "sgd"}, "optim.optimizer must be one of"),
-                         ({"schedule": "cosine"}, "optim.schedule must be one of"),
+                         ({"schedule": "linear"}, "optim.schedule must be one of"),
                          ({"warmup_epochs": -1}, "optim.warmup_epochs must be >= 0"),
                          ({"schedule": "exponential", "milestones": (5,)}, "milestones only apply")):
         with pytest.raises(ConfigError, match=message):

@@ -15,7 +15,7 @@ PLANS = Path(__file__).resolve().parent.parent / "plans"
 PAPER_FOLDS = {"esc50": [1, 2, 3, 4, 5], "us8k": list(range(1, 11)), "gtzan": [1, 2, 3, 4, 5]}
 
 
-@pytest.mark.parametrize("name", ["demo", "paper", "soundclr", "soundclr-us8k"])
+@pytest.mark.parametrize("name", ["demo", "paper", "soundclr", "soundclr-us8k", "recipes"])
 def test_shipped_plans_validate(name):
     plan = load_plan(PLANS / f"{name}.yaml")
     assert plan.name == name and plan.datasets

@@ -1,0 +1,164 @@
+"""A modern recipe (AdamW, warm-up + cosine, mixup, label smoothing) piece by piece against hand-worked
+numbers, from its plan, and as a real trial on the bundled FSDD subset that resumes from its checkpoint with
+the uninterrupted curve. It is no named preset: it lost to the paper's recipe (README "A modern recipe")."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orchestrator.config import SCHEDULE_PRESETS, FeatureConfig, LossConfig, MaskConfig, OptimConfig, TrialConfig
+from orchestrator.errors import ConfigError
+from orchestrator.losses import make_loss
+from orchestrator.plan import expand_grid, load_plan
+from orchestrator.preprocess import PreprocessRequest, preprocess
+from orchestrator.training import TrainStep, make_optimizer, make_scheduler, mixup
+from orchestrator.trial import InjectedFault, run_trial, trial_id
+
+PLANS = Path(__file__).resolve().parent.parent / "plans"
+
+
+def lrs(optim: OptimConfig) -> list[float]:
+    """The learning rate of every epoch, stepping once per epoch as the trial loop does."""
+    optimizer = make_optimizer(nn.Linear(2, 2), optim)
+    scheduler = make_scheduler(optimizer, optim)
+    out = []
+    for _ in range(optim.epochs):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return out
+
+
+def test_warmup_then_cosine_by_hand():
+    """W = 2 warm-up epochs (0.1 + 0.9 (e + 1) / 2: 0.55, 1), then half a cosine over the T = 4 epochs left:
+    0.5 (1 + cos(pi a / 4)) for a = 0..3 = 1, 0.853553, 0.5, 0.146447."""
+    got = lrs(OptimConfig(lr=1.0, epochs=6, warmup_epochs=2, schedule="cosine", optimizer="adamw"))
+    assert got == pytest.approx([0.55, 1.0, 1.0, 0.8535533905932737, 0.5, 0.14644660940672627], rel=1e-12)
+    # no warm-up: cosine from the first epoch, 0.5 (1 + cos(pi e / 4))
+    assert lrs(OptimConfig(lr=2.0, epochs=4, schedule="cosine")) == pytest.approx(
+        [2.0, 1.7071067811865475, 1.0, 0.2928932188134524], rel=1e-12)
+
+
+# The modern side of plans/recipes-modern.yaml (at the demo's scale)
+MODERN = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1, "schedule": "cosine",
+          "mixup_alpha": 0.3, "label_smoothing": 0.1}
+
+
+def test_modern_fields_and_their_validation():
+    optim = OptimConfig(**{**MODERN, "epochs": 70, "warmup_epochs": 5})
+    assert lrs(optim)[-1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 64 / 65)), rel=1e-12)  # ~6e-7
+    assert "modern" not in SCHEDULE_PRESETS  # it lost to the paper's recipe: no named preset
+    for bad, message in (({"mixup_alpha": -0.1}, "optim.mixup_alpha must be >= 0"),
+                         ({"label_smoothing": 1.0}, r"optim.label_smoothing must be in \[0, 1\)"),
+                         ({"schedule": "cosine", "milestones": (3,)}, "milestones only apply")):
+        with pytest.raises(ConfigError, match=message):
+            OptimConfig(**bad)
+    for key in ("mixup_alpha", "label_smoothing"):
+        with pytest.raises(ConfigError, match=f"optim.{key} applies to loss 'ce' only"):
+            TrialConfig(data="d", optim=OptimConfig(**{key: 0.2}), loss=LossConfig(name="hybrid"))
+
+
+def test_modern_recipe_from_its_plan():
+    plan = load_plan(PLANS / "recipes-modern.yaml")
+    trials = expand_grid(plan, {"fsdd": "uri"}, {"fsdd": [1, 2]})
+    assert len(trials) == 6 and {t.seed for t in trials} == {0, 1, 2}
+    for t in trials:
+        o = t.optim
+        assert (o.optimizer, o.weight_decay, o.schedule, o.mixup_alpha, o.label_smoothing) == (
+            "adamw", 0.05, "cosine", 0.3, 0.1)
+        assert (o.epochs, o.lr, o.warmup_epochs, t.mask.max_freq, t.split) == (6, 1e-3, 1, 8, "nested")
+    paper = expand_grid(load_plan(PLANS / "recipes.yaml"), {"fsdd": "uri"}, {"fsdd": [1, 2]})
+    # the two sides differ only in recipe: same seeds, folds, epochs, lr; different trial ids
+    assert [(t.seed, t.fold, t.optim.epochs, t.optim.lr) for t in paper] == [
+        (t.seed, t.fold, t.optim.epochs, t.optim.lr) for t in trials]
+    assert not {trial_id(t) for t in paper} & {trial_id(t) for t in trials}
+    assert {t.mask for t in paper} == {None}
+
+
+def test_old_trial_ids_unchanged_by_the_new_fields():
+    """mixup_alpha 0 and label_smoothing 0 are what every trial did before: left out of the id."""
+    cfg = TrialConfig(data="d", model="resnet18", augmented="all")
+    assert trial_id(cfg) == "resnet18-pretrained-ce-fold1-seed0-a982319c"  # tests/test_optim.py OLD_IDS["ce"]
+    assert trial_id(TrialConfig(data="d", model="resnet18", augmented="all",
+                                optim=OptimConfig(mixup_alpha=0.3))) != trial_id(cfg)
+
+
+def test_label_smoothing_is_torchs_and_the_textbook_formula():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    got = make_loss("ce", label_smoothing=0.1)(logits, labels)
+    assert got == pytest.approx(float(F.cross_entropy(logits, labels, label_smoothing=0.1)), rel=1e-6)
+    logp = logits.log_softmax(dim=1)  # (1 - eps) * CE + eps * mean over classes of -log p
+    by_hand = 0.9 * -logp[torch.arange(8), labels] + 0.1 * -logp.mean(dim=1)
+    assert got == pytest.approx(float(by_hand.mean()), rel=1e-6)
+    with pytest.raises(ConfigError, match="label_smoothing applies to loss 'ce' only"):
+        make_loss("hybrid", label_smoothing=0.1)
+
+
+def test_mixup_is_deterministic_given_the_seed():
+    x = torch.arange(4 * 3 * 2 * 2, dtype=torch.float32).view(4, 3, 2, 2)
+    torch.manual_seed(3)
+    mixed, perm, lam = mixup(x, 0.4)
+    torch.manual_seed(3)
+    again = mixup(x, 0.4)
+    assert torch.equal(mixed, again[0]) and torch.equal(perm, again[1]) and lam == again[2]
+    assert 0 < lam < 1 and sorted(perm.tolist()) == [0, 1, 2, 3]
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm])
+    assert not torch.equal(mixed, x)
+    torch.manual_seed(9)
+    assert not torch.equal(mixup(x, 0.4)[0], mixed)
+
+
+def test_mixup_step_loss_is_the_mix_of_two_cross_entropies():
+    """TrainStep's loss = lam * CE(y) + (1 - lam) * CE(y[perm]) on the mixed batch, label smoothing included."""
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    x, y = torch.randn(6, 3, 4, 4), torch.tensor([0, 1, 2, 3, 4, 0])
+    cfg = TrialConfig(data="d", optim=OptimConfig(mixup_alpha=0.3, label_smoothing=0.1))
+    step = TrainStep(network, torch.optim.SGD(network.parameters(), lr=0.0), cfg, torch.device("cpu"))
+    torch.manual_seed(11)
+    mixed, perm, lam = mixup(x, 0.3)
+    with torch.no_grad():
+        out = network(mixed)
+        expected = lam * F.cross_entropy(out, y, label_smoothing=0.1) + (1 - lam) * F.cross_entropy(
+            out, y[perm], label_smoothing=0.1)
+    torch.manual_seed(11)
+    assert float(step(x, y)) == pytest.approx(float(expected), rel=1e-6)
+    plain = TrainStep(network, torch.optim.SGD(network.parameters(), lr=0.0), TrialConfig(data="d"),
+                      torch.device("cpu"))
+    assert float(plain(x, y)) == pytest.approx(float(F.cross_entropy(network(x), y)), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory) -> str:
+    """The bundled FSDD subset at 3 x 32 x 32 (real audio)."""
+    out = tmp_path_factory.mktemp("datasets")
+    return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(out),
+                                        features=FeatureConfig(height=32, width=32))).uri
+
+
+def test_modern_trial_resumes_with_the_same_curve(tiny_fsdd, tmp_path):
+    """Killed after epoch 1, the trial resumes (torch RNG, so the mixup draws, from the checkpoint) and
+    reproduces the uninterrupted curve: losses, accuracies and the warm-up + cosine learning rates."""
+    optim = OptimConfig(**{**MODERN, "epochs": 3, "batch_size": 16})
+    cfg = TrialConfig(data=tiny_fsdd, model="efficientnet_lite0", init="pretrained", fold=2, seed=3, optim=optim,
+                      mask=MaskConfig(max_freq=6, max_time=6), max_train_clips=96, checkpoint_every=1)
+    with pytest.raises(InjectedFault):
+        run_trial(cfg, str(tmp_path / "crashed"), fault={"after_epoch": 1, "log": str(tmp_path / "faults.log")})
+    assert run_trial(cfg, str(tmp_path / "crashed"))["resumed_at_epoch"] == 2
+    run_trial(cfg, str(tmp_path / "whole"))
+    curves = [pq.read_table(tmp_path / run / trial_id(cfg) / "epochs.parquet").to_pandas()
+              for run in ("crashed", "whole")]
+    timing = ["seconds", "samples_per_s"]
+    pd.testing.assert_frame_equal(curves[0].drop(columns=timing), curves[1].drop(columns=timing))
+    # warm-up 0.1 + 0.9 * 1 / 1 = 1, then 0.5 (1 + cos(pi a / 2)): 1, 0.5
+    assert curves[1]["lr"].tolist() == pytest.approx([1e-3, 1e-3, 0.5e-3], rel=1e-9)
+    assert curves[1]["train_loss"].notna().all() and (curves[1]["test_acc"] > 0).all()
