@@ -27,7 +27,7 @@ def test_s3_root_is_kept_and_the_sweep_prints_rejections_and_card(tmp_path: Path
     plan = load_plan(plan_file)
     seen = []
 
-    def preprocess(request):  # the pipeline itself is tested elsewhere; here: what the sweep passes and prints
+    def preprocess(request, **options):  # the pipeline is tested elsewhere; here: what the sweep passes and prints
         seen.append(request)
         uri = f"{request.out}/esc50-paper3ch-0123456789abcdef"
         card = {"folds": [1, 2, 3, 4, 5], "rejected": [{"path": "p", "clip_id": "c", "reason": "empty"}]}
