@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import ConfigError, RethinkError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -208,7 +209,7 @@ def samples_per_epoch(size: DatasetSize, trial) -> tuple[float, float]:
     folds = size.folds
     eval_folds = {trial.fold}
     if trial.split == "nested" and trial.fold in folds:
-        eval_folds.add(trial.valid_fold or folds[(folds.index(trial.fold) + 1) % len(folds)])
+        eval_folds.add(default_valid_fold(folds, trial.fold) if trial.valid_fold is None else trial.valid_fold)
     train = sum(n for f, n in size.clips_per_fold.items() if f not in eval_folds)
     if trial.max_train_clips:
         train = min(train, trial.max_train_clips)

@@ -40,7 +40,7 @@ import torch
 
 from orchestrator import spectra, storage
 from orchestrator.config import TrialConfig, from_dict, resource_bundle, stable_hash, to_dict
-from orchestrator.datasets.folds import default_valid_fold
+from orchestrator.datasets.folds import fold_roles
 from orchestrator.errors import ConfigError
 from orchestrator.trial_data import EvalSplit, load_trial_data
 from orchestrator.training import (PROTOCOLS, TrialState, TrainStep, batched, build_network, evaluate,
@@ -127,26 +127,13 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
         # offline without weights: fail now, clearly (downloads, if allowed, happen once here too)
         resolve_weights_file(cfg.model, cfg.weights or True, allow_download=cfg.download_weights)
     card = spectra.read_card(cfg.data)
-    folds = [int(f) for f in card["folds"]]
-    if cfg.fold not in folds:
-        raise ConfigError(f"--fold {cfg.fold} is not in {cfg.data}; its folds are {folds}")
+    try:
+        roles = fold_roles(card["folds"], cfg.fold, cfg.valid_fold, cfg.split)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.data}: {exc}") from None
     num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
-    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, _fold_roles(cfg, folds), card["version"])
-
-
-def _fold_roles(cfg: TrialConfig, folds: list[int]) -> dict[str, list[int]]:
-    """Train / valid / test fold numbers of the trial's split mode (split "paper": no valid fold)."""
-    if cfg.split == "paper":
-        if len(folds) < 2:
-            raise ConfigError(f"split 'paper' needs >= 2 folds in {cfg.data}; its folds are {folds}")
-        return {"train": [f for f in folds if f != cfg.fold], "valid": [], "test": [cfg.fold]}
-    valid = cfg.valid_fold if cfg.valid_fold is not None else default_valid_fold(folds, cfg.fold)
-    if valid == cfg.fold or valid not in folds:
-        raise ConfigError(f"valid fold {valid} must be one of {folds} other than the test fold {cfg.fold}")
-    if len(folds) < 3:
-        raise ConfigError(f"split 'nested' needs >= 3 folds (train, valid, test) in {cfg.data}; its folds are "
-                          f"{folds}: use split 'paper' (train on every fold but the test fold)")
-    return {"train": [f for f in folds if f not in (cfg.fold, valid)], "valid": [valid], "test": [cfg.fold]}
+    folds = {"train": list(roles.train), "valid": list(roles.valid), "test": [roles.test]}
+    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"])
 
 
 def _max_label(data_uri: str) -> int:

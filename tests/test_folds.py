@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.datasets import load_manifest
-from orchestrator.datasets.folds import Splits, assert_disjoint, fold_splits, official_splits
+from orchestrator.datasets.folds import FoldRoles, Splits, assert_disjoint, fold_roles, fold_splits, official_splits
 from orchestrator.errors import ConfigError
 
 
@@ -36,12 +36,26 @@ def test_explicit_valid_fold_and_bad_folds():
     rows = pd.DataFrame({"clip_id": [f"c{i}" for i in range(10)], "fold": [1, 2, 3, 4, 5] * 2})
     s = fold_splits(rows, test_fold=2, valid_fold=5)
     assert set(s.valid["fold"]) == {5} and set(s.train["fold"]) == {1, 3, 4}
-    with pytest.raises(ConfigError, match="test fold 9 not in the data"):
+    with pytest.raises(ConfigError, match="test fold 9 is not one of the dataset.s folds"):
         fold_splits(rows, 9)
-    with pytest.raises(ConfigError, match="must be a fold other than the test fold"):
+    with pytest.raises(ConfigError, match="must be one of .* other than the test fold"):
         fold_splits(rows, 2, valid_fold=2)
-    with pytest.raises(ConfigError, match="need >= 3 folds"):
+    with pytest.raises(ConfigError, match="needs >= 3 folds"):
         fold_splits(rows[rows["fold"] <= 2], 1)
+
+
+def test_fold_roles_known_answers_and_the_rows_follow_them():
+    assert fold_roles([1, 2, 3, 4, 5], 5) == FoldRoles(train=(2, 3, 4), valid=(1,), test=5)  # valid wraps round
+    assert fold_roles([3, 1, 2], 1, split="paper") == FoldRoles(train=(2, 3), valid=(), test=1)
+    with pytest.raises(ConfigError, match="split 'paper' needs >= 2 folds"):
+        fold_roles([1], 1, split="paper")
+    with pytest.raises(ConfigError, match="needs >= 3 folds .* use split 'paper'"):
+        fold_roles([1, 2], 1)
+    rows = pd.DataFrame({"clip_id": [f"c{i}" for i in range(10)], "fold": [1, 2, 3, 4, 5] * 2})
+    for split in ("nested", "paper"):
+        roles, s = fold_roles([1, 2, 3, 4, 5], 3, split=split), fold_splits(rows, 3, split=split)
+        assert (set(s.train["fold"]), set(s.valid["fold"]), set(s.test["fold"])) == (
+            set(roles.train), set(roles.valid), {roles.test})
 
 
 def test_official_split_uses_test_takes_and_held_out_valid_groups(fsdd_root):

@@ -38,6 +38,38 @@ def default_valid_fold(folds: list[int], test_fold: int) -> int:
     return ordered[(ordered.index(test_fold) + 1) % len(ordered)]
 
 
+@dataclass(frozen=True)
+class FoldRoles:
+    """Which folds a trial trains on, validates on (none for split "paper") and tests on."""
+
+    train: tuple[int, ...]
+    valid: tuple[int, ...]
+    test: int
+
+
+def fold_roles(folds: list[int], test_fold: int, valid_fold: int | None = None, split: str = "nested") -> FoldRoles:
+    """The one place that decides fold roles: nested = train on k-2 folds, valid = ``valid_fold`` (default:
+    the fold after the test fold), test = ``test_fold``; paper = train on every fold but the test fold."""
+    folds = sorted(int(f) for f in folds)
+    if test_fold not in folds:
+        raise ConfigError(f"test fold {test_fold} is not one of the dataset's folds {folds}")
+    if split == "paper":
+        if valid_fold is not None:
+            raise ConfigError(f"split 'paper' has no validation fold, but valid fold {valid_fold} was given")
+        if len(folds) < 2:
+            raise ConfigError(f"split 'paper' needs >= 2 folds (train, test); the dataset's folds are {folds}")
+        return FoldRoles(tuple(f for f in folds if f != test_fold), (), test_fold)
+    if split != "nested":
+        raise ConfigError(f"split must be 'nested' or 'paper', got {split!r}")
+    if len(folds) < 3:
+        raise ConfigError(f"split 'nested' needs >= 3 folds (train, valid, test); the dataset's folds are {folds}: "
+                          f"use split 'paper' (train on every fold but the test fold)")
+    valid_fold = default_valid_fold(folds, test_fold) if valid_fold is None else valid_fold
+    if valid_fold == test_fold or valid_fold not in folds:
+        raise ConfigError(f"valid fold {valid_fold} must be one of {folds} other than the test fold {test_fold}")
+    return FoldRoles(tuple(f for f in folds if f not in (test_fold, valid_fold)), (valid_fold,), test_fold)
+
+
 def _originals(frame: pd.DataFrame) -> pd.Series:
     if "source_id" not in frame:
         return pd.Series(True, index=frame.index)
@@ -45,48 +77,19 @@ def _originals(frame: pd.DataFrame) -> pd.Series:
 
 
 def fold_splits(rows: pd.DataFrame, test_fold: int, valid_fold: int | None = None, split: str = "nested") -> Splits:
-    """Train = every other fold (with augmented copies), valid = ``valid_fold``, test = ``test_fold``;
-    with ``split="paper"``, train = every fold but the test fold and valid is empty.
+    """The rows of :func:`fold_roles`: train = the training folds (with augmented copies), valid = the valid
+    fold (empty for ``split="paper"``), test = the test fold; augmented copies never leave train.
 
     ``rows`` needs ``clip_id`` and ``fold``; ``source_id`` marks augmented copies when present.
     """
-    folds = sorted(int(f) for f in rows["fold"].unique())
-    if test_fold not in folds:
-        raise ConfigError(f"test fold {test_fold} not in the data; folds present: {folds}")
-    if split == "paper":
-        return _paper_splits(rows, folds, test_fold, valid_fold)
-    if split != "nested":
-        raise ConfigError(f"split must be 'nested' or 'paper', got {split!r}")
-    if len(folds) < 3:
-        raise ConfigError(f"need >= 3 folds for disjoint train/valid/test, the data has {folds}")
-    valid_fold = default_valid_fold(folds, test_fold) if valid_fold is None else valid_fold
-    if valid_fold == test_fold or valid_fold not in folds:
-        raise ConfigError(f"valid fold {valid_fold} must be a fold other than the test fold {test_fold}: {folds}")
+    roles = fold_roles(rows["fold"].unique().tolist(), test_fold, valid_fold, split)
     original = _originals(rows)
-    held_out = rows["fold"].isin([test_fold, valid_fold])
     splits = Splits(
-        train=rows[~held_out].reset_index(drop=True),
-        valid=rows[(rows["fold"] == valid_fold) & original].reset_index(drop=True),
+        train=rows[rows["fold"].isin(roles.train)].reset_index(drop=True),
+        valid=rows[rows["fold"].isin(roles.valid) & original].reset_index(drop=True),
         test=rows[(rows["fold"] == test_fold) & original].reset_index(drop=True),
         test_fold=test_fold,
-        valid_fold=valid_fold,
-    )
-    assert_disjoint(splits)
-    return splits
-
-
-def _paper_splits(rows: pd.DataFrame, folds: list[int], test_fold: int, valid_fold: int | None) -> Splits:
-    if valid_fold is not None:
-        raise ConfigError(f"split 'paper' has no validation fold, but valid fold {valid_fold} was given")
-    if len(folds) < 2:
-        raise ConfigError(f"need >= 2 folds for disjoint train/test, the data has {folds}")
-    in_test = rows["fold"] == test_fold
-    splits = Splits(
-        train=rows[~in_test].reset_index(drop=True),
-        valid=rows.iloc[0:0].reset_index(drop=True),
-        test=rows[in_test & _originals(rows)].reset_index(drop=True),
-        test_fold=test_fold,
-        valid_fold=None,
+        valid_fold=roles.valid[0] if roles.valid else None,
     )
     assert_disjoint(splits)
     return splits
