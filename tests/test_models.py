@@ -274,23 +274,25 @@ def test_download_only_when_allowed(empty_hub, source, monkeypatch):
 
 
 def test_s3_uri_source(empty_hub, source, monkeypatch):
-    moto = pytest.importorskip("moto")
-    import boto3
+    """s3:// weights come through the one storage layer (pyarrow S3 against a real S3 API on loopback)."""
+    from s3_fixture import FOREIGN_AWS, moto_server
 
-    for var, value in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", "us-east-1")]:
-        monkeypatch.setenv(var, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with moto.mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="weights")
-        s3.upload_file(str(source("resnet18")), "weights", "imagenet/resnet18.pth")
+    with moto_server() as s3:
+        for name in FOREIGN_AWS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in s3.env().items():
+            monkeypatch.setenv(name, value)
+        client = s3.client()
+        client.create_bucket(Bucket="weights")
+        client.upload_file(str(source("resnet18")), "weights", "imagenet/resnet18.pth")
         model = M.create_model("resnet18", pretrained="s3://weights/imagenet/resnet18.pth", num_classes=3)
-        with pytest.raises(StorageError, match="cannot download"):
+        with pytest.raises(StorageError, match="cannot download weights s3://weights/absent.pth: .*missing"):
             M.create_model("resnet18", pretrained="s3://weights/absent.pth", num_classes=3)
     reference = M.create_model("resnet18", pretrained=source("resnet18"), num_classes=3)
     assert torch.equal(model.stem.conv1.weight, reference.stem.conv1.weight)
+    # cached after the first download: the server is gone, the same URI still builds
+    again = M.create_model("resnet18", pretrained="s3://weights/imagenet/resnet18.pth", num_classes=3)
+    assert torch.equal(again.stem.conv1.weight, reference.stem.conv1.weight)
     with pytest.raises(ConfigError, match="s3://bucket/key"):
         M.create_model("resnet18", pretrained="s3://only-bucket", num_classes=3)
 
