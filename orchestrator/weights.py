@@ -18,9 +18,8 @@
 and brings its keys to the native model's naming: module paths the model lacks are dropped, legacy key
 names are rewritten, and files with other key names are matched to the model by tensor position.
 
-This module knows architectures only through the :class:`orchestrator.models.ArchSpec` passed in (it never
-imports :mod:`orchestrator.models`); :mod:`orchestrator.models` offers the same functions keyed by model
-name alone.
+Architectures are looked up by name in :mod:`orchestrator.architectures` (data only); this module never
+imports :mod:`orchestrator.models`, which builds networks on top of it.
 """
 
 from __future__ import annotations
@@ -31,14 +30,10 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 
+from orchestrator.architectures import ArchSpec, get_spec
 from orchestrator.errors import ConfigError, StorageError
-
-if TYPE_CHECKING:
-    from orchestrator.models import ArchSpec
 
 WeightsSource = bool | str | os.PathLike | None
 
@@ -48,8 +43,9 @@ def is_under(key: str, prefixes: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def hub_cache_path(name: str, spec: ArchSpec) -> Path:
+def hub_cache_path(name: str) -> Path:
     """Where torch hub keeps the torchvision ImageNet weights of ``name`` (file name from the weights URL)."""
+    spec = get_spec(name)
     if spec.weights is None:
         raise ConfigError(f"model {name!r} has no torchvision weights (its weights come from a package)")
     from torchvision.models import get_weight
@@ -105,9 +101,9 @@ def _download(spec: ArchSpec, dest: Path) -> Path:
     return dest
 
 
-def resolve_weights_file(name: str, spec: ArchSpec, source: WeightsSource = True, *,
+def resolve_weights_file(name: str, source: WeightsSource = True, *,
                          allow_download: bool = False) -> Path:
-    """The local file holding pretrained weights for ``name`` (described by ``spec``).
+    """The local file holding pretrained weights for model ``name``.
 
     ``source`` is a local path, an ``s3://bucket/key`` URI (downloaded once into the hub cache), or True
     for the default: the packaged file (efficientnet_lite0), else the torch hub cache file
@@ -124,9 +120,10 @@ def resolve_weights_file(name: str, spec: ArchSpec, source: WeightsSource = True
         return path
     if source is not True:
         raise ConfigError(f"pretrained must be True, False, a file path or an s3:// URI, got {source!r}")
+    spec = get_spec(name)
     if spec.packaged_weights is not None:
         return Path(spec.packaged_weights())
-    cached = hub_cache_path(name, spec)
+    cached = hub_cache_path(name)
     if cached.is_file():
         return cached
     if allow_download:
@@ -179,13 +176,14 @@ def _match_keys(name: str, spec: ArchSpec, state: dict[str, torch.Tensor],
     return state
 
 
-def load_pretrained_state(name: str, spec: ArchSpec, source: WeightsSource = True, *, allow_download: bool = False,
+def load_pretrained_state(name: str, source: WeightsSource = True, *, allow_download: bool = False,
                           reference: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Pretrained tensors for ``name`` keyed like the native model (see :func:`resolve_weights_file`).
 
     ``reference``: the native model's state dict, if the caller has one (saves building another model).
     """
-    path = resolve_weights_file(name, spec, source, allow_download=allow_download)
+    spec = get_spec(name)
+    path = resolve_weights_file(name, source, allow_download=allow_download)
     if reference is None:
         reference = spec.build().state_dict()
     return _match_keys(name, spec, read_state_dict(path), reference)
