@@ -7,11 +7,10 @@ the environment, so credentials from the AWS chain (env vars, instance role) sta
 from __future__ import annotations
 
 import json
-import re
 import sys
 from typing import Any, Callable
 
-from orchestrator.errors import RethinkError
+from orchestrator.errors import RethinkError, user_message
 
 
 def log(message: str) -> None:
@@ -115,9 +114,7 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     except Exception as exc:  # Ray wraps errors raised in workers; show ours plainly
-        cause = getattr(exc, "cause", None)
-        found = re.findall(r"orchestrator\.errors\.\w+Error: (.+)", str(exc))
-        message = str(cause) if isinstance(cause, RethinkError) else (found[-1] if found else None)
+        message = user_message(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr, flush=True)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 from analysis.cli import register as register_analysis
 from orchestrator.config import AugmentConfig, FeatureConfig
-from orchestrator.errors import ConfigError, RethinkError
+from orchestrator.errors import ConfigError, RethinkError, user_message
 
 DEFAULT_MAX_GPU_HOURS = 10.0  # a sweep estimated above this asks first (issue 13)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -340,20 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # Ray wraps worker errors; show ours plainly when that is what it is
-        message = _user_error(exc)
+        message = user_message(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
-
-
-def _user_error(exc: BaseException) -> str | None:
-    """The message of a RethinkError raised inside a Ray worker, if ``exc`` wraps one."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, RethinkError):
-        return str(cause)
-    found = re.findall(r"orchestrator\.errors\.\w+Error: (.+)", str(exc))
-    return found[-1] if found else None
 
 
 if __name__ == "__main__":

@@ -256,6 +256,23 @@ class MaskConfig:
 LOSSES = ("ce", "hybrid")
 PROJECTIONS = ("linear", "mlp")
 POSITIVELESS = ("zero", "exclude")
+
+# SoundCLR's config.py sets 0.05 and train_hybridLoss.py passes it: HybridLoss(alpha=config.alpha,
+# temperature=config.temperature), which hands it to SupConLoss. Their classes' own default, 0.07 (from
+# HobbitLong/SupContrast), is never used by their training scripts.
+DEFAULT_TEMPERATURE = 0.05
+DEFAULT_ALPHA = 0.5  # SoundCLR hybrid: weight of the contrastive term; 1 - alpha weighs cross-entropy
+# How anchors without a positive (alone in their class in the batch) enter the batch mean. SoundCLR's
+# loss_fn/contrastive_loss.py divides by (mask.sum(1) + 1e-30), so such an anchor's term is 0, and then
+# averages over every anchor: "zero". "exclude" averages over anchors that have a positive only.
+# We believe "exclude" is the better loss: it is Khosla et al.'s L_out over the anchors it is defined for,
+# while "zero" shrinks the contrastive term by the share of anchors that have a positive, a share that
+# varies from batch to batch with the class mix, so the effective weight alpha of the hybrid drifts with it
+# (mildly: about 9 % of anchors lack a positive in a random ESC-50 batch of 128). "zero" is the default
+# because it is what SoundCLR computed.
+DEFAULT_POSITIVELESS = "zero"
+DEFAULT_PROJECTION = "linear"  # SoundCLR's models/model_projection.py: one Linear layer
+DEFAULT_PROJECTION_DIM = 64  # SoundCLR: size of the L2-normalised projection the contrastive loss sees
 # Why "supcon" is not a loss: trained alone, SupCon moves only the backbone and projection, so the
 # classifier head stays at its random init and the trial reports chance accuracy. SoundCLR trains it in two
 # stages (train_contrastiveLoss.py, then train_classifier.py on frozen features), which a trial does not do.
@@ -273,9 +290,9 @@ class LossConfig:
     """
 
     name: str = "ce"  # ce | hybrid
-    temperature: float = 0.05  # SoundCLR: SupCon temperature 0.05 (config.py; train_hybridLoss.py passes it)
-    alpha: float = 0.5  # SoundCLR: hybrid = alpha * SupCon + (1 - alpha) * CE
-    projection_dim: int = 64  # SoundCLR: 64-d projection head for the contrastive term
+    temperature: float = DEFAULT_TEMPERATURE  # SoundCLR: SupCon temperature 0.05 (see DEFAULT_TEMPERATURE)
+    alpha: float = DEFAULT_ALPHA  # SoundCLR: hybrid = alpha * SupCon + (1 - alpha) * CE
+    projection_dim: int = DEFAULT_PROJECTION_DIM  # SoundCLR: 64-d projection head for the contrastive term
     projection: str | None = None  # linear (SoundCLR: one Linear) | mlp (Linear-ReLU-Linear); None: linear
     positiveless: str | None = None  # zero (SoundCLR) | exclude: anchors without a positive; None: zero
 
@@ -289,7 +306,8 @@ class LossConfig:
         if self.name == "hybrid" and self.alpha == 1:
             raise ConfigError("loss.alpha 1 gives cross-entropy weight 0: the classifier head is never trained "
                               "(chance accuracy); use alpha < 1 (SoundCLR: 0.5)")
-        for key, valid, default in (("projection", PROJECTIONS, "linear"), ("positiveless", POSITIVELESS, "zero")):
+        for key, valid, default in (("projection", PROJECTIONS, DEFAULT_PROJECTION),
+                                    ("positiveless", POSITIVELESS, DEFAULT_POSITIVELESS)):
             value = getattr(self, key)
             if value is not None and value not in valid:
                 raise ConfigError(f"loss.{key} must be one of {valid}, got {value!r}")

@@ -1,5 +1,11 @@
 """Errors a user can act on. The CLI prints them as one clear message, without a traceback."""
 
+import re
+
+# Ray re-raises a worker's exception wrapped in its own error type, whose text holds ours as
+# "orchestrator.errors.<Name>Error: <message>" (the cause object itself is not always kept).
+_WRAPPED = re.compile(r"orchestrator\.errors\.\w+Error: (.+)")
+
 
 class RethinkError(Exception):
     """Base class: the message names the file or key at fault and how to fix it."""
@@ -19,3 +25,15 @@ class AudioError(RethinkError):
 
 class StorageError(RethinkError):
     """A storage URI is malformed, unreachable, or not writable."""
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The message to show for ``exc``: its own text for a RethinkError, the wrapped RethinkError's text when
+    Ray re-raised one from a worker, else None (a bug: let the traceback through)."""
+    if isinstance(exc, RethinkError):
+        return str(exc)
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, RethinkError):
+        return str(cause)
+    found = _WRAPPED.findall(str(exc))
+    return found[-1] if found else None

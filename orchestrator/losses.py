@@ -19,25 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.config import POSITIVELESS, SUPCON_REMOVED
+from orchestrator.config import (DEFAULT_ALPHA, DEFAULT_POSITIVELESS, DEFAULT_TEMPERATURE, LOSSES, POSITIVELESS,
+                                 SUPCON_REMOVED)
 from orchestrator.errors import ConfigError
 
-# SoundCLR's config.py sets 0.05 and train_hybridLoss.py passes it: HybridLoss(alpha=config.alpha,
-# temperature=config.temperature), which hands it to SupConLoss. Their classes' own default, 0.07 (from
-# HobbitLong/SupContrast), is never used by their training scripts.
-DEFAULT_TEMPERATURE = 0.05
-DEFAULT_ALPHA = 0.5  # SoundCLR hybrid: weight of the contrastive term; 1 - alpha weighs cross-entropy
-# How anchors without a positive (alone in their class in the batch) enter the batch mean. SoundCLR's
-# loss_fn/contrastive_loss.py divides by (mask.sum(1) + 1e-30), so such an anchor's term is 0, and then
-# averages over every anchor: "zero". "exclude" averages over anchors that have a positive only.
-# We believe "exclude" is the better loss: it is Khosla et al.'s L_out over the anchors it is defined for,
-# while "zero" shrinks the contrastive term by the share of anchors that have a positive, a share that
-# varies from batch to batch with the class mix, so the effective weight alpha of the hybrid drifts with it
-# (mildly: about 9 % of anchors lack a positive in a random ESC-50 batch of 128). "zero" is the default
-# because it is what SoundCLR computed.
-DEFAULT_POSITIVELESS = "zero"
-
-LOSS_NAMES = ("ce", "hybrid")
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -151,8 +136,8 @@ def make_loss(name: str, *, alpha: float = DEFAULT_ALPHA, temperature: float = D
     """
     if name == "supcon":
         raise ConfigError(SUPCON_REMOVED)
-    if name not in LOSS_NAMES:
-        raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSS_NAMES)}")
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
     if name == "ce":
         return Objective(name, label_smoothing=label_smoothing)
     if label_smoothing:

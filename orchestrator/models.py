@@ -39,10 +39,8 @@ facts (:class:`ArchSpec`, the registry, init modes) are :mod:`orchestrator.archi
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +48,10 @@ from torch import nn
 
 from orchestrator.architectures import (INIT_MODES, NUM_BLOCKS, ArchSpec, InceptionInputTransform,  # noqa: F401
                                         get_spec, list_models, parse_init)
-from orchestrator.weights import WeightsSource, atomic_write, is_under
+from orchestrator.weights import WeightsSource, is_under
 # re-exported: callers find weight files by model name here or in orchestrator.weights
 from orchestrator.weights import hub_cache_path, load_pretrained_state, read_state_dict, resolve_weights_file  # noqa: F401
+from orchestrator.config import DEFAULT_PROJECTION_DIM, PROJECTIONS
 from orchestrator.errors import ConfigError
 
 
@@ -224,34 +223,6 @@ def load_efficientnet_lite0_imagenet() -> nn.Module:
     return load_imagenet_model("efficientnet_lite0")
 
 
-def model_blocks(model_or_name: BlockNet | str) -> list[nn.Module] | tuple[tuple[str, ...], ...]:
-    """The blocks of a :class:`BlockNet` (modules), or of an architecture name (native module paths)."""
-    if isinstance(model_or_name, BlockNet):
-        return model_or_name.blocks
-    return get_spec(model_or_name).blocks
-
-
-def embedding_dim(model_or_name: BlockNet | str) -> int:
-    """Width of the pooled features: the input size a projection head needs."""
-    if isinstance(model_or_name, BlockNet):
-        return model_or_name.feature_dim
-    return get_spec(model_or_name).feature_dim
-
-
-def forward_features(model: BlockNet, x: torch.Tensor) -> torch.Tensor:
-    """Pooled backbone features (B, D) of ``model`` for input ``x``."""
-    return model.forward_features(x)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter elements (only those with ``requires_grad`` when ``trainable_only``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-DEFAULT_PROJECTION_DIM = 64  # SoundCLR: size of the L2-normalised projection the contrastive loss sees
-PROJECTION_KINDS = ("linear", "mlp")
-
-
 class ProjectionHead(nn.Module):
     """Projection for the contrastive loss, output L2-normalised (the input SupCon expects).
 
@@ -268,7 +239,7 @@ class ProjectionHead(nn.Module):
             hidden = hidden_dim or in_dim
             self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
         else:
-            raise ConfigError(f"projection must be one of {PROJECTION_KINDS}, got {kind!r}")
+            raise ConfigError(f"projection must be one of {PROJECTIONS}, got {kind!r}")
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Project (B, in_dim) features to unit-norm (B, out_dim) vectors."""
@@ -291,17 +262,3 @@ class ClassifierWithProjection(nn.Module):
         """Logits (B, num_classes) and unit-norm projections (B, proj_dim)."""
         features = self.model.forward_features(x)
         return self.model.classify(features), self.projection(features)
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model.state_dict()`` to ``path`` atomically (tensors only: loadable with weights_only)."""
-    return atomic_write(Path(path), lambda tmp: torch.save(model.state_dict(), tmp))
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
-    """Load a file written by :func:`save_weights` into ``model`` (same architecture and init mode)."""
-    try:
-        model.load_state_dict(read_state_dict(path), strict=strict)
-    except RuntimeError as exc:
-        raise ConfigError(f"weights in {path} do not fit the model: {exc}") from None
-    return model

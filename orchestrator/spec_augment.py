@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from orchestrator.config import MASK_FILLS
+from orchestrator.config import MASK_FILLS, MaskConfig
 
 
 class SpecMask(nn.Module):
@@ -31,8 +31,10 @@ class SpecMask(nn.Module):
     SoundCLR's ``random.randint(0, max_width)`` / ``random.randint(0, size - width)``.
     """
 
-    def __init__(self, freq_masks: int = 2, max_freq: int = 32, time_masks: int = 1, max_time: int = 32,
-                 fill: str = "max"):
+    # defaults: MaskConfig's (SoundCLR's 2 frequency masks of <= 32 bins, 1 time mask of <= 32 frames, max fill)
+    def __init__(self, freq_masks: int = MaskConfig.freq_masks, max_freq: int = MaskConfig.max_freq,
+                 time_masks: int = MaskConfig.time_masks, max_time: int = MaskConfig.max_time,
+                 fill: str = MaskConfig.fill):
         super().__init__()
         if fill not in MASK_FILLS:
             raise ValueError(f"mask fill must be one of {MASK_FILLS}, got {fill!r}")

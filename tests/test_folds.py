@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.datasets import load_manifest
-from orchestrator.datasets.folds import FoldRoles, Splits, assert_disjoint, fold_roles, fold_splits, official_splits
+from orchestrator.datasets.folds import FoldRoles, Splits, assert_disjoint, fold_roles, fold_splits
 from orchestrator.errors import ConfigError
 
 
@@ -56,15 +56,6 @@ def test_fold_roles_known_answers_and_the_rows_follow_them():
         roles, s = fold_roles([1, 2, 3, 4, 5], 3, split=split), fold_splits(rows, 3, split=split)
         assert (set(s.train["fold"]), set(s.valid["fold"]), set(s.test["fold"])) == (
             set(roles.train), set(roles.valid), {roles.test})
-
-
-def test_official_split_uses_test_takes_and_held_out_valid_groups(fsdd_root):
-    rows = with_augmented_copies(load_manifest("fsdd", fsdd_root), copies=1)
-    s = official_splits(rows, valid_fraction=0.2, seed=3)
-    assert len(s.test) == 300 and (s.test["split"] == "test").all()
-    assert (s.valid["split"] == "train").all() and not set(s.valid["group"]) & set(s.train["group"])
-    assert not (s.valid["clip_id"].str.contains("#aug")).any()
-    assert official_splits(rows, 0.2, seed=3).valid.equals(s.valid)  # deterministic
 
 
 def test_assert_disjoint_catches_leaks_through_augmented_copies():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from orchestrator.errors import ConfigError
@@ -90,29 +89,6 @@ def fold_splits(rows: pd.DataFrame, test_fold: int, valid_fold: int | None = Non
         test=rows[(rows["fold"] == test_fold) & original].reset_index(drop=True),
         test_fold=test_fold,
         valid_fold=roles.valid[0] if roles.valid else None,
-    )
-    assert_disjoint(splits)
-    return splits
-
-
-def official_splits(rows: pd.DataFrame, valid_fraction: float = 0.1, seed: int = 0) -> Splits:
-    """The dataset's official train/test ``split`` column; valid = seeded whole groups of the train part."""
-    if "split" not in rows or not (rows["split"] == "test").any():
-        raise ConfigError("this dataset has no official test split; use fold splits instead")
-    original = _originals(rows)
-    train_part = rows[rows["split"] != "test"]
-    key = train_part["group"] if "group" in rows else train_part["source_id" if "source_id" in rows else "clip_id"]
-    groups = sorted(key.unique())
-    rng = np.random.default_rng(seed)
-    n_valid = max(1, int(round(valid_fraction * len(groups))))
-    valid_groups = set(rng.choice(groups, size=n_valid, replace=False).tolist())
-    in_valid = key.isin(valid_groups)
-    splits = Splits(
-        train=train_part[~in_valid].reset_index(drop=True),
-        valid=train_part[in_valid & original[train_part.index]].reset_index(drop=True),
-        test=rows[(rows["split"] == "test") & original].reset_index(drop=True),
-        test_fold="official",
-        valid_fold="official-valid",
     )
     assert_disjoint(splits)
     return splits

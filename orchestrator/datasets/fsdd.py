@@ -49,9 +49,3 @@ def fsdd_manifest(root: str | Path | DatasetRoot) -> pd.DataFrame:
         for path, digit, speaker, take in parsed
     ]
     return finish_manifest(rows, root)
-
-
-def fsdd_speakers(root: str | Path) -> pd.DataFrame:
-    """Fold number -> speaker name table, for reports."""
-    manifest = fsdd_manifest(root)
-    return manifest.groupby("fold")["group"].first().reset_index().rename(columns={"group": "speaker"})
