@@ -30,3 +30,16 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory) -> str:
+    """The bundled FSDD subset at 3 x 32 x 32, preprocessed once per test run: real audio, small enough for
+    CPU trials in seconds. Tests only read it (a dataset version is immutable; trials never write into it)."""
+    from orchestrator.config import FeatureConfig
+    from orchestrator.preprocess import PreprocessRequest, preprocess
+
+    out = tmp_path_factory.mktemp("datasets")
+    return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(out),
+                                        features=FeatureConfig(height=32, width=32))).uri
+

@@ -7,6 +7,8 @@ too short) so tests see the pipeline meet them.
 
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +145,12 @@ def make_paper_plan(out: Path, models: tuple[str, ...] = PAPER_MODELS, ablations
     path = out / "paper.yaml"
     path.write_text(yaml.safe_dump(plan, sort_keys=False))
     return path
+
+
+def seed_dataset(version_uri: str, storage: Path, plan_name: str) -> Path:
+    """Copy a finished dataset version to where a plan called ``plan_name`` on ``storage`` builds its
+    datasets. A sweep whose plan asks for the same preprocessing then finds it (same settings, same version
+    name) and reuses it, as it would on a rerun, instead of featurizing the same clips again."""
+    dest = storage / plan_name / "datasets" / Path(version_uri).name
+    shutil.copytree(version_uri, dest)
+    return dest

@@ -46,7 +46,9 @@ def autoscaling_head():
     """A head with 1 CPU (Ray Data preprocessing runs there) and no trial_slot; workers of one type, 0..3."""
     head = start_autoscaling_head(1, {"trial": WORKER}, idle_timeout_minutes=5)
     yield head
-    left = head.stop()
+    # ray start --block takes ~30 s to wind down autoscaled worker nodes after SIGTERM; 5 s, then SIGKILL for
+    # the rest, ends the same processes (asserted below) without the wait
+    left = head.stop(timeout=5)
     head.cleanup()
     assert not left, f"processes of the autoscaling cluster still alive: {sorted(left)}"
 
@@ -75,8 +77,9 @@ def peak_overlap(runs: list[dict], slack: float = 1.0) -> tuple[int, list[tuple[
     return peak, pairs
 
 
-def test_queued_trials_make_the_autoscaler_add_nodes_and_run_side_by_side(autoscaling_head, tmp_path):
+def test_queued_trials_make_the_autoscaler_add_nodes_and_run_side_by_side(autoscaling_head, tiny_fsdd, tmp_path):
     plan = write_plan(tmp_path, inits=["pretrained"], seeds=SEEDS, optim={"epochs": 1, "lr": 0.001, "batch_size": 16},
+                      dataset=tiny_fsdd,
                       max_train_clips=32, max_concurrent_trials=0, max_failures=1,
                       resources={"num_workers": 1, "cpus_per_worker": 1, "custom": {"trial_slot": 1}})
     out = tmp_path / "driver.json"

@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.config import SCHEDULE_PRESETS, FeatureConfig, LossConfig, MaskConfig, OptimConfig, TrialConfig
+from orchestrator.config import SCHEDULE_PRESETS, LossConfig, MaskConfig, OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
 from orchestrator.losses import make_loss
 from orchestrator.plan import expand_grid, load_plan
-from orchestrator.preprocess import PreprocessRequest, preprocess
 from orchestrator.training import TrainStep, make_optimizer, make_scheduler, mixup
 from orchestrator.trial import InjectedFault, run_trial, trial_id
 
@@ -135,14 +134,6 @@ def test_mixup_step_loss_is_the_mix_of_two_cross_entropies():
     plain = TrainStep(network, torch.optim.SGD(network.parameters(), lr=0.0), TrialConfig(data="d"),
                       torch.device("cpu"))
     assert float(plain(x, y)) == pytest.approx(float(F.cross_entropy(network(x), y)), rel=1e-6)
-
-
-@pytest.fixture(scope="module")
-def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory) -> str:
-    """The bundled FSDD subset at 3 x 32 x 32 (real audio)."""
-    out = tmp_path_factory.mktemp("datasets")
-    return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(out),
-                                        features=FeatureConfig(height=32, width=32))).uri
 
 
 def test_modern_trial_resumes_with_the_same_curve(tiny_fsdd, tmp_path):

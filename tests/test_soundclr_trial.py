@@ -10,17 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.config import FeatureConfig, LossConfig, MaskConfig, OptimConfig, TrialConfig
-from orchestrator.preprocess import PreprocessRequest, preprocess
+from orchestrator.config import LossConfig, MaskConfig, OptimConfig, TrialConfig
 from orchestrator.trial import InjectedFault, run_trial, trial_id
-
-
-@pytest.fixture(scope="module")
-def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory) -> str:
-    """The bundled FSDD subset at 3 x 32 x 32 (real audio)."""
-    out = tmp_path_factory.mktemp("datasets")
-    return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(out),
-                                        features=FeatureConfig(height=32, width=32))).uri
 
 
 def test_soundclr_trial_resumes_with_the_same_curve(tiny_fsdd, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from layouts import seed_dataset
 
 from orchestrator.cli import main
 from orchestrator.config import OptimConfig, from_dict, to_dict
@@ -24,9 +25,10 @@ from orchestrator.trial import trial_id
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_plan(tmp_path: Path, folds=(2,), **overrides) -> Path:
+def write_plan(tmp_path: Path, folds=(2,), dataset: str | None = None, **overrides) -> Path:
     """A small real plan on the bundled FSDD subset (6 speaker folds; 32 x 32 inputs, 64 training clips per
-    epoch), testing ``folds``."""
+    epoch), testing ``folds``. ``dataset``: the session's ``tiny_fsdd`` version, copied into the plan's
+    storage so the sweep reuses it (tests that are not about preprocessing skip featurizing it again)."""
     raw = {
         "name": "t", "storage": str(tmp_path / "store"),
         "datasets": {"fsdd": {"preprocess": {"dataset": "fsdd", "root": str(REPO / "data" / "fsdd-mini"),
@@ -37,6 +39,8 @@ def write_plan(tmp_path: Path, folds=(2,), **overrides) -> Path:
     } | overrides
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(raw))
+    if dataset is not None:
+        seed_dataset(dataset, Path(raw["storage"]), raw["name"])
     return path
 
 
@@ -71,8 +75,8 @@ def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
         assert (report / "figures" / figure).stat().st_size > 1000
 
 
-def test_retries_resume_from_checkpoints_and_a_deterministic_crash_costs_max_failures_plus_one(ray_local, tmp_path):
-    plan = load_plan(write_plan(tmp_path, seeds=[0, 1], checkpoint_every=1))
+def test_retries_resume_from_checkpoints_and_a_deterministic_crash_costs_max_failures_plus_one(tiny_fsdd, tmp_path):
+    plan = load_plan(write_plan(tmp_path, seeds=[0, 1], checkpoint_every=1, dataset=tiny_fsdd))
     uris, folds = prepare_datasets(plan, plan_root(plan))
     grid = {(t.init, t.seed): t for t in expand_grid(plan, uris, folds)}
     crashes_once, always_fails = grid["random", 0], grid["pretrained", 1]
@@ -90,8 +94,9 @@ def test_retries_resume_from_checkpoints_and_a_deterministic_crash_costs_max_fai
     assert [s["resumed_at_epoch"] for n, s in done.items() if n != trial_id(crashes_once)] == [None, None]
 
 
-def test_resume_applies_an_edited_plan(ray_local, tmp_path, capsys):
-    plan = load_plan(write_plan(tmp_path, optim={"epochs": 1, "lr": 0.001, "batch_size": 16}, max_failures=0))
+def test_resume_applies_an_edited_plan(tiny_fsdd, tmp_path, capsys):
+    plan = load_plan(write_plan(tmp_path, optim={"epochs": 1, "lr": 0.001, "batch_size": 16}, max_failures=0,
+                                dataset=tiny_fsdd))
     uris, folds = prepare_datasets(plan, plan_root(plan))
     broken = next(t for t in expand_grid(plan, uris, folds) if t.init == "random")
     first = run_sweep(plan, faults={trial_id(broken): {"after_epoch": 1, "log": str(tmp_path / "f.log"), "times": 9}})
@@ -111,8 +116,8 @@ def test_resume_applies_an_edited_plan(ray_local, tmp_path, capsys):
     assert {n.split("-seed")[1][0] for n in summaries(root) if "-pretrained-" in n} == {"0", "1"}
 
 
-def test_killed_driver_resumes_with_one_result_per_grid_point(ray_local, tmp_path):
-    plan_file = write_plan(tmp_path, seeds=[0, 1], max_concurrent_trials=1)
+def test_killed_driver_resumes_with_one_result_per_grid_point(tiny_fsdd, tmp_path):
+    plan_file = write_plan(tmp_path, seeds=[0, 1], max_concurrent_trials=1, dataset=tiny_fsdd)
     root = tmp_path / "store" / "t"
     env = os.environ | {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sweep", str(plan_file)], cwd=REPO,
@@ -161,14 +166,14 @@ def phase2_configs(root: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("per_fold", [False, True], ids=["one-recipe", "per-fold"])
-def test_phase1_never_scores_on_a_fold_its_recipe_is_tested_on(ray_local, tmp_path, per_fold, capsys):
+def test_phase1_never_scores_on_a_fold_its_recipe_is_tested_on(tiny_fsdd, tmp_path, per_fold, capsys):
     # phase 2 tests folds 2 and 4. One recipe: the search on test fold 3 scores on fold 4, so fold 4 needs a
     # recipe from another search (test fold 4, scored on 5). Per fold: fold 2 <- scored on 3, 4 <- on 5, and
     # phase 2 on the paper's split (no validation fold): the searches still need theirs, so they stay nested.
     mode = {"per_fold": True} if per_fold else {"fold": 3}
     search = {"enabled": True, "num_samples": 2, "max_concurrent": 1, **mode}
     plan = load_plan(write_plan(tmp_path, folds=[2, 4], inits=["pretrained"], search=search,
-                                optim={"epochs": 1, "lr": 0.001, "batch_size": 16},
+                                optim={"epochs": 1, "lr": 0.001, "batch_size": 16}, dataset=tiny_fsdd,
                                 **({"split": "paper"} if per_fold else {})))
     result = run_sweep(plan)
     root = Path(result.root)

@@ -8,38 +8,26 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan import load_plan
 from orchestrator.plan_check import PlanError
 from orchestrator.sweep import run_sweep
 from orchestrator.tracking import EPOCH_METRICS, flatten, local_uri
-
-REPO = Path(__file__).resolve().parent.parent
-
+from test_sweep import write_plan as sweep_plan
 
 def write_plan(tmp_path: Path, **overrides) -> Path:
-    """The tiny FSDD plan of tests/test_sweep.py: test fold 2, 32 x 32 inputs, 64 training clips per epoch."""
-    raw = {
-        "name": "tracked", "storage": str(tmp_path / "store"),
-        "datasets": {"fsdd": {"preprocess": {"dataset": "fsdd", "root": str(REPO / "data" / "fsdd-mini"),
-                                             "features": {"height": 32, "width": 32}}, "folds": [2]}},
-        "models": ["efficientnet_lite0"], "inits": ["pretrained", "random"], "seeds": [0],
-        "optim": {"epochs": 2, "lr": 0.001, "batch_size": 16}, "max_train_clips": 64,
-        "max_concurrent_trials": 2, "max_failures": 0,
-    } | overrides
-    path = tmp_path / "plan.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    """tests/test_sweep.py's tiny FSDD plan (test fold 2, 32 x 32 inputs, 64 training clips per epoch), named
+    "tracked", failures not retried."""
+    return sweep_plan(tmp_path, **({"name": "tracked", "max_failures": 0} | overrides))
 
 
-def test_sweep_logs_every_trial_to_mlflow(ray_local, tmp_path):
+def test_sweep_logs_every_trial_to_mlflow(tiny_fsdd, tmp_path):
     from mlflow.tracking import MlflowClient
 
     # relative to the plan file, like every local path of a plan
     plan = load_plan(write_plan(tmp_path, tracking={"mlflow": "sqlite:///mlflow.db"},
-                                search={"enabled": True, "num_samples": 1, "epochs": 1}))
+                                search={"enabled": True, "num_samples": 1, "epochs": 1}, dataset=tiny_fsdd))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert plan.tracking.mlflow == uri
     result = run_sweep(plan)

@@ -11,23 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from orchestrator.config import FeatureConfig, OptimConfig, TrialConfig
+from orchestrator.config import OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
-from orchestrator.preprocess import PreprocessRequest, preprocess
 from orchestrator.trial import CHECKPOINT_FILE, InjectedFault, plan_trial, run_trial, trial_id
 from orchestrator.trial_data import canonical_train_order, load_trial_data
 from orchestrator.training import protocol_summary
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_acc", "test_acc", "lr", "seconds", "train_samples",
                  "samples_per_s"]
-
-
-@pytest.fixture(scope="module")
-def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory) -> str:
-    """The bundled FSDD subset at 3 x 32 x 32: real audio, small enough for CPU trials in seconds."""
-    out = tmp_path_factory.mktemp("datasets")
-    return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(out),
-                                        features=FeatureConfig(height=32, width=32))).uri
 
 
 def tiny_trial(data: str, **overrides) -> TrialConfig:
