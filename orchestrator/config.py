@@ -7,9 +7,9 @@ flows down. Every default is documented where it is defined.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -19,51 +19,60 @@ from orchestrator.errors import ConfigError
 T = TypeVar("T")
 
 
+# Every config dataclass carries this pydantic configuration (a plain dict: this module never imports pydantic,
+# so a trainer image without it can still import the configs). Strict: no bool for a number, no number for
+# a string; unknown keys are errors. Values are validated in pydantic's JSON mode, where lists fill tuples.
+STRICT: dict[str, Any] = {"extra": "forbid", "strict": True}
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing lists to tuples.
+    """Build config dataclass ``cls`` from plan/JSON data, validated by pydantic (strict types, tuple lengths,
+    unions, unknown keys); every problem becomes one line ``where.key.path: what is wrong (got value)``.
 
-    ``where`` prefixes error messages (e.g. ``"plan.features"``) so the user sees which key is wrong.
+    The classes' own ``__post_init__`` checks (ranges, allowed names) run too and keep their messages.
     """
-    data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key(s) {', '.join(prefix + k for k in unknown)}; valid keys: {', '.join(sorted(fields))}"
-        )
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in data.items():
-        values[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
+    from pydantic import ValidationError  # imported where configuration enters, not with the config classes
+
     try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+        return _adapter(cls).validate_json(json.dumps(data or {}, default=str))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_problem(cls, error, where) for error in exc.errors())) from None
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert plan/JSON values to the annotated type (nested dataclasses, tuples, numbers)."""
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return from_dict(hint, value, where=where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
+@functools.lru_cache(maxsize=None)
+def _adapter(cls: type) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
+
+
+def _problem(cls: type, error: dict[str, Any], where: str) -> str:
+    """One pydantic error as ``path: message``; an unknown key lists the valid keys of its section."""
+    keys = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    path = ".".join([where, *keys] if where else keys) or cls.__name__
+    if error["type"] == "unexpected_keyword_argument":
+        section = _section(cls, keys[:-1])
+        valid = f"; valid keys: {', '.join(sorted(f.name for f in dataclasses.fields(section)))}" if section else ""
+        return f"unknown key(s) {path}{valid}"
+    if error["type"] == "missing":
+        return (f"{path}: too few values ({error['loc'][-1]} given)" if isinstance(error["loc"][-1], int)
+                else f"missing key {path}")
+    got = f" (got {error['input']!r})" if not isinstance(error.get("input"), dict) else ""
+    return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{got}"
+
+
+def _section(cls: type, keys: list[str]) -> type | None:
+    """The config dataclass found at ``keys`` below ``cls`` (through optionals, dicts and tuples), if any."""
+    for key in keys:
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        hint = hints.get(key)
+        while hint is not None and not dataclasses.is_dataclass(hint):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            hint = args[-1] if args else None
+        if hint is None:
             return None
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(value, options[0], where) if len(options) == 1 else value
-    if origin is dict and isinstance(value, dict):
-        value_type = typing.get_args(hint)[1] if typing.get_args(hint) else Any
-        return {k: _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
-    if origin is tuple and isinstance(value, (list, tuple)):
-        args = typing.get_args(hint)
-        inner = args[0] if args else Any
-        return tuple(_coerce(v, inner, where) for v in value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and not isinstance(value, hint):
-        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
-    return value
+        cls = hint
+    return cls if dataclasses.is_dataclass(cls) else None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -92,6 +101,8 @@ class FeatureConfig:
     bilinearly to ``height x width``. ``n_fft`` is always ``n_fft_ms`` of samples (100 ms: 4410 at 44.1 kHz).
     ``mel_scale`` picks the filterbank and frame padding (see ``MEL_SCALES`` and ``orchestrator.features``).
     """
+
+    __pydantic_config__ = STRICT
 
     variant: str = "paper3ch"  # paper3ch: 3 (window, hop) pairs; mono3x: the first pair replicated 3 times
     sample_rate: int | None = None  # None: the dataset's native rate (ESC-50 44.1 kHz, US8K/GTZAN 22.05 kHz)
@@ -134,6 +145,8 @@ class AugmentConfig:
     pipeline (random speed scaling up to 1.25x either way, then random pad/crop back to the clip's length;
     :func:`orchestrator.augment.soundclr_wave_augment`); ``pitch_semitones`` / ``stretch_range`` do not apply.
     """
+
+    __pydantic_config__ = STRICT
 
     copies: int = 0  # K augmented copies per clip (0: none). They only ever join training splits.
     pitch_semitones: tuple[int, int] = (-2, 2)  # integer semitone shift drawn uniformly from this range
@@ -197,6 +210,8 @@ class OptimConfig:
     torch's cross-entropy smoothing. Both are cross-entropy only (TrialConfig rejects them with loss hybrid).
     """
 
+    __pydantic_config__ = STRICT
+
     lr: float = 1e-4  # paper: Adam, learning rate 1e-4
     weight_decay: float = 1e-3  # paper: weight decay 1e-3 (adam: L2 in the gradient; adamw: decoupled)
     batch_size: int = 32  # paper: batch size 32 (per trial; split across Ray Train workers)
@@ -239,6 +254,8 @@ MASK_FILLS = ("max", "zero", "mean")  # what SpecMask fills masked cells with (o
 @dataclass(frozen=True)
 class MaskConfig:
     """SoundCLR's SpecAugment-style masks, applied to training batches only (orchestrator/spec_augment.py)."""
+
+    __pydantic_config__ = STRICT
 
     freq_masks: int = 2  # SoundCLR: 2 frequency masks
     max_freq: int = 32  # of at most 32 mel bins each
@@ -288,6 +305,8 @@ class LossConfig:
     ``projection`` and ``positiveless`` only apply to ``hybrid``; left None they resolve to SoundCLR's choices
     (``linear``, ``zero``) there and stay None for ``ce``, so cross-entropy trials hash as before.
     """
+
+    __pydantic_config__ = STRICT
 
     name: str = "ce"  # ce | hybrid
     temperature: float = DEFAULT_TEMPERATURE  # SoundCLR: SupCon temperature 0.05 (see DEFAULT_TEMPERATURE)
@@ -357,6 +376,8 @@ AUGMENTED_MODES = ("draw", "all", "none")
 @dataclass(frozen=True)
 class TrialConfig:
     """One trial: one model, one init mode, one seed, one test fold on one dataset version."""
+
+    __pydantic_config__ = STRICT
 
     data: str  # URI of a preprocessed dataset version (the folder holding dataset.json)
     model: str = "efficientnet_lite0"  # a name from orchestrator.models.list_models()

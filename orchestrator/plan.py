@@ -16,7 +16,7 @@ from typing import Any, Callable
 import yaml
 
 from orchestrator.config import (AUGMENTED_MODES, CHECKPOINT_EVERY, SPLIT_MODES, AugmentConfig, FeatureConfig,
-                                 LossConfig, MaskConfig, OptimConfig, TrialConfig, check_gpu_share, from_dict,
+                                 STRICT, LossConfig, MaskConfig, OptimConfig, TrialConfig, check_gpu_share, from_dict,
                                  to_dict)
 from orchestrator.errors import ConfigError
 from orchestrator.plan_check import check_plan_file
@@ -26,6 +26,8 @@ from orchestrator.tracking import check_uri, local_uri
 @dataclass(frozen=True)
 class PreprocessSpec:
     """How to build a dataset version when the plan does not name one."""
+
+    __pydantic_config__ = STRICT
 
     dataset: str  # catalog name: esc50, esc10, us8k, gtzan, fsdd, folder
     root: str  # dataset folder (relative paths are relative to the plan file)
@@ -37,6 +39,8 @@ class PreprocessSpec:
 @dataclass(frozen=True)
 class DatasetPlan:
     """One dataset of the study: a version URI, or preprocess settings (then STORAGE/datasets is used)."""
+
+    __pydantic_config__ = STRICT
 
     data: str | None = None  # a finished dataset version (folder holding dataset.json)
     preprocess: PreprocessSpec | None = None
@@ -50,6 +54,8 @@ class DatasetPlan:
 @dataclass(frozen=True)
 class AblationPlan:
     """Extra init modes for some (dataset, model) pairs: the paper's fusion/freeze/cutoff studies."""
+
+    __pydantic_config__ = STRICT
 
     dataset: str
     model: str
@@ -70,6 +76,8 @@ class SearchConfig:
     Other datasets of the plan are never searched: they get the default mode's recipe (as before), and the
     plan's own optim with ``per_fold`` (there is no single recipe to transfer).
     """
+
+    __pydantic_config__ = STRICT
 
     enabled: bool = False
     num_samples: int = 16  # configurations tried per search
@@ -93,6 +101,8 @@ class SearchConfig:
 class TrackingConfig:
     """Opt-in experiment tracking (``orchestrator.tracking``): every trial of the sweep as an MLflow run."""
 
+    __pydantic_config__ = STRICT
+
     mlflow: str | None = None  # tracking URI: sqlite:///path.db, file:/path, http(s)://host, databricks
     experiment: str | None = None  # MLflow experiment; default: the plan's name
 
@@ -108,6 +118,8 @@ class TrackingConfig:
 class Resources:
     """What one trial asks Ray for. A single-worker trial reserves one bundle (CPUs, GPU share, custom) in
     its Tune trial; a multi-worker trial reserves it once per Ray Train worker."""
+
+    __pydantic_config__ = STRICT
 
     num_workers: int = 1  # DDP processes per trial; 1 runs the loop in the Tune trial itself (no Ray Train)
     cpus_per_worker: float = 1.0
@@ -129,6 +141,8 @@ class Resources:
 @dataclass(frozen=True)
 class Plan:
     """A whole study."""
+
+    __pydantic_config__ = STRICT
 
     name: str
     storage: str  # local path or s3:// URI; results go to STORAGE/<name>/
