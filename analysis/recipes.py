@@ -8,7 +8,7 @@ Everything else is recipe (optimiser, schedule, split mode, augmentation use, lo
 cap, ...), so a config field added later joins the recipe without touching this module.
 
 Records written before a field existed lack its key; it is filled with the value that reproduces the old
-behaviour (:data:`MISSING_MEANS`, = ``orchestrator.trial.ID_DEFAULTS``), else with the field's current
+behaviour (:data:`MISSING_MEANS`, = ``orchestrator.config.ID_DEFAULTS``), else with the field's current
 default, so old and new records of one recipe pool together.
 """
 
@@ -16,19 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import TrialConfig, stable_hash, to_dict
+from orchestrator.config import ID_DEFAULTS, TrialConfig, stable_hash, to_dict
 
 # Varies within a pool, or is a column of its own (flattened "section.key" names).
 NOT_RECIPE = frozenset({
     "seed", "fold", "valid_fold", "data", "model", "init", "loss.name", "weights", "download_weights",
     "num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "custom_resources", "checkpoint_every",
 })
-# What a missing key meant when the record was written: orchestrator.trial.ID_DEFAULTS (not imported here:
-# that module needs torch; tests/test_analysis_recipes.py checks the two agree).
-MISSING_MEANS: dict[str, Any] = {
-    "split": "nested", "augmented": "all", "optim.optimizer": "adam", "optim.warmup_epochs": 0,
-    "optim.schedule": "step", "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0, "loss.projection": None, "loss.positiveless": None, "mask.fill": "mean",
-}
+# What a missing key meant when the record was written: the value that keeps a trial's id as before it existed.
+MISSING_MEANS: dict[str, Any] = ID_DEFAULTS
 # Short names for the label; other keys show as their name without the "optim." prefix.
 _NAMES = {"optim.lr": "lr", "optim.weight_decay": "wd", "optim.batch_size": "bs", "max_train_clips": "train clips ≤"}
 _ORDER = ["optim.lr", "optim.batch_size", "optim.weight_decay", "optim.epochs"]

@@ -80,6 +80,21 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(obj)))
 
 
+def without_defaults(payload: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` less the fields ``defaults`` names ("section.key" paths) while they hold the value given
+    there: how a field added after results existed stays out of a hash at its old-behaviour value, so ids and
+    version names written before it keep matching (any other value is a new id)."""
+    payload = json.loads(json.dumps(payload))  # a deep copy; nested sections are edited below
+    for path, default in defaults.items():
+        *parents, key = path.split(".")
+        section = payload
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict) and key in section and section[key] == default:
+            del section[key]
+    return payload
+
+
 def stable_hash(payload: Any, length: int = 12) -> str:
     """A short content hash of a JSON-serialisable payload (sorted keys), used for version folders."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -169,10 +184,7 @@ class AugmentConfig:
         """What the dataset version hashes: every field, except fields added later while they hold the value
         that reproduces the old output (``kind: paper``), so versions written before they existed keep their
         names and are reused."""
-        payload = to_dict(self)
-        if payload["kind"] == "paper":
-            del payload["kind"]
-        return payload
+        return without_defaults(to_dict(self), {"kind": "paper"})
 
 
 SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
@@ -420,3 +432,19 @@ class TrialConfig:
                 if getattr(self.optim, key):
                     raise ConfigError(f"optim.{key} applies to loss 'ce' only, not {self.loss.name!r} (SupCon "
                                       f"needs one hard label per sample): set optim.{key}: 0 or loss.name: ce")
+
+
+# Fields added after results existed ("section.key" paths), left out of the id while they hold the value that
+# reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
+# not retrained), while any other value is a different trial.
+ID_DEFAULTS: dict[str, Any] = {
+    "split": "nested", "augmented": "all",  # the old behaviour: no split modes; every stored copy, every epoch
+    # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
+    "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
+    "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0,  # no mixup, hard labels: all trials before them
+    # None: a cross-entropy trial (no projection, no contrastive term). A hybrid trial resolves these to
+    # SoundCLR's linear / zero, which is not what hybrid trials ran before (an MLP head, positiveless anchors
+    # excluded), so they rightly get new ids.
+    "loss.projection": None, "loss.positiveless": None,
+    "mask.fill": "mean",  # masks were filled with the sample mean before; the new default (max) is a new trial
+}

@@ -29,7 +29,7 @@ import pyarrow as pa
 from orchestrator import errors, spectra, storage
 from orchestrator.audio import DEFAULT_MAX_SECONDS, decode_audio
 from orchestrator.augment import augmented_copy
-from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
+from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict, without_defaults
 from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
 from orchestrator.errors import ConfigError, RethinkError, StorageError
 from orchestrator.features import LogMelSpectrogram3, channel_params, featurize_clips
@@ -88,8 +88,7 @@ def resolved_features(request: PreprocessRequest) -> dict[str, Any]:
 
 def hashed_features(request: PreprocessRequest) -> dict[str, Any]:
     """``resolved_features`` less the fields still at their ``FEATURE_HASH_DEFAULTS`` value."""
-    features = resolved_features(request)
-    return {k: v for k, v in features.items() if k not in FEATURE_HASH_DEFAULTS or v != FEATURE_HASH_DEFAULTS[k]}
+    return without_defaults(resolved_features(request), FEATURE_HASH_DEFAULTS)
 
 
 def version_of(request: PreprocessRequest, manifest: pd.DataFrame) -> str:

@@ -39,7 +39,8 @@ import pyarrow as pa
 import torch
 
 from orchestrator import spectra, storage
-from orchestrator.config import TrialConfig, from_dict, resource_bundle, stable_hash, to_dict
+from orchestrator.config import (ID_DEFAULTS, TrialConfig, from_dict, resource_bundle, stable_hash, to_dict,
+                                 without_defaults)
 from orchestrator.datasets.folds import fold_roles
 from orchestrator.errors import ConfigError
 from orchestrator.trial_data import EvalSplit, load_trial_data
@@ -58,34 +59,10 @@ class InjectedFault(RuntimeError):
 # How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
 EXECUTION_ONLY = ("checkpoint_every", "custom_resources")
 
-# Fields added after results existed ("section.key" paths), left out of the id while they hold the value that
-# reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
-# not retrained), while any other value is a different trial.
-ID_DEFAULTS: dict[str, Any] = {
-    "split": "nested", "augmented": "all",  # the old behaviour: no split modes; every stored copy, every epoch
-    # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
-    "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
-    "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0,  # no mixup, hard labels: all trials before them
-    # None: a cross-entropy trial (no projection, no contrastive term). A hybrid trial resolves these to
-    # SoundCLR's linear / zero, which is not what hybrid trials ran before (an MLP head, positiveless anchors
-    # excluded), so they rightly get new ids.
-    "loss.projection": None, "loss.positiveless": None,
-    "mask.fill": "mean",  # masks were filled with the sample mean before; the new default (max) is a new trial
-}
-
-
 def _identity(cfg: TrialConfig) -> dict[str, Any]:
     """What a trial's id hashes: its config without execution-only keys and without new fields at their
-    backward-compatible defaults."""
-    identity = {k: v for k, v in to_dict(cfg).items() if k not in EXECUTION_ONLY}
-    for path, default in ID_DEFAULTS.items():
-        *parents, key = path.split(".")
-        section = identity
-        for name in parents:
-            section = section.get(name) if isinstance(section, dict) else None
-        if isinstance(section, dict) and key in section and section[key] == default:
-            del section[key]
-    return identity
+    backward-compatible defaults (``ID_DEFAULTS``)."""
+    return without_defaults({k: v for k, v in to_dict(cfg).items() if k not in EXECUTION_ONLY}, ID_DEFAULTS)
 
 
 def trial_id(cfg: TrialConfig) -> str:

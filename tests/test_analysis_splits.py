@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -156,9 +158,19 @@ def test_random_init_on_its_own_schedule_is_still_compared(tmp_path):
 
 
 def test_missing_keys_mean_what_the_trial_ids_say():
-    from orchestrator.trial import ID_DEFAULTS
+    """A record written before a field existed pools with one that holds the field at its old-behaviour value
+    (the value trial ids leave out): for every such field."""
+    from orchestrator.config import ID_DEFAULTS, LossConfig, MaskConfig
 
-    assert MISSING_MEANS == ID_DEFAULTS
+    assert MISSING_MEANS is ID_DEFAULTS
+    for path, old in ID_DEFAULTS.items():
+        *sections, key = path.split(".")
+        cfg = to_dict(TrialConfig(data="d", mask=MaskConfig(), loss=LossConfig()))
+        holder = cfg[sections[0]] if sections else cfg
+        holder[key] = old
+        record = json.loads(json.dumps(cfg))
+        del (record[sections[0]] if sections else record)[key]
+        assert recipe_of(record) == recipe_of(cfg), path
 
 
 def test_recipe_is_the_config_minus_what_varies_within_a_pool():
