@@ -31,12 +31,27 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> 
 
     The classes' own ``__post_init__`` checks (ranges, allowed names) run too and keep their messages.
     """
+    built, problems = _validate(cls, data, where)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return built
+
+
+def schema_problems(cls: type, data: dict[str, Any], where: str) -> list[str]:
+    """Every unknown key and wrongly typed value of ``data`` against ``cls``, worded as :func:`from_dict` words
+    them; the classes' own value checks (``__post_init__``) are left to the caller."""
+    return _validate(cls, data, where, own_checks=False)[1]
+
+
+def _validate(cls: type[T], data: dict[str, Any] | None, where: str,
+              own_checks: bool = True) -> tuple[T | None, list[str]]:
     from pydantic import ValidationError  # imported where configuration enters, not with the config classes
 
     try:
-        return _adapter(cls).validate_json(json.dumps(data or {}, default=str))
+        return _adapter(cls).validate_json(json.dumps(data or {}, default=str)), []
     except ValidationError as exc:
-        raise ConfigError("; ".join(_problem(cls, error, where) for error in exc.errors())) from None
+        errors = [e for e in exc.errors() if own_checks or e["type"] != "value_error"]
+        return None, [_problem(cls, error, where) for error in errors]
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,17 +63,25 @@ def _adapter(cls: type) -> Any:
 
 def _problem(cls: type, error: dict[str, Any], where: str) -> str:
     """One pydantic error as ``path: message``; an unknown key lists the valid keys of its section."""
-    keys = [str(part) for part in error["loc"] if not isinstance(part, int)]
-    path = ".".join([where, *keys] if where else keys) or cls.__name__
+    loc = error["loc"]
+    path = _path(loc, where) or cls.__name__
+    if error["type"] == "value_error":  # a class's own check (a ConfigError): its message names the key
+        return str(error["ctx"]["error"])
     if error["type"] == "unexpected_keyword_argument":
-        section = _section(cls, keys[:-1])
+        section = _section(cls, [str(part) for part in loc[:-1] if not isinstance(part, int)])
         valid = f"; valid keys: {', '.join(sorted(f.name for f in dataclasses.fields(section)))}" if section else ""
         return f"unknown key(s) {path}{valid}"
     if error["type"] == "missing":
-        return (f"{path}: too few values ({error['loc'][-1]} given)" if isinstance(error["loc"][-1], int)
+        return (f"{_path(loc[:-1], where)}: too few values ({loc[-1]} given)" if isinstance(loc[-1], int)
                 else f"missing key {path}")
     got = f" (got {error['input']!r})" if not isinstance(error.get("input"), dict) else ""
     return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{got}"
+
+
+def _path(loc: tuple, where: str) -> str:
+    """``("datasets", "fsdd", "folds", 1)`` -> ``plan.datasets.fsdd.folds[1]`` (with ``where`` = "plan")."""
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return f"{where}{path}" if where else path.lstrip(".")
 
 
 def _section(cls: type, keys: list[str]) -> type | None:

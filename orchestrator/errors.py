@@ -11,8 +11,11 @@ class RethinkError(Exception):
     """Base class: the message names the file or key at fault and how to fix it."""
 
 
-class ConfigError(RethinkError):
-    """A configuration value or key is invalid (unknown key, wrong type, out of range)."""
+class ConfigError(RethinkError, ValueError):
+    """A configuration value or key is invalid (unknown key, wrong type, out of range).
+
+    Also a ValueError: raised by a config class's own check during pydantic validation, it is collected with
+    the plan's other problems instead of ending the validation at the first one."""
 
 
 class ManifestError(RethinkError):

@@ -19,8 +19,6 @@ last one silently), then checks the raw mapping against the plan schema and the 
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -106,10 +104,7 @@ def check_plan_file(path: str | Path, storage_override: str | None = None) -> No
 
 def plan_problems(raw: dict, base: Path) -> list[str]:
     """Every problem of a raw plan mapping; relative local paths are relative to ``base``."""
-    from orchestrator.plan import Plan
-
-    problems: list[str] = []
-    _unknown_keys(raw, Plan, "plan", problems)
+    problems: list[str] = _schema(raw)
     _check_name(raw.get("name"), problems)
     for key in ("models", "inits", "losses", "seeds"):
         _non_empty_list(raw, key, problems)
@@ -131,36 +126,16 @@ def plan_problems(raw: dict, base: Path) -> list[str]:
 # ---------------------------------------------------------------- sections
 
 
-def _unknown_keys(raw: Any, cls: type, where: str, problems: list[str]) -> None:
-    """Unknown keys of ``raw`` against dataclass ``cls``, recursing into nested config sections."""
-    if not isinstance(raw, dict):
-        return
-    fields = {f.name for f in dataclasses.fields(cls)}
-    extra = {"preset"} if cls.__name__ == "OptimConfig" else set()
-    unknown = sorted(str(k) for k in set(raw) - fields - extra)
-    if unknown:
-        problems.append(f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; valid keys: "
-                        f"{', '.join(sorted(fields))}")
-    hints = typing.get_type_hints(cls)
-    for name, value in raw.items():
-        if name in fields:
-            _unknown_nested(value, hints[name], f"{where}.{name}", problems)
+def _schema(raw: dict) -> list[str]:
+    """Unknown keys and wrongly typed values anywhere in the plan, with their key paths: the plan schema's own
+    validation (:func:`orchestrator.config.schema_problems`, pydantic) on the raw mapping. ``optim.preset`` is a
+    plan-file shorthand (expanded by ``load_plan``, checked in :func:`_check_optim`), not a field."""
+    from orchestrator.config import schema_problems
+    from orchestrator.plan import Plan
 
-
-def _unknown_nested(value: Any, hint: Any, where: str, problems: list[str]) -> None:
-    """Recurse into a field: a config dataclass, a dict of them, or a tuple of them."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-        hint, args = args[0], list(typing.get_args(args[0]))
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        _unknown_keys(value, hint, where, problems)
-    elif origin is dict and isinstance(value, dict) and args and dataclasses.is_dataclass(args[-1]):
-        for key, item in value.items():
-            _unknown_keys(item, args[-1], f"{where}.{key}", problems)
-    elif origin is tuple and isinstance(value, list) and args and dataclasses.is_dataclass(args[0]):
-        for i, item in enumerate(value):
-            _unknown_keys(item, args[0], f"{where}[{i}]", problems)
+    raw = {k: ({n: v for n, v in s.items() if n != "preset"} if k in ("optim", "random_optim") and isinstance(s, dict)
+               else s) for k, s in raw.items()}
+    return schema_problems(Plan, raw, "plan")
 
 
 def _check_name(name: Any, problems: list[str]) -> None:
@@ -214,11 +189,11 @@ def _at(where: str, values: Any, i: int) -> str:
 
 
 def _check_ints(values: Any, where: str, problems: list[str], allowed: list[int] | None = None) -> None:
-    """Integers; with ``allowed``, folds that the dataset has."""
+    """With ``allowed``: folds that the dataset has (values of another type are the schema's problem)."""
     for i, value in enumerate(values if isinstance(values, list) else [values]):
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{_at(where, values, i)} must be an integer, got {value!r}")
-        elif allowed is not None and value not in allowed:
+            continue  # a type error: reported by the schema
+        if allowed is not None and value not in allowed:
             shown = (f"{allowed[0]}-{allowed[-1]}" if allowed == list(range(allowed[0], allowed[-1] + 1))
                      else str(allowed))
             problems.append(f"{_at(where, values, i)}: fold {value} is not in the dataset's folds {shown}")
@@ -352,8 +327,8 @@ def _check_optim(optim: Any, where: str, problems: list[str]) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{where}.{key} must be a number, got {value!r}")
-        elif value < low or (strict and value == low):
+            continue  # a type error: reported by the schema
+        if value < low or (strict and value == low):
             problems.append(f"{where}.{key} must be {'>' if strict else '>='} {low}, got {value!r}")
 
 
@@ -409,7 +384,7 @@ def _check_numbers(raw: dict, problems: list[str]) -> None:
     """Counts and resource numbers: non-negative, and at least one worker per trial."""
     for key in ("max_concurrent_trials", "max_failures", "max_folds", "max_train_clips"):
         value = raw.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:  # other types: the schema's
             problems.append(f"plan.{key} must be an integer >= 0, got {value!r}")
     resources = raw.get("resources") or {}
     for key, value in (resources.items() if isinstance(resources, dict) else []):

@@ -31,7 +31,7 @@ BAD_VALUES = [
     (LossConfig, {"name": "focal"}, "plan.loss", "loss.name must be one of ('ce', 'hybrid'), got 'focal'"),
     (MaskConfig, {"fill": "noise"}, "plan.mask", "mask.fill must be one of ('max', 'zero', 'mean'), got 'noise'"),
     (Plan, {"name": "p", "storage": "s", "datasets": {"fsdd": {"data": "d", "folds": ["2"]}}}, "plan",
-     "plan.datasets.fsdd.folds: input should be a valid integer (got '2')"),
+     "plan.datasets.fsdd.folds[0]: input should be a valid integer (got '2')"),
     (Plan, {"name": "p", "storage": "s", "datasets": {"fsdd": {"data": "d"}}, "resources": {"gpu_per_worker": 1}}, "plan",
      "unknown key(s) plan.resources.gpu_per_worker; valid keys: cpus_per_worker, custom, gpus_per_worker,"),
 ]
@@ -50,6 +50,11 @@ def test_several_problems_are_reported_together():
         from_dict(TrialConfig, {"data": "d", "seed": True, "optim": {"lr": "fast"}})
     assert str(error.value) == ("seed: input should be a valid integer (got True); "
                                 "optim.lr: input should be a valid number (got 'fast')")
+    # a class's own check does not hide the type problems of other sections
+    with pytest.raises(ConfigError) as error:
+        from_dict(TrialConfig, {"data": "d", "seed": "x", "optim": {"lr": -1}, "mask": {"fill": "noise"}})
+    assert str(error.value) == ("seed: input should be a valid integer (got 'x'); optim.lr must be > 0, got -1.0; "
+                                "mask.fill must be one of ('max', 'zero', 'mean'), got 'noise'")
 
 
 def test_good_values_round_trip_and_keep_their_trial_id():
@@ -69,5 +74,6 @@ def test_a_bad_plan_value_is_one_line_from_the_cli(tmp_path, capsys, fsdd_root):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(plan))
     assert main(["sweep", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err
-    assert err == "error: plan.datasets.fsdd.preprocess.augment.pitch_semitones: too few values (1 given)\n"
+    assert err == (f"error: {tmp_path / 'bad.yaml'}: 1 problem: "
+                   "plan.datasets.fsdd.preprocess.augment.pitch_semitones: too few values (1 given)\n")
     assert not (tmp_path / "store").exists()  # nothing started, nothing written

@@ -63,7 +63,7 @@ def test_every_problem_is_listed_at_once_with_its_key(tmp_path):
     ({"models": []}, "plan.models must be a non-empty list"),
     ({"inits": []}, "plan.inits must be a non-empty list"),
     ({"losses": ["ce", "focal"]}, "plan.losses[1]: unknown loss 'focal'"),
-    ({"seeds": [0, "one"]}, "plan.seeds[1] must be an integer, got 'one'"),
+    ({"seeds": [0, "one"]}, "plan.seeds[1]: input should be a valid integer (got 'one')"),
     ({"optim": {"batch_size": 0}}, "plan.optim.batch_size must be >= 1, got 0"),
     ({"weights": {"efficientnet_lite0": "missing.pth"}}, "plan.weights.efficientnet_lite0: weights file"),
     ({"weights": {"resnet9": "s3://b/k"}}, "plan.weights.resnet9: unknown model"),
