@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,9 +17,10 @@ from orchestrator.errors import ConfigError
 from orchestrator.losses import make_loss
 from orchestrator.plan import expand_grid, load_plan
 from orchestrator.training import TrainStep, make_optimizer, make_scheduler, mixup
-from orchestrator.trial import InjectedFault, run_trial, trial_id
+from orchestrator.trial import trial_id
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
+from resume_check import crash_resume_compare
 
 
 def lrs(optim: OptimConfig) -> list[float]:
@@ -142,14 +141,7 @@ def test_modern_trial_resumes_with_the_same_curve(tiny_fsdd, tmp_path):
     optim = OptimConfig(**{**MODERN, "epochs": 3, "batch_size": 16})
     cfg = TrialConfig(data=tiny_fsdd, model="efficientnet_lite0", init="pretrained", fold=2, seed=3, optim=optim,
                       mask=MaskConfig(max_freq=6, max_time=6), max_train_clips=96, checkpoint_every=1)
-    with pytest.raises(InjectedFault):
-        run_trial(cfg, str(tmp_path / "crashed"), fault={"after_epoch": 1, "log": str(tmp_path / "faults.log")})
-    assert run_trial(cfg, str(tmp_path / "crashed"))["resumed_at_epoch"] == 2
-    run_trial(cfg, str(tmp_path / "whole"))
-    curves = [pq.read_table(tmp_path / run / trial_id(cfg) / "epochs.parquet").to_pandas()
-              for run in ("crashed", "whole")]
-    timing = ["seconds", "samples_per_s"]
-    pd.testing.assert_frame_equal(curves[0].drop(columns=timing), curves[1].drop(columns=timing))
+    _, curve = crash_resume_compare(cfg, tmp_path)
     # warm-up 0.1 + 0.9 * 1 / 1 = 1, then 0.5 (1 + cos(pi a / 2)): 1, 0.5
-    assert curves[1]["lr"].tolist() == pytest.approx([1e-3, 1e-3, 0.5e-3], rel=1e-9)
-    assert curves[1]["train_loss"].notna().all() and (curves[1]["test_acc"] > 0).all()
+    assert curve["lr"].tolist() == pytest.approx([1e-3, 1e-3, 0.5e-3], rel=1e-9)
+    assert curve["train_loss"].notna().all() and (curve["test_acc"] > 0).all()
