@@ -8,15 +8,21 @@ CLI as one line, exit status 2). Heavy modules (torch, captum, matplotlib) load 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
     """Add ``tables`` and ``query`` to an argparse subparsers object."""
     tables = subparsers.add_parser("tables", help="results -> paper tables, figures and report.md/html")
-    tables.add_argument("--results", required=True, help="results root (STORAGE/<plan name>/) or trials folder; "
-                                                         "local path or s3:// URI")
-    tables.add_argument("--out", required=True, help="output folder: local path or s3:// URI")
+    tables.add_argument("--results", required=True, help="results root (STORAGE/<plan name>/) or trials folder, "
+                                                         "local path or s3:// URI; or a plan YAML (its results)")
+    tables.add_argument("--out", default=None, help="output folder: local path or s3:// URI (default "
+                                                    "<results>/report)")
+    tables.add_argument("--storage", default=None, help="with a plan: override its storage")
+    tables.add_argument("--smoke", action="store_true", help="with a plan: its --smoke results; and SVCCA/IG off")
+    tables.add_argument("--json", action="store_true", help="a one-line JSON summary on stdout")
     tables.add_argument("--no-svcca", action="store_true", help="skip SVCCA (Fig. 2a): it runs networks on CPU")
     tables.add_argument("--no-ig", action="store_true", help="skip Integrated Gradients (Fig. 3)")
     tables.add_argument("--max-clips", type=int, default=10, help="clips per Integrated Gradients figure (10)")
@@ -53,21 +59,44 @@ def svcca_clips(text: str) -> int | None:
     return value
 
 
+def results_of(target: str, storage: str | None, smoke: bool) -> str:
+    """The results URI of ``target``: a plan file's STORAGE/<plan name> (``--smoke``: its smoke name), or
+    ``target`` itself."""
+    if target.endswith((".yaml", ".yml")) and Path(target).is_file():
+        from orchestrator.plan import load_plan, smoke as shrink
+        from orchestrator.sweep import plan_root
+
+        plan = load_plan(target, storage=storage)
+        return plan_root(shrink(plan) if smoke else plan).uri
+    return target
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     """Build the report; print where it is and what was skipped."""
     from analysis.records import describe_skipped
     from analysis.report import build_report
+    from orchestrator import storage
 
-    written = build_report(args.results, args.out, svcca=not args.no_svcca, attribution=not args.no_ig,
-                           max_clips=args.max_clips, svcca_clips=args.svcca_clips, ig_steps=args.ig_steps)
-    print(f"{written['trials']} finished trials ({written['unfinished']} skipped): "
-          f"{len(written['tables'])} tables, {len(written['figures'])} figures")
-    print(f"  -> {written['report_md']}")
-    print(f"  -> {written['report_html']}")
+    results = results_of(args.results, args.storage, args.smoke)
+    out = args.out or storage.resolve(results).join("report").uri
+    storage.check_writable(storage.resolve(out))  # before any work: a wrong bucket fails in seconds
+    svcca, attribution = (False, False) if args.smoke else (not args.no_svcca, not args.no_ig)
+    print(f"tables: {results} -> {out} (SVCCA {'on' if svcca else 'off'}, Integrated Gradients "
+          f"{'on' if attribution else 'off'})", file=sys.stderr if args.json else sys.stdout)
+    written = build_report(results, out, svcca=svcca, attribution=attribution, max_clips=args.max_clips,
+                           svcca_clips=args.svcca_clips, ig_steps=args.ig_steps)
     for line in describe_skipped(written["skipped_trials"]):
         print(line, file=sys.stderr)
     for reason in written["skipped"][len(written["skipped_trials"]):]:
         print(f"skipped: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"results": results, "report": written["report_html"], "trials": written["trials"],
+                          "tables": sorted(written["tables"]), "skipped": written["skipped"]}, default=str))
+        return 0
+    print(f"{written['trials']} finished trials ({written['unfinished']} skipped): "
+          f"{len(written['tables'])} tables, {len(written['figures'])} figures")
+    print(f"  -> {written['report_md']}")
+    print(f"  -> {written['report_html']}")
     return 0
 
 

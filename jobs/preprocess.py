@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the working dir, when not pip-installed
 
-from orchestrator.cli import main  # noqa: E402
+from jobs._shared import run_cli  # noqa: E402
 
 SMOKE = ["--height", "32", "--width", "32", "--augment-copies", "0"]  # later flags win in argparse
 
@@ -24,4 +24,4 @@ def arguments(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(arguments(sys.argv[1:])))
+    sys.exit(run_cli(arguments(sys.argv[1:])))

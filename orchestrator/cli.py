@@ -1,4 +1,4 @@
-"""Command line: ``rethink-audio preprocess | train | plan | sweep | tables | query | demo``.
+"""Command line: ``rethink-audio preprocess | train | plan | sweep | run | tables | query | demo``.
 
 Errors the user can fix (``RethinkError``) are printed as one message with exit status 2, never as a bare
 traceback; ``--json`` prints a one-line JSON summary on stdout (logs go to stderr).
@@ -105,7 +105,10 @@ def cmd_train(args) -> int:
 
 
 def _add_sweep(sub) -> None:
-    p = sub.add_parser("sweep", help="a whole experiment plan on Ray Tune (search, then every trial)")
+    _add_sweep_options(sub.add_parser("sweep", help="a whole experiment plan on Ray Tune (search, then every trial)"))
+
+
+def _add_sweep_options(p) -> None:
     p.add_argument("plan", help="plan YAML (plans/demo.yaml, plans/paper.yaml, ...)")
     p.add_argument("--storage", default=None, help="override the plan's storage URI (local path or s3://)")
     p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
@@ -186,31 +189,72 @@ def _with_split(plan, split: str | None):
     return dataclasses.replace(plan, split=split) if split else plan
 
 
-def cmd_sweep(args) -> int:
-    """Run a plan: quiet by default (one line per epoch and per trial), --verbose for Ray's own output."""
-    import contextlib
+def _start(plan, args, *, more_outputs: tuple[str, ...] = ()) -> bool:
+    """What a sweep or a whole run does before any compute: the cost preview (and question), writable storage
+    (a wrong bucket fails before Ray starts), Ray (``--address``, else ``RAY_ADDRESS``, else a private local
+    one) and what it offers. False when the user declines the cost (nothing started)."""
     import os
 
     from orchestrator import storage
-    from orchestrator.plan import load_plan, smoke
     from orchestrator.plan_check import check_cluster
     from orchestrator.ray_runtime import ensure_ray
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep import plan_root
 
-    plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
-    plan = _with_split(smoke(plan) if args.smoke else plan, args.split)
     if not confirm_cost(plan, args):  # before any storage or Ray call: nothing has started yet
-        print("sweep cancelled: nothing was started", file=sys.stderr)
-        return 1
-    storage.check_writable(storage.resolve(plan.storage))  # a wrong bucket fails before Ray starts
+        print(f"{args.command} cancelled: nothing was started", file=sys.stderr)
+        return False
+    for uri in (plan.storage, *more_outputs):
+        _check_output(storage.resolve(uri))
+    print(f"[{args.command}] plan {plan.name}: results -> {plan_root(plan).uri}", file=sys.stderr, flush=True)
     ensure_ray(args.address, log_to_driver=args.verbose)
     attached = bool(args.address or os.environ.get("RAY_ADDRESS"))
+    if attached:
+        import ray
+
+        offered = ray.cluster_resources()
+        print(f"[{args.command}] joined the Ray cluster at {args.address or os.environ['RAY_ADDRESS']}: "
+              f"{int(offered.get('CPU', 0))} CPUs, {int(offered.get('GPU', 0))} GPUs now (an autoscaling cluster "
+              "adds nodes as trials ask for them)", file=sys.stderr, flush=True)
     warning = check_cluster(plan, attached=attached)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     if attached and not args.verbose:  # on a cluster, say where the output that is not shown went
         print("note: worker logs stay on the nodes (`ray logs`, the dashboard); --verbose streams them here",
               file=sys.stderr)
+    return True
+
+
+def _check_output(loc) -> None:
+    """The output is writable; on a cluster, a local folder is only on the node running the driver (and a
+    job's working dir, which Ray deletes later), so say so."""
+    import os
+
+    from orchestrator import storage
+
+    storage.check_writable(loc)
+    if not loc.is_s3 and os.environ.get("RAY_ADDRESS"):
+        inside = Path(loc.path).resolve().is_relative_to(Path.cwd().resolve())
+        print(f"warning: results go to {loc.path} on the node running this driver"
+              + (", inside the job's working dir, which Ray deletes later" if inside else "")
+              + "; multi-node clusters need shared storage: pass --storage s3://bucket/prefix", file=sys.stderr)
+
+
+def _load_for_run(args):
+    from orchestrator.plan import load_plan, smoke
+
+    plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
+    return _with_split(smoke(plan) if args.smoke else plan, args.split)
+
+
+def cmd_sweep(args) -> int:
+    """Run a plan: quiet by default (one line per epoch and per trial), --verbose for Ray's own output."""
+    import contextlib
+
+    from orchestrator.sweep import run_sweep
+
+    plan = _load_for_run(args)
+    if not _start(plan, args):
+        return 1
     # --json: stdout carries the summary line alone, so every progress line of the run goes to stderr
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         result = run_sweep(plan, resume=args.resume, ray_address=args.address, quiet=not args.verbose)
@@ -225,6 +269,32 @@ def cmd_sweep(args) -> int:
             print(f"  failed: {name} (rerun with --resume to retry it; finished trials are kept)")
         print(f"  results: {result.root}")
     return 0 if not result.failed else 1
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="a whole plan: preprocess -> search -> grid -> tables, skipping finished stages")
+    _add_sweep_options(p)
+    p.add_argument("--report", default=None, help="report folder (default <results>/report; local or s3://)")
+    p.add_argument("--no-svcca", action="store_true", help="skip SVCCA (Fig. 2a)")
+    p.add_argument("--no-ig", action="store_true", help="skip Integrated Gradients (Fig. 3)")
+
+
+def cmd_run(args) -> int:
+    """The four stages of orchestrator.pipeline; exit status 1 when a trial failed (rerun to retry it)."""
+    import contextlib
+
+    from orchestrator.pipeline import run_plan
+
+    plan = _load_for_run(args)
+    if not _start(plan, args, more_outputs=(args.report,) if args.report else ()):
+        return 1
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        summary = run_plan(plan, args.report, resume=args.resume, smoke=args.smoke, svcca=not args.no_svcca,
+                           attribution=not args.no_ig)
+    print(json.dumps(summary) if args.json else
+          f"run done in {summary['minutes']} min: {summary['finished']}/{summary['trials']} trials finished, "
+          f"{len(summary['failed'])} failed; stages {summary['stages']}; report {summary['report']}")
+    return 1 if summary["failed"] else 0
 
 
 def _preprocess_request(args):
@@ -312,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_plan(sub)
     _add_sweep(sub)
+    _add_run(sub)
     demo = sub.add_parser("demo", help="run the main job on the bundled FSDD subset")
     demo.add_argument("--out", default=str(REPO_ROOT / "runs"),
                       help="storage root; results go to OUT/demo (default: runs/ in the repository)")
@@ -327,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "plan": cmd_plan, "sweep": cmd_sweep,
-            "demo": cmd_demo}
+            "run": cmd_run, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -187,15 +187,18 @@ def test_sweep_under_the_threshold_does_not_ask(tmp_path, monkeypatch, capsys):
 
 
 def test_jobs_log_the_preview_and_never_ask(tmp_path, monkeypatch, capsys):
-    """jobs/sweep.py and jobs/paper.py call run_sweep themselves (not `rethink-audio sweep`), so they have no
-    prompt to skip with --yes; they log the preview, even above the threshold and without a terminal."""
+    """Jobs run the CLI with --yes: the preview goes to the job log (stderr), nothing is asked, even above the
+    threshold and without a terminal."""
     sys.path.insert(0, str(REPO))
-    from jobs._shared import log_cost
+    from jobs import paper, sweep
+    from orchestrator.cli import build_parser, confirm_cost
 
     monkeypatch.setattr(sys, "stdin", NoTerminal())
-    log_cost(load_plan(str(REPO / "plans" / "paper.yaml")))
-    out = capsys.readouterr().out
-    assert "[job] ## Cost preview: plan paper, on a10g" in out and "[job] | **all** | | | **530** |" in out
+    for job in (sweep, paper):
+        args = build_parser().parse_args(job.arguments([str(REPO / "plans" / "paper.yaml")]))
+        assert confirm_cost(load_plan(args.plan), args)
+        err = capsys.readouterr().err
+        assert "## Cost preview: plan paper, on a10g" in err and "| **all** | | | **530** |" in err
 
 
 def test_kuberay_manifest_gives_instance_types_from_node_affinity():

@@ -133,7 +133,7 @@ def test_sweep_job_succeeds_with_results_in_s3(submitted, s3_env):
 
     logs = submitted.logs["sweep"]
     assert submitted.statuses["sweep"] == "SUCCEEDED", logs[-4000:]
-    assert f"[job] plan demo-smoke: results -> {STORAGE}/demo-smoke" in logs
+    assert f"[sweep] plan demo-smoke: results -> {STORAGE}/demo-smoke" in logs
     assert "joined the Ray cluster at 127.0.0.1:" in logs  # RAY_ADDRESS from the job supervisor
     summary = last_json(logs)
     assert summary["trials"] == summary["finished"] == 2 and summary["failed"] == []
@@ -155,7 +155,7 @@ def test_paper_job_skips_finished_stages_and_builds_the_tables(submitted, s3_env
     logs = submitted.logs["paper"]
     assert submitted.statuses["paper"] == "SUCCEEDED", logs[-4000:]
     for stage in ("preprocess", "search", "grid"):
-        assert f"[job] stage {stage} skipped" in logs
+        assert f"[run] stage {stage} skipped" in logs
     summary = last_json(logs)
     assert summary["stages"]["grid"] == "skipped" and summary["finished"] == 2
     keys = set(s3_env.objects(BUCKET, ROOT_KEY + "report/"))
