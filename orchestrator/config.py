@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, ConfigValueError
 
 T = TypeVar("T")
 
@@ -40,7 +40,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> 
 def schema_problems(cls: type, data: dict[str, Any], where: str) -> list[str]:
     """Every unknown key and wrongly typed value of ``data`` against ``cls``, worded as :func:`from_dict` words
     them; the classes' own value checks (``__post_init__``) are left to the caller."""
-    return _validate(cls, data, where, own_checks=False)[1]
+    try:
+        return _validate(cls, data, where, own_checks=False)[1]
+    except ConfigError:  # a check that is not a ConfigValueError stops validation: the caller's checks report it
+        return []
 
 
 def _validate(cls: type[T], data: dict[str, Any] | None, where: str,
@@ -65,7 +68,7 @@ def _problem(cls: type, error: dict[str, Any], where: str) -> str:
     """One pydantic error as ``path: message``; an unknown key lists the valid keys of its section."""
     loc = error["loc"]
     path = _path(loc, where) or cls.__name__
-    if error["type"] == "value_error":  # a class's own check (a ConfigError): its message names the key
+    if error["type"] == "value_error":  # a class's own check (ConfigValueError): its message names the key
         return str(error["ctx"]["error"])
     if error["type"] == "unexpected_keyword_argument":
         section = _section(cls, [str(part) for part in loc[:-1] if not isinstance(part, int)])
@@ -155,21 +158,21 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if self.variant not in FEATURE_VARIANTS:
-            raise ConfigError(f"features.variant must be one of {FEATURE_VARIANTS}, got {self.variant!r}")
+            raise ConfigValueError(f"features.variant must be one of {FEATURE_VARIANTS}, got {self.variant!r}")
         if self.mel_scale not in MEL_SCALES:
-            raise ConfigError(f"features.mel_scale must be one of {MEL_SCALES} (htk: the paper's torchaudio "
+            raise ConfigValueError(f"features.mel_scale must be one of {MEL_SCALES} (htk: the paper's torchaudio "
                               f"defaults; slaney: the earlier librosa recipe), got {self.mel_scale!r}")
         if len(self.windows_ms) != 3 or len(self.hops_ms) != 3:
-            raise ConfigError("features.windows_ms and features.hops_ms need exactly 3 values (one per channel)")
+            raise ConfigValueError("features.windows_ms and features.hops_ms need exactly 3 values (one per channel)")
         if any(h <= 0 for h in self.hops_ms) or any(w <= 0 for w in self.windows_ms):
-            raise ConfigError("features.windows_ms and features.hops_ms must be positive")
+            raise ConfigValueError("features.windows_ms and features.hops_ms must be positive")
         if max(self.windows_ms) > self.n_fft_ms:
-            raise ConfigError("features.windows_ms cannot exceed features.n_fft_ms")
+            raise ConfigValueError("features.windows_ms cannot exceed features.n_fft_ms")
         for name in ("n_mels", "height"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"features.{name} must be >= 1")
+                raise ConfigValueError(f"features.{name} must be >= 1")
         if self.width is not None and self.width < 1:
-            raise ConfigError("features.width must be >= 1")
+            raise ConfigValueError("features.width must be >= 1")
 
 
 AUGMENT_KINDS = ("paper", "soundclr")
@@ -194,14 +197,14 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if self.copies < 0:
-            raise ConfigError("augment.copies must be >= 0")
+            raise ConfigValueError("augment.copies must be >= 0")
         lo, hi = self.stretch_range
         if not 0 < lo <= hi:
-            raise ConfigError("augment.stretch_range must be 0 < low <= high")
+            raise ConfigValueError("augment.stretch_range must be 0 < low <= high")
         if self.pitch_semitones[0] > self.pitch_semitones[1]:
-            raise ConfigError("augment.pitch_semitones must be (low, high) with low <= high")
+            raise ConfigValueError("augment.pitch_semitones must be (low, high) with low <= high")
         if self.kind not in AUGMENT_KINDS:
-            raise ConfigError(f"augment.kind must be one of {AUGMENT_KINDS}, got {self.kind!r}")
+            raise ConfigValueError(f"augment.kind must be one of {AUGMENT_KINDS}, got {self.kind!r}")
 
     def identity(self) -> dict[str, Any]:
         """What the dataset version hashes: every field, except fields added later while they hold the value
@@ -267,13 +270,13 @@ class OptimConfig:
                               ("mixup_alpha", self.mixup_alpha >= 0, ">= 0 (0: off)"),
                               ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)")):
             if not ok:
-                raise ConfigError(f"optim.{key} must be {rule}, got {getattr(self, key)!r}")
+                raise ConfigValueError(f"optim.{key} must be {rule}, got {getattr(self, key)!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ConfigValueError(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ConfigValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.schedule != "step" and self.milestones:
-            raise ConfigError("optim.milestones only apply to schedule 'step'; remove them or use schedule: step")
+            raise ConfigValueError("optim.milestones only apply to schedule 'step'; remove them or use schedule: step")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "OptimConfig":
@@ -302,7 +305,7 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         if self.fill not in MASK_FILLS:
-            raise ConfigError(f"mask.fill must be one of {MASK_FILLS}, got {self.fill!r}")
+            raise ConfigValueError(f"mask.fill must be one of {MASK_FILLS}, got {self.fill!r}")
 
 
 LOSSES = ("ce", "hybrid")
@@ -352,19 +355,19 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.name == "supcon":
-            raise ConfigError(SUPCON_REMOVED)
+            raise ConfigValueError(SUPCON_REMOVED)
         if self.name not in LOSSES:
-            raise ConfigError(f"loss.name must be one of {LOSSES}, got {self.name!r}")
+            raise ConfigValueError(f"loss.name must be one of {LOSSES}, got {self.name!r}")
         if not 0 <= self.alpha <= 1 or self.temperature <= 0:
-            raise ConfigError("loss.alpha must be in [0, 1] and loss.temperature > 0")
+            raise ConfigValueError("loss.alpha must be in [0, 1] and loss.temperature > 0")
         if self.name == "hybrid" and self.alpha == 1:
-            raise ConfigError("loss.alpha 1 gives cross-entropy weight 0: the classifier head is never trained "
+            raise ConfigValueError("loss.alpha 1 gives cross-entropy weight 0: the classifier head is never trained "
                               "(chance accuracy); use alpha < 1 (SoundCLR: 0.5)")
         for key, valid, default in (("projection", PROJECTIONS, DEFAULT_PROJECTION),
                                     ("positiveless", POSITIVELESS, DEFAULT_POSITIVELESS)):
             value = getattr(self, key)
             if value is not None and value not in valid:
-                raise ConfigError(f"loss.{key} must be one of {valid}, got {value!r}")
+                raise ConfigValueError(f"loss.{key} must be one of {valid}, got {value!r}")
             if value is None and self.name != "ce":
                 object.__setattr__(self, key, default)  # frozen dataclass: resolve the default once, here
 
@@ -381,11 +384,11 @@ def check_gpu_share(gpus: float, num_workers: int, key: str) -> None:
     """GPUs per worker: 0 (CPU), a fraction of one GPU (several single-worker trials share it), or a whole
     number. DDP trials (several workers) need whole GPUs: NCCL cannot put two ranks on one device."""
     if gpus < 0:
-        raise ConfigError(f"{key} must be >= 0, got {gpus}")
+        raise ConfigValueError(f"{key} must be >= 0, got {gpus}")
     if gpus > 1 and gpus != int(gpus):
-        raise ConfigError(f"{key} {gpus}: above 1 it must be a whole number of GPUs")
+        raise ConfigValueError(f"{key} {gpus}: above 1 it must be a whole number of GPUs")
     if num_workers > 1 and 0 < gpus < 1:
-        raise ConfigError(f"{key} {gpus}: fractional GPUs only for single-worker trials (num_workers is "
+        raise ConfigValueError(f"{key} {gpus}: fractional GPUs only for single-worker trials (num_workers is "
                           f"{num_workers}); DDP ranks need a whole GPU each")
 
 
@@ -438,22 +441,22 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
-            raise ConfigError("num_workers must be >= 1")
+            raise ConfigValueError("num_workers must be >= 1")
         if self.split not in SPLIT_MODES:
-            raise ConfigError(f"split must be one of {SPLIT_MODES}, got {self.split!r}")
+            raise ConfigValueError(f"split must be one of {SPLIT_MODES}, got {self.split!r}")
         if self.augmented not in AUGMENTED_MODES:
-            raise ConfigError(f"augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
+            raise ConfigValueError(f"augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
         if self.split == "paper" and self.valid_fold is not None:
-            raise ConfigError("valid_fold is only for split 'nested': split 'paper' has no validation fold")
+            raise ConfigValueError("valid_fold is only for split 'nested': split 'paper' has no validation fold")
         if self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+            raise ConfigValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         check_gpu_share(self.gpus_per_worker if self.use_gpu else 0.0, self.num_workers, "gpus_per_worker")
         if self.loss.name != "ce":
             # Both act on the cross-entropy of hard labels; the hybrid's SupCon term needs each sample's one
             # class for its positives, which a mixed sample does not have.
             for key in ("mixup_alpha", "label_smoothing"):
                 if getattr(self.optim, key):
-                    raise ConfigError(f"optim.{key} applies to loss 'ce' only, not {self.loss.name!r} (SupCon "
+                    raise ConfigValueError(f"optim.{key} applies to loss 'ce' only, not {self.loss.name!r} (SupCon "
                                       f"needs one hard label per sample): set optim.{key}: 0 or loss.name: ce")
 
 

@@ -11,11 +11,14 @@ class RethinkError(Exception):
     """Base class: the message names the file or key at fault and how to fix it."""
 
 
-class ConfigError(RethinkError, ValueError):
-    """A configuration value or key is invalid (unknown key, wrong type, out of range).
+class ConfigError(RethinkError):
+    """A configuration value or key is invalid (unknown key, wrong type, out of range)."""
 
-    Also a ValueError: raised by a config class's own check during pydantic validation, it is collected with
-    the plan's other problems instead of ending the validation at the first one."""
+
+class ConfigValueError(ConfigError, ValueError):
+    """A config class's own check failed (``__post_init__``). Also a ValueError, so that pydantic collects it
+    with the plan's other problems instead of stopping at it; only the config classes raise it (code that
+    catches ValueError elsewhere never sees a ConfigError it should let through)."""
 
 
 class ManifestError(RethinkError):

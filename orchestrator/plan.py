@@ -18,7 +18,7 @@ import yaml
 from orchestrator.config import (AUGMENTED_MODES, CHECKPOINT_EVERY, SPLIT_MODES, AugmentConfig, FeatureConfig,
                                  STRICT, LossConfig, MaskConfig, OptimConfig, TrialConfig, check_gpu_share, from_dict,
                                  to_dict)
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, ConfigValueError
 from orchestrator.plan_check import check_plan_file
 from orchestrator.tracking import check_uri, local_uri
 
@@ -48,7 +48,7 @@ class DatasetPlan:
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.preprocess is None):
-            raise ConfigError("each dataset needs exactly one of 'data' (a version URI) or 'preprocess'")
+            raise ConfigValueError("each dataset needs exactly one of 'data' (a version URI) or 'preprocess'")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.per_fold and self.fold is not None:
-            raise ConfigError(f"plan.search.fold {self.fold} and plan.search.per_fold: per_fold searches every "
+            raise ConfigValueError(f"plan.search.fold {self.fold} and plan.search.per_fold: per_fold searches every "
                               "phase-2 test fold on its own; remove plan.search.fold (or set per_fold: false)")
 
 
@@ -110,7 +110,7 @@ class TrackingConfig:
         if self.mlflow is not None:
             check_uri(self.mlflow)
         elif self.experiment is not None:
-            raise ConfigError("plan.tracking.experiment without plan.tracking.mlflow: add the tracking URI "
+            raise ConfigValueError("plan.tracking.experiment without plan.tracking.mlflow: add the tracking URI "
                               "(e.g. mlflow: sqlite:///mlflow.db) or remove plan.tracking")
 
 
@@ -130,11 +130,11 @@ class Resources:
 
     def __post_init__(self) -> None:
         if self.num_workers < 1 or self.cpus_per_worker < 0:
-            raise ConfigError("plan.resources.num_workers must be >= 1 and cpus_per_worker >= 0")
+            raise ConfigValueError("plan.resources.num_workers must be >= 1 and cpus_per_worker >= 0")
         check_gpu_share(self.gpus_per_worker, self.num_workers, "plan.resources.gpus_per_worker")
         for name, amount in self.custom.items():
             if amount < 0 or name in ("CPU", "GPU", "memory"):
-                raise ConfigError(f"plan.resources.custom.{name}: a custom resource needs an amount >= 0 and "
+                raise ConfigValueError(f"plan.resources.custom.{name}: a custom resource needs an amount >= 0 and "
                                   "a name other than CPU, GPU, memory")
 
 
@@ -172,17 +172,17 @@ class Plan:
 
     def __post_init__(self) -> None:
         if not self.datasets:
-            raise ConfigError("plan.datasets must name at least one dataset")
+            raise ConfigValueError("plan.datasets must name at least one dataset")
         if self.split not in SPLIT_MODES:
-            raise ConfigError(f"plan.split must be one of {SPLIT_MODES}, got {self.split!r}")
+            raise ConfigValueError(f"plan.split must be one of {SPLIT_MODES}, got {self.split!r}")
         if self.augmented not in AUGMENTED_MODES:
-            raise ConfigError(f"plan.augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
+            raise ConfigValueError(f"plan.augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
         if self.checkpoint_every < 1:
-            raise ConfigError(f"plan.checkpoint_every must be >= 1 (epochs between checkpoints), "
+            raise ConfigValueError(f"plan.checkpoint_every must be >= 1 (epochs between checkpoints), "
                               f"got {self.checkpoint_every}")
         for a in self.ablations:
             if a.dataset not in self.datasets:
-                raise ConfigError(f"ablation dataset {a.dataset!r} is not in plan.datasets {list(self.datasets)}")
+                raise ConfigValueError(f"ablation dataset {a.dataset!r} is not in plan.datasets {list(self.datasets)}")
 
 
 def load_plan(path: str | Path, storage: str | None = None) -> Plan:

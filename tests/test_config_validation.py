@@ -57,6 +57,16 @@ def test_several_problems_are_reported_together():
                                 "mask.fill must be one of ('max', 'zero', 'mean'), got 'noise'")
 
 
+def test_only_the_config_classes_own_checks_are_value_errors():
+    """pydantic collects a check that raises a ValueError with the other problems; ConfigError itself is not
+    one, so code that catches ValueError elsewhere (a query parser, storage) never swallows a user error."""
+    from orchestrator.errors import ConfigValueError
+
+    assert issubclass(ConfigValueError, (ConfigError, ValueError)) and not issubclass(ConfigError, ValueError)
+    with pytest.raises(ConfigValueError):
+        OptimConfig(lr=0)
+
+
 def test_good_values_round_trip_and_keep_their_trial_id():
     cfg = TrialConfig(data="d", fold=3, optim=OptimConfig.preset("soundclr", epochs=5), loss=LossConfig(name="hybrid"),
                       mask=MaskConfig(), custom_resources={"slot": 1.0})
