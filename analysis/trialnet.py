@@ -42,6 +42,11 @@ class TrialInfo:
     cfg: TrialConfig
     num_classes: int
     test_fold: int
+    train_folds: tuple[int, ...]
+
+    def input_stats(self):
+        """The per-channel (mean, std) the trial standardised its inputs with; None when it did not."""
+        return spectra.input_stats(self.cfg.data, self.train_folds) if self.cfg.standardize else None
 
 
 def read_trial(trial_uri: str) -> TrialInfo:
@@ -51,7 +56,8 @@ def read_trial(trial_uri: str) -> TrialInfo:
     config = storage.read_json(loc.join("config.json"))
     known = {f.name for f in dataclasses.fields(TrialConfig)}
     cfg = from_dict(TrialConfig, {k: v for k, v in config["trial"].items() if k in known})
-    return TrialInfo(loc.uri, config["trial_id"], cfg, int(config["num_classes"]), int(config["folds"]["test"][0]))
+    return TrialInfo(loc.uri, config["trial_id"], cfg, int(config["num_classes"]), int(config["folds"]["test"][0]),
+                     tuple(int(f) for f in config["folds"]["train"]))
 
 
 def newest_checkpoint(trial_uri: str) -> storage.Location:
@@ -93,7 +99,7 @@ def initial_network(info: TrialInfo) -> nn.Module:
     """The network exactly as the trial built it before its first step, in eval mode."""
     with preserved_rng():
         seed_everything(info.cfg.seed)
-        return build_network(info.cfg, info.num_classes).eval()
+        return build_network(info.cfg, info.num_classes, info.input_stats()).eval()
 
 
 def final_network(info: TrialInfo) -> nn.Module:
@@ -106,7 +112,7 @@ def final_network(info: TrialInfo) -> nn.Module:
     kind = info.cfg.init.partition(":")[0]
     skeleton = info.cfg if kind == "cutoff" else dataclasses.replace(info.cfg, init="random")
     with preserved_rng():
-        network = build_network(skeleton, info.num_classes)
+        network = build_network(skeleton, info.num_classes, info.input_stats())
     blob = torch.load(io.BytesIO(store.read_bytes(state_file)), map_location="cpu", weights_only=True)
     network.load_state_dict(blob["model"])
     return network.eval()

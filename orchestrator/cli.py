@@ -60,6 +60,8 @@ def _add_train(sub) -> None:
     p.add_argument("--augmented", default="draw", choices=["draw", "all", "none"],
                    help="the dataset's augmented copies: draw one per clip afresh each epoch (the paper), use "
                         "all every epoch, or none")
+    p.add_argument("--standardize", action="store_true",
+                   help="standardise each input channel with the training folds' mean/std (not the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="paper", choices=["paper", "paper-random", "soundclr"],
                    help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350; "
@@ -86,7 +88,8 @@ def cmd_train(args) -> int:
                  if v is not None}
     cfg = TrialConfig(
         data=args.data, model=args.model, init=args.init, weights=args.weights, fold=args.fold,
-        valid_fold=args.valid_fold, split=args.split, augmented=args.augmented, seed=args.seed, optim=OptimConfig.preset(args.schedule, **overrides),
+        valid_fold=args.valid_fold, split=args.split, augmented=args.augmented,
+        standardize=args.standardize, seed=args.seed, optim=OptimConfig.preset(args.schedule, **overrides),
         loss=LossConfig(name=args.loss), mask=MaskConfig() if args.mask else None,
         num_workers=args.workers, use_gpu=args.gpu,
     )

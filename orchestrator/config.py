@@ -427,6 +427,10 @@ class TrialConfig:
     split: str = "nested"  # nested: train / a whole valid fold / test fold; paper: train on every fold but
     # the test fold, no valid fold (the paper's protocol: its epoch is read off the test curve)
     augmented: str = "draw"  # draw | all | none: how the dataset's augmented copies join training (above)
+    # False (the paper): the log-mel values go in as they are. True: each channel is standardised with the
+    # mean and std of the training folds' original clips (the dataset card's input_stats) before the first
+    # layer, the statistics an ImageNet network's stem saw after ImageNet normalisation (mean 0, std 1).
+    standardize: bool = False
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -464,7 +468,7 @@ class TrialConfig:
 # reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
 # not retrained), while any other value is a different trial.
 ID_DEFAULTS: dict[str, Any] = {
-    "split": "nested", "augmented": "all",  # the old behaviour: no split modes; every stored copy, every epoch
+    "split": "nested", "augmented": "all", "standardize": False,  # the old behaviour: no split modes; every stored copy, every epoch
     # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
     "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
     "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0,  # no mixup, hard labels: all trials before them

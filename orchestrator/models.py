@@ -223,6 +223,26 @@ def load_efficientnet_lite0_imagenet() -> nn.Module:
     return load_imagenet_model("efficientnet_lite0")
 
 
+class Standardize(nn.Module):
+    """``(x - mean_c) / std_c`` per input channel, with fixed statistics (buffers: saved in checkpoints)."""
+
+    def __init__(self, mean, std) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1).clone())
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W) in x's dtype."""
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def standardize_input(model: BlockNet, mean, std) -> BlockNet:
+    """Put :class:`Standardize` first in ``model``'s stem (before Inception-v3's input transform, which
+    expects ImageNet-normalised inputs: standardised ones have their statistics)."""
+    model.stem = nn.Sequential(OrderedDict([("standardize", Standardize(mean, std)), *model.stem.named_children()]))
+    return model
+
+
 class ProjectionHead(nn.Module):
     """Projection for the contrastive loss, output L2-normalised (the input SupCon expects).
 

@@ -158,6 +158,7 @@ class Plan:
     split: str = "nested"  # nested: a validation fold picks the epoch; paper: train on every fold but the test
     # fold, no validation fold (the paper's protocol). README "Protocols".
     augmented: str = "draw"  # how trials use the datasets' augmented copies: draw (the paper) | all | none
+    standardize: bool = False  # standardise inputs per channel with the training folds' mean/std (not the paper)
     weights: dict[str, str] = field(default_factory=dict)  # model -> weights file or s3:// URI
     download_weights: bool = False  # torchvision weights enum may download (clusters with internet)
     ablations: tuple[AblationPlan, ...] = ()
@@ -290,7 +291,7 @@ def expand_grid(plan: Plan, data_uris: dict[str, str], folds_of: dict[str, list[
             download_weights=plan.download_weights, fold=fold, seed=seed,
             optim=(plan.random_optim or recipe_of(name, fold)) if init == "random" else recipe_of(name, fold),
             loss=dataclasses.replace(plan.loss, name=loss), mask=plan.mask, split=plan.split,
-            augmented=plan.augmented,
+            augmented=plan.augmented, standardize=plan.standardize,
             num_workers=plan.resources.num_workers, use_gpu=plan.resources.gpus_per_worker > 0,
             cpus_per_worker=plan.resources.cpus_per_worker, gpus_per_worker=plan.resources.gpus_per_worker or 1.0,
             custom_resources=dict(plan.resources.custom), max_train_clips=plan.max_train_clips,

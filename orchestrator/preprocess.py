@@ -364,6 +364,8 @@ def _write_card(request, root, manifest, rejected, out, version) -> dict:
             "per_class": {str(k): int(v) for k, v in originals.groupby("label_name").size().items()},
         },
         "rejected": rejected.astype(str).to_dict("records"),
+        # per fold and channel: count, sum, sum of squares of the original clips (optional standardisation)
+        "input_stats": spectra.fold_stats(out.uri),
     }
     storage.write_json(out.join(spectra.CARD), card)
     return card

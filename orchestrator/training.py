@@ -29,7 +29,7 @@ from torch import nn
 
 from orchestrator.config import OptimConfig, TrialConfig
 from orchestrator.losses import make_loss, split_outputs
-from orchestrator.models import ClassifierWithProjection, create_model, parse_init
+from orchestrator.models import ClassifierWithProjection, create_model, parse_init, standardize_input
 from orchestrator.spec_augment import SpecMask
 
 PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
@@ -43,12 +43,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_network(cfg: TrialConfig, num_classes: int) -> nn.Module:
-    """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid."""
+def build_network(cfg: TrialConfig, num_classes: int,
+                  input_stats: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Module:
+    """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid.
+
+    ``input_stats``: per-channel (mean, std) of the training folds (``spectra.input_stats``), required with
+    ``cfg.standardize``: the backbone's stem then starts with that standardisation.
+    """
     kind, _ = parse_init(cfg.init)
     pretrained = False if kind == "random" else (cfg.weights or True)
     backbone = create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, init=cfg.init,
                             allow_download=cfg.download_weights)
+    if cfg.standardize:
+        if input_stats is None:
+            raise ValueError("standardize needs the training folds' input_stats (orchestrator.spectra.input_stats)")
+        backbone = standardize_input(backbone, *input_stats)
     if cfg.loss.name == "ce":
         return backbone
     return ClassifierWithProjection(backbone, proj_dim=cfg.loss.projection_dim, kind=cfg.loss.projection)

@@ -235,7 +235,8 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     """Build (or resume), train for the configured epochs, report every epoch, checkpoint, write records."""
     cfg = from_dict(TrialConfig, job["trial"])
     seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
-    network = session.prepare(build_network(cfg, job["num_classes"]))
+    stats = spectra.input_stats(cfg.data, job["folds"]["train"]) if cfg.standardize else None
+    network = session.prepare(build_network(cfg, job["num_classes"], stats))
     optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
     state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()

@@ -1,19 +1,24 @@
 """A modern recipe (AdamW, warm-up + cosine, mixup, label smoothing) piece by piece against hand-worked
 numbers, from its plan, and as a real trial on the bundled FSDD subset that resumes from its checkpoint with
-the uninterrupted curve. It is no named preset: it lost to the paper's recipe (README "A modern recipe")."""
+the uninterrupted curve; inputs standardised with the training folds' statistics from the dataset card. It is
+no named preset: it lost to the paper's recipe (README "A modern recipe")."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.trialnet import final_network, read_trial
+from orchestrator import spectra
 from orchestrator.config import SCHEDULE_PRESETS, LossConfig, MaskConfig, OptimConfig, TrialConfig
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, StorageError
+from orchestrator.models import Standardize
 from orchestrator.losses import make_loss
 from orchestrator.plan import expand_grid, load_plan
 from orchestrator.training import TrainStep, make_optimizer, make_scheduler, mixup
@@ -87,6 +92,31 @@ def test_old_trial_ids_unchanged_by_the_new_fields():
     assert trial_id(cfg) == "resnet18-pretrained-ce-fold1-seed0-a982319c"  # tests/test_optim.py OLD_IDS["ce"]
     assert trial_id(TrialConfig(data="d", model="resnet18", augmented="all",
                                 optim=OptimConfig(mixup_alpha=0.3))) != trial_id(cfg)
+    assert trial_id(TrialConfig(data="d", model="resnet18", augmented="all", standardize=True)) != trial_id(cfg)
+
+
+def test_card_input_stats_give_the_training_folds_mean_and_std(tiny_fsdd):
+    """The card's per-fold sums give exactly the mean/std numpy computes over the training folds' original
+    clips (augmented copies and other folds left out); a card without them is answered from the Parquet."""
+    card = spectra.read_card(tiny_fsdd)
+    assert set(card["input_stats"]) == {str(f) for f in card["folds"]}
+    table = spectra.read_table(tiny_fsdd, folds=[1, 3], columns=["spec", "aug_copy"])
+    originals = spectra.spec_array(table)[table["aug_copy"].is_null().to_numpy(zero_copy_only=False)]
+    values = originals.astype(np.float64).transpose(1, 0, 2, 3).reshape(3, -1)
+    mean, std = spectra.input_stats(tiny_fsdd, [1, 3])
+    assert mean == pytest.approx(values.mean(axis=1), rel=1e-5) and std == pytest.approx(values.std(axis=1), rel=1e-5)
+    fold1 = spectra.read_table(tiny_fsdd, folds=[1], columns=["aug_copy"])
+    assert card["input_stats"]["1"]["count"] == fold1["aug_copy"].null_count * 32 * 32
+    older = {k: v for k, v in card.items() if k != "input_stats"}
+    again = spectra.input_stats(tiny_fsdd, [1, 3], card=older)
+    assert np.allclose(again[0], mean) and np.allclose(again[1], std)
+    with pytest.raises(StorageError, match="no statistics for training folds"):
+        spectra.input_stats(tiny_fsdd, [99])
+    standardised = (torch.from_numpy(originals.astype(np.float32)) - torch.from_numpy(mean).view(3, 1, 1)) \
+        / torch.from_numpy(std).view(3, 1, 1)
+    assert torch.allclose(Standardize(mean, std)(torch.from_numpy(originals.astype(np.float32))), standardised)
+    per_channel = standardised.transpose(0, 1).reshape(3, -1)
+    assert per_channel.mean(dim=1).abs().max() < 1e-3 and (per_channel.std(dim=1) - 1).abs().max() < 1e-3
 
 
 def test_label_smoothing_is_torchs_and_the_textbook_formula():
@@ -140,8 +170,17 @@ def test_modern_trial_resumes_with_the_same_curve(tiny_fsdd, tmp_path):
     reproduces the uninterrupted curve: losses, accuracies and the warm-up + cosine learning rates."""
     optim = OptimConfig(**{**MODERN, "epochs": 3, "batch_size": 16})
     cfg = TrialConfig(data=tiny_fsdd, model="efficientnet_lite0", init="pretrained", fold=2, seed=3, optim=optim,
-                      mask=MaskConfig(max_freq=6, max_time=6), max_train_clips=96, checkpoint_every=1)
+                      mask=MaskConfig(max_freq=6, max_time=6), max_train_clips=96, checkpoint_every=1,
+                      standardize=True)
     _, curve = crash_resume_compare(cfg, tmp_path)
     # warm-up 0.1 + 0.9 * 1 / 1 = 1, then 0.5 (1 + cos(pi a / 2)): 1, 0.5
     assert curve["lr"].tolist() == pytest.approx([1e-3, 1e-3, 0.5e-3], rel=1e-9)
     assert curve["train_loss"].notna().all() and (curve["test_acc"] > 0).all()
+    # the statistics are the training folds' (split nested, test 2, valid 3: the others), in the checkpoint
+    info = read_trial(str(tmp_path / "whole" / trial_id(cfg)))
+    assert info.train_folds == tuple(f for f in spectra.read_card(tiny_fsdd)["folds"] if f not in (2, 3))
+    network = final_network(info)
+    mean, std = spectra.input_stats(tiny_fsdd, info.train_folds)
+    assert torch.equal(network.stem.standardize.mean.flatten(), torch.from_numpy(mean))
+    assert torch.equal(network.stem.standardize.std.flatten(), torch.from_numpy(std))
+    assert not np.allclose(mean, spectra.input_stats(tiny_fsdd, [2, 3])[0])  # other folds: other statistics
