@@ -38,7 +38,7 @@ SUMMARY_COLUMNS = ["best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_e
                    "valid_selected_epoch", "valid_selected_valid_acc", "epochs", "resumed_at_epoch",
                    "train_seconds", "samples_per_s"]
 COLUMNS = (["trial_id", *CONFIG_KEYS, "seed", "fold", "valid_fold", "init_kind", "init_k", "method",
-            "recipe_label", "dataset_name", "dataset_version", "data_uri", "num_classes", "planned_epochs", "lr",
+            "recipe_label", "dataset_name", "features", "dataset_version", "data_uri", "num_classes", "planned_epochs", "lr",
             "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS)
 _READERS = 16  # parallel reads: S3 latency, not bandwidth, dominates small JSON files
 
@@ -168,6 +168,16 @@ def _dataset_name(config: dict, card: dict) -> str:
     return config["dataset"]["uri"].rstrip("/").rsplit("/", 1)[-1].split("-", 1)[0]
 
 
+def features_label(card: dict) -> str | None:
+    """``logmel 3ch``, ``mfcc 1ch``, ...: the card's feature kind and channels (cards written before these
+    fields: log-mel, 3 channels); None without a card."""
+    if not card:
+        return None
+    features = card.get("features", {})
+    channels = features.get("num_channels", card.get("spec", {}).get("shape", [3])[0])
+    return f"{features.get('kind', 'logmel')} {channels}ch"
+
+
 def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
     """One results row from a trial's config.json, summary.json and its dataset card."""
     trial, optim = config["trial"], config["trial"].get("optim", {})
@@ -186,6 +196,7 @@ def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
         "max_train_clips": trial.get("max_train_clips"),
     }
     row["method"] = row["loss"] + ("+mask" if mask else "")
+    row["features"] = features_label(card)
     return row | {c: summary.get(c) for c in SUMMARY_COLUMNS}
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.collect import PROTOCOLS, SPLIT_PROTOCOLS
 from analysis.references import references_for
+from analysis.representations import table_representations
 from analysis.render import Table, dataset_label, fmt_mean_std, fmt_signed
 from analysis.stats import (CI_NOTE, NO_PAIRS, PAIRING_NOTE, Comparison, count_columns, diff_columns, fmt_paired,
                             from_columns, paired_difference, runs)
@@ -461,8 +462,9 @@ def describe_init(init: str) -> str:
 
 
 def build_tables(results: pd.DataFrame, ensembles: pd.DataFrame, per_fold: pd.DataFrame | None = None) -> list[Table]:
-    """Every table, in report order: I, II, III, the split / recipe comparisons, then the cutoff, fusion and
-    freeze ablations. ``per_fold``: per-fold ensemble scores, for Table II's paired gain."""
+    """Every table, in report order: I, II, III, the split / recipe comparisons, the cutoff, fusion and
+    freeze ablations, then the representation study. ``per_fold``: per-fold ensemble scores, for Table II's
+    paired gain."""
     return [table_pretrained_vs_random(results), table_ensembles(results, ensembles, per_fold),
             table_published(results, ensembles), table_settings(results),
-            *(table_ablation(results, k) for k in ("cutoff", "fusion", "freeze"))]
+            *(table_ablation(results, k) for k in ("cutoff", "fusion", "freeze")), table_representations(results)]

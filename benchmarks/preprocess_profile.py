@@ -39,11 +39,11 @@ def profile(paths: list[Path]) -> dict[str, float]:
 
     from orchestrator.audio import decode_audio
     from orchestrator.config import FeatureConfig
-    from orchestrator.features import LogMelSpectrogram3, featurize_clips
+    from orchestrator.features import SpectrogramFeatures, featurize_clips
     from orchestrator.preprocess import _to_arrow
 
     torch.set_num_threads(1)
-    module = LogMelSpectrogram3(FeatureConfig(), 44100, 250).eval()
+    module = SpectrogramFeatures(FeatureConfig(), 44100, 250).eval()
     read_s, blobs = timed(lambda: [p.read_bytes() for p in paths])
     decode_s, waves = timed(lambda: [decode_audio(b, 44100, module.min_samples) for b in blobs])
     feature_s, specs = timed(lambda: featurize_clips(module, waves).astype(np.float16))

@@ -49,6 +49,14 @@ class ArchSpec:
     ignore_keys: tuple[str, ...] = ()  # module paths in weight files that the model lacks (dropped)
     # a parameter-free module put before the stem when ImageNet weights are loaded (Inception-v3)
     pretrained_input: Callable[[], nn.Module] | None = None
+    # True: ``build(in_chans=C)`` takes any number of input channels; False: 3 (ImageNet models: a 1-channel
+    # input is repeated 3 times, which equals summing their first convolution's weights over its channels)
+    any_input_channels: bool = False
+
+    @property
+    def has_imagenet_weights(self) -> bool:
+        """Whether a default source of ImageNet weights exists (torchvision enum or packaged file)."""
+        return self.weights is not None or self.packaged_weights is not None
 
     @property
     def feature_dim(self) -> int:
@@ -114,6 +122,43 @@ class InceptionInputTransform(nn.Module):
         return torch.cat(channels, 1)
 
 
+def _conv(in_chans: int, out_chans: int, kernel: int, stride: int, pool: bool) -> nn.Sequential:
+    """conv -> BatchNorm -> ReLU (-> 2x2 max-pool), SoundNet's unit; ceil-mode pooling keeps 1-pixel maps."""
+    layers = [nn.Conv2d(in_chans, out_chans, kernel, stride=stride, padding=kernel // 2, bias=False),
+              nn.BatchNorm2d(out_chans), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, *([nn.MaxPool2d(2, ceil_mode=True)] if pool else []))
+
+
+class SoundNet8(nn.Module):
+    """SoundNet's 8-layer CNN (Aytar, Vondrick & Torralba, 2016) adapted to 2-D spectrograms: the paper's
+    Section III.B compares input representations on "a SoundNet-like 8 layer CNN" (its code is not public).
+
+    SoundNet on waveforms: conv1-conv7 with 16, 32, 64, 128, 256, 512, 1024 channels (kernels 64 .. 4,
+    stride 2, BatchNorm + ReLU), max-pools after conv1 (8), conv2 (8) and conv5 (4), and conv8 as the output
+    layer. Here the same channels and BatchNorm + ReLU, 2-D kernels 5, 5, 3, 3, 3, 3, 3, and each layer
+    halves the image once (a 2x2 pool after conv1, conv2, conv5; stride 2 in conv3, conv4, conv6, conv7):
+    a 128-band spectrogram is 1 band high after conv7. The 8th layer is the classifier on the pooled conv7
+    features (``classifier``: 1000 outputs natively, replaced by each trial's head). Random init only.
+    """
+
+    CHANNELS = (16, 32, 64, 128, 256, 512, 1024)
+
+    def __init__(self, in_chans: int = 3, num_classes: int = 1000) -> None:
+        super().__init__()
+        kernels, strides, pools = (5, 5, 3, 3, 3, 3, 3), (1, 1, 2, 2, 1, 2, 2), (1, 1, 0, 0, 1, 0, 0)
+        previous = in_chans
+        for i, (chans, kernel, stride, pool) in enumerate(zip(self.CHANNELS, kernels, strides, pools), 1):
+            self.add_module(f"conv{i}", _conv(previous, chans, kernel, stride, bool(pool)))
+            previous = chans
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.classifier = nn.Linear(previous, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(1, 8):
+            x = getattr(self, f"conv{i}")(x)
+        return self.classifier(self.pool(x))
+
+
 _INCEPTION_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                    "maxpool2")
 
@@ -140,6 +185,10 @@ _REGISTRY: dict[str, ArchSpec] = {
         blocks=(("blocks.0", "blocks.1"), ("blocks.2",), ("blocks.3", "blocks.4"),
                 ("blocks.5", "blocks.6", "conv_head", "bn2")),
         block_channels=(24, 40, 112, 1280), head="classifier", packaged_weights=_lite0_file, positional=True),
+    # stem = conv1; blocks end where SoundNet pools or a pair of stride-2 layers ends
+    "soundnet8": ArchSpec(
+        build=SoundNet8, stem=("conv1",), blocks=(("conv2",), ("conv3", "conv4"), ("conv5",), ("conv6", "conv7")),
+        block_channels=(32, 128, 256, 1024), head="classifier", any_input_channels=True),
 }
 
 

@@ -132,6 +132,10 @@ FEATURE_VARIANTS = ("paper3ch", "mono3x")
 # frames). slaney: this project's first recipe (librosa defaults: Slaney scale, area-normalised filters,
 # zero-padded frames), kept so the dataset versions built with it can be rebuilt and reused.
 MEL_SCALES = ("htk", "slaney")
+# What each channel holds (the paper's Section III.B compared these on a SoundNet-like CNN and chose log-mel):
+# logmel (the paper's), logspec (log power of every FFT bin), mfcc (the DCT-II of the log-mel bands, first
+# n_mfcc), gammatone (log power through a 4th-order gammatone filterbank on the ERB scale). orchestrator/features.py.
+FEATURE_KINDS = ("logmel", "logspec", "mfcc", "gammatone")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ class FeatureConfig:
     Each channel is a mel power spectrogram for one (window, hop) pair, ``log(x + log_eps)``, resized
     bilinearly to ``height x width``. ``n_fft`` is always ``n_fft_ms`` of samples (100 ms: 4410 at 44.1 kHz).
     ``mel_scale`` picks the filterbank and frame padding (see ``MEL_SCALES`` and ``orchestrator.features``).
+    ``kind`` swaps log-mel for another representation of the same frames (``FEATURE_KINDS``); ``num_channels`` 1
+    keeps only the first (window, hop) pair, stored as one channel.
     """
 
     __pydantic_config__ = STRICT
@@ -155,8 +161,19 @@ class FeatureConfig:
     width: int | None = None  # resize target (time axis); None: dataset default (250, GTZAN 1500)
     log_eps: float = 1e-6  # paper: log(x + 1e-6)
     mel_scale: str = "htk"  # paper: htk (torchaudio defaults); slaney: the earlier librosa-default recipe
+    kind: str = "logmel"  # paper: logmel; logspec | mfcc | gammatone for the representation study
+    num_channels: int = 3  # paper: 3 (one per window/hop pair); 1: the first pair only
+    n_mfcc: int = 40  # MFCC coefficients kept (kind mfcc); the paper does not give its value
 
     def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ConfigValueError(f"features.kind must be one of {FEATURE_KINDS}, got {self.kind!r}")
+        if self.num_channels not in (1, 3):
+            raise ConfigValueError(f"features.num_channels must be 1 or 3, got {self.num_channels!r}")
+        if self.num_channels == 1 and self.variant == "mono3x":
+            raise ConfigValueError("features.variant mono3x replicates one channel 3 times: use num_channels 3 with it")
+        if not 1 <= self.n_mfcc <= self.n_mels:
+            raise ConfigValueError(f"features.n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.variant not in FEATURE_VARIANTS:
             raise ConfigValueError(f"features.variant must be one of {FEATURE_VARIANTS}, got {self.variant!r}")
         if self.mel_scale not in MEL_SCALES:

@@ -1,4 +1,5 @@
-"""The paper's 3-channel log-mel features as a torch module (no Ray, no librosa needed at import).
+"""The paper's 3-channel log-mel features, and the representations of its Section III.B study (log
+spectrogram, MFCC, gammatone), as a torch module (no Ray, no librosa needed at import).
 
 What the paper computes (kamalesh0406/Audio-Classification ``preprocessing/preprocessingESC.py``,
 ``preprocessingUSC.py``, ``preprocessingGTZAN.py`` and the on-the-fly copies in ``dataloaders/datasetaug.py``):
@@ -103,10 +104,11 @@ class ChannelParams:
 
 
 def channel_params(cfg: FeatureConfig, sample_rate: int) -> list[ChannelParams]:
-    """Window/hop/FFT sizes in samples for each of the three channels (the paper rounds ms * sr / 1000)."""
+    """Window/hop/FFT sizes in samples for each channel computed (the paper rounds ms * sr / 1000): the three
+    pairs; the first only for ``num_channels`` 1 and for ``mono3x`` (which repeats it)."""
     n_fft = int(round(cfg.n_fft_ms * sample_rate / 1000))
     pairs = list(zip(cfg.windows_ms, cfg.hops_ms))
-    if cfg.variant == "mono3x":
+    if cfg.variant == "mono3x" or cfg.num_channels == 1:
         pairs = pairs[:1]
     return [
         ChannelParams(int(round(w * sample_rate / 1000)), max(1, int(round(h * sample_rate / 1000))), n_fft)
@@ -114,17 +116,70 @@ def channel_params(cfg: FeatureConfig, sample_rate: int) -> list[ChannelParams]:
     ]
 
 
-def feature_filterbank(cfg: FeatureConfig, sample_rate: int, n_fft: int) -> np.ndarray:
-    """The filterbank of ``cfg.mel_scale``: torchaudio's ``melscale_fbanks`` defaults for ``htk`` (HTK
-    scale, no normalisation, f_max ``sr // 2``, torchaudio's bin grid), librosa's defaults for ``slaney``."""
+def erb_hz(freqs: np.ndarray) -> np.ndarray:
+    """Equivalent rectangular bandwidth (Hz) of the auditory filter at ``freqs``: Glasberg & Moore (1990),
+    ``24.7 (4.37 f / 1000 + 1)``."""
+    return 24.7 * (4.37e-3 * np.asarray(freqs, dtype=np.float64) + 1.0)
+
+
+def erb_space(fmin: float, fmax: float, n: int) -> np.ndarray:
+    """``n`` centre frequencies from ``fmin`` to ``fmax`` equally spaced on the ERB-rate scale
+    ``21.4 log10(4.37 f / 1000 + 1)`` (Glasberg & Moore 1990), ascending."""
+    rate = 21.4 * np.log10(4.37e-3 * np.array([fmin, fmax], dtype=np.float64) + 1.0)
+    return (10.0 ** (np.linspace(rate[0], rate[1], n) / 21.4) - 1.0) / 4.37e-3
+
+
+def gammatone_filterbank(sample_rate: int, n_fft: int, n_bands: int, fmin: float = 50.0,
+                         fmax: float | None = None, order: int = 4) -> np.ndarray:
+    """Power responses ``(n_bands, n_fft // 2 + 1)`` of gammatone filters at the FFT bins, each peaking at 1.
+
+    Filter c is Patterson's gammatone ``t^(order-1) exp(-2 pi b t) cos(2 pi f_c t)`` with ``b = 1.019
+    ERB(f_c)`` (Patterson et al. 1992; Slaney 1993), centres on the ERB scale from ``fmin`` (50 Hz, as Ellis's
+    gammatonegram) to ``fmax`` (Nyquist). Its Fourier transform is exact here, both the positive- and the
+    negative-frequency term: ``H(f) ~ (1 + j (f - f_c) / b)^-n + (1 + j (f + f_c) / b)^-n``. Applied to STFT
+    power this is the FFT-weighting gammatonegram (Ellis, ``fft2gammatonemx``); tests compare each row with
+    the response of ``scipy.signal.gammatone``'s FIR filter.
+    """
+    fmax = sample_rate / 2.0 if fmax is None else fmax
+    centres = np.minimum(erb_space(fmin, fmax, n_bands), fmax)[:, None]  # the top one is fmax, not 1 ulp above
+    bandwidth = 1.019 * erb_hz(centres)
+    bins = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)[None, :]
+    response = (1 + 1j * (bins - centres) / bandwidth) ** -order + (1 + 1j * (bins + centres) / bandwidth) ** -order
+    power = np.abs(response) ** 2
+    return (power / power.max(axis=1, keepdims=True)).astype(np.float32)
+
+
+def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """The orthonormal DCT-II as an ``(n_out, n_in)`` matrix (its first ``n_out`` rows), as
+    ``scipy.fft.dct(x, type=2, norm="ortho")`` and so ``librosa.feature.mfcc`` compute it."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    return basis.astype(np.float32)
+
+
+def band_basis(cfg: FeatureConfig, sample_rate: int, n_fft: int) -> np.ndarray | None:
+    """The ``(bands, n_fft // 2 + 1)`` weights ``cfg.kind`` applies to STFT power; None for logspec (every
+    bin is a band). Mel (logmel, mfcc): torchaudio's ``melscale_fbanks`` defaults for ``htk`` (HTK scale,
+    no normalisation, f_max ``sr // 2``, torchaudio's bin grid), librosa's defaults for ``slaney``."""
+    if cfg.kind == "logspec":
+        return None
+    if cfg.kind == "gammatone":
+        return gammatone_filterbank(sample_rate, n_fft, cfg.n_mels)
     if cfg.mel_scale == "htk":
         return mel_filterbank(sample_rate, n_fft, cfg.n_mels, 0.0, float(sample_rate // 2), htk=True, norm=None,
                               bin_freqs=torchaudio_bin_freqs(sample_rate, n_fft))
     return mel_filterbank(sample_rate, n_fft, cfg.n_mels, htk=False, norm="slaney")
 
 
-class LogMelSpectrogram3(nn.Module):
-    """``(B, T)`` waveforms at ``sample_rate`` -> ``(B, 3, height, width)`` log-mel images (float32)."""
+class SpectrogramFeatures(nn.Module):
+    """``(B, T)`` waveforms at ``sample_rate`` -> ``(B, C, height, width)`` images (float32), one channel per
+    (window, hop) pair (C = ``cfg.num_channels``; ``mono3x`` repeats the first 3 times).
+
+    Each channel: centred STFT -> power -> bands of ``cfg.kind`` -> ``log(x + log_eps)`` (mfcc: then the DCT-II
+    of the log-mel bands, first ``n_mfcc``) -> antialiased bilinear resize to ``height x width``.
+    """
 
     def __init__(self, cfg: FeatureConfig, sample_rate: int, width: int):
         super().__init__()
@@ -132,16 +187,24 @@ class LogMelSpectrogram3(nn.Module):
         self.sample_rate = sample_rate
         self.width = width
         self.channels = channel_params(cfg, sample_rate)
-        basis = torch.from_numpy(feature_filterbank(cfg, sample_rate, self.channels[0].n_fft))
-        self.register_buffer("mel_basis", basis)
+        basis = band_basis(cfg, sample_rate, self.channels[0].n_fft)
         # Each FFT bin's weights twice (real, imag interleaved): one matmul then squares-and-sums the
         # contiguous view_as_real layout, 1.6x faster on CPU than |X|^2 on the strided complex tensor.
-        self.register_buffer("mel_basis_ri", basis.T.repeat_interleave(2, dim=0).contiguous())
+        # logspec: the identity (each bin its own band), the same matmul.
+        basis_ri = torch.eye(self.channels[0].n_fft // 2 + 1) if basis is None else torch.from_numpy(basis).T
+        self.register_buffer("basis_ri", basis_ri.repeat_interleave(2, dim=0).contiguous())
+        if cfg.kind == "mfcc":
+            self.register_buffer("dct", torch.from_numpy(dct_matrix(cfg.n_mfcc, cfg.n_mels)))
         for i, ch in enumerate(self.channels):
             # periodic Hann, as librosa/scipy get_window('hann', N, fftbins=True)
             self.register_buffer(f"window{i}", torch.hann_window(ch.win_length, periodic=True))
         # torchaudio (the paper) pads centred frames by reflection; the earlier recipe padded with zeros
         self.pad_mode = "reflect" if cfg.mel_scale == "htk" else "constant"
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the output images."""
+        return 3 if self.cfg.variant == "mono3x" else self.cfg.num_channels
 
     @property
     def min_samples(self) -> int:
@@ -152,8 +215,8 @@ class LogMelSpectrogram3(nn.Module):
         """
         return self.channels[0].n_fft + (1 if self.cfg.mel_scale == "htk" else 0)
 
-    def log_mel(self, waves: torch.Tensor, index: int) -> torch.Tensor:
-        """Log mel power spectrogram ``(B, n_mels, frames)`` of channel ``index`` (before resizing)."""
+    def log_bands(self, waves: torch.Tensor, index: int) -> torch.Tensor:
+        """Channel ``index`` before resizing: ``(B, bands, frames)``, log band power (mfcc: its DCT)."""
         ch = self.channels[index]
         spec = torch.stft(
             waves, n_fft=ch.n_fft, hop_length=ch.hop_length, win_length=ch.win_length,
@@ -161,8 +224,9 @@ class LogMelSpectrogram3(nn.Module):
         )
         parts = torch.view_as_real(spec.transpose(1, 2))  # (B, frames, freq, 2), contiguous
         squares = parts.square_().reshape(parts.shape[0], parts.shape[1], -1)  # in place: spec is ours
-        mel = torch.matmul(squares, self.mel_basis_ri)  # = mel_basis @ |X|^2, as (B, frames, n_mels)
-        return torch.log(mel + self.cfg.log_eps).transpose(1, 2)
+        bands = torch.matmul(squares, self.basis_ri)  # = basis @ |X|^2, as (B, frames, bands)
+        logs = torch.log(bands + self.cfg.log_eps).transpose(1, 2)
+        return torch.matmul(self.dct, logs) if self.cfg.kind == "mfcc" else logs
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         if waves.dim() == 1:
@@ -171,24 +235,24 @@ class LogMelSpectrogram3(nn.Module):
             waves = F.pad(waves, (0, self.min_samples - waves.shape[-1]))
         images = []
         for i in range(len(self.channels)):
-            spec = self.log_mel(waves.float(), i).unsqueeze(1)
+            spec = self.log_bands(waves.float(), i).unsqueeze(1)
             images.append(F.interpolate(spec, size=(self.cfg.height, self.width), mode="bilinear",
                                         align_corners=False, antialias=True))
         out = torch.cat(images, dim=1)
         return out.repeat(1, 3, 1, 1) if self.cfg.variant == "mono3x" else out
 
 
-def featurize_clips(module: LogMelSpectrogram3, clips: Sequence[np.ndarray], max_batch: int = 1) -> np.ndarray:
-    """Features of variable-length mono clips; returns ``(N, 3, H, W)`` float32.
+def featurize_clips(module: SpectrogramFeatures, clips: Sequence[np.ndarray], max_batch: int = 1) -> np.ndarray:
+    """Features of variable-length mono clips; returns ``(N, C, H, W)`` float32.
 
     Clips of equal length are stacked up to ``max_batch`` at a time. On CPU, 1 is fastest (measured: 22 ms
     vs 29 ms per 5 s / 44.1 kHz clip at 16) because one clip's STFT stays in cache; on GPU use more.
     """
-    out = np.empty((len(clips), 3, module.cfg.height, module.width), dtype=np.float32)
+    out = np.empty((len(clips), module.out_channels, module.cfg.height, module.width), dtype=np.float32)
     by_length: dict[int, list[int]] = {}
     for i, clip in enumerate(clips):
         by_length.setdefault(len(clip), []).append(i)
-    device = module.mel_basis.device
+    device = module.basis_ri.device
     with torch.inference_mode():
         for same_length in by_length.values():
             for start in range(0, len(same_length), max_batch):

@@ -27,6 +27,8 @@ groups end where the feature map changes resolution):
   were trained on inputs scaled to [-1, 1], and the transform maps ImageNet mean/std-normalised inputs to
   that scaling (channel c: ``x * std_c / 0.5 + (mean_c - 0.5) / 0.5``). ``random`` keeps the raw input, as
   torchvision's default without weights does. The transform has no parameters (state dicts are unchanged).
+* SoundNet8 (ours, :class:`orchestrator.architectures.SoundNet8`; random init only): stem = conv1;
+  block1 = conv2, block2 = conv3-4, block3 = conv5, block4 = conv6-7.
 * EfficientNet-Lite0 (timm): stem = conv_stem, bn1; stages grouped by output resolution:
   block1 = blocks.0-1 (stride 4), block2 = blocks.2 (8), block3 = blocks.3-4 (16),
   block4 = blocks.5-6 + conv_head + bn2 (32).
@@ -126,9 +128,19 @@ def _owned(spec: ArchSpec, through: int) -> tuple[str, ...]:
     return spec.stem + tuple(p for block in spec.blocks[:through] for p in block)
 
 
-def build_native(name: str) -> nn.Module:
-    """The library's own model (torchvision/timm) for ``name``: default random init, 1000-class head."""
-    return get_spec(name).build()
+def build_native(name: str, in_chans: int = 3) -> nn.Module:
+    """The library's own model (torchvision/timm/ours) for ``name``: default random init, 1000-class head.
+    ``in_chans`` other than 3 only for architectures that take any (``ArchSpec.any_input_channels``)."""
+    spec = get_spec(name)
+    return spec.build(in_chans=in_chans) if spec.any_input_channels else spec.build()
+
+
+class RepeatChannels(nn.Module):
+    """``(B, 1, H, W) -> (B, 3, H, W)``: a 1-channel input for a 3-channel network (no parameters). Through
+    the first convolution this equals summing its weights over the input channels (timm's ``in_chans=1``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, 3, -1, -1)
 
 
 def _load_native(name: str, native: nn.Module, state: Mapping[str, torch.Tensor], through: int) -> None:
@@ -155,11 +167,12 @@ def _sequential(native: nn.Module, paths: tuple[str, ...]) -> nn.Sequential:
 
 
 def _assemble(name: str, native: nn.Module, num_classes: int, depth: int, dropout: float,
-              pretrained: bool) -> BlockNet:
+              pretrained: bool, in_chans: int = 3) -> BlockNet:
     """A :class:`BlockNet` reusing ``native``'s stem and first ``depth`` blocks, with a new head.
 
     ``pretrained``: ImageNet weights were loaded, so the architecture's ``pretrained_input`` (if any) leads
-    the stem (Inception-v3's transform_input).
+    the stem (Inception-v3's transform_input). A 1-channel input to a 3-channel architecture is repeated
+    first (:class:`RepeatChannels`).
     """
     spec = get_spec(name)
     blocks = [_sequential(native, paths) for paths in spec.blocks[:depth]]
@@ -168,11 +181,13 @@ def _assemble(name: str, native: nn.Module, num_classes: int, depth: int, dropou
     stem = _sequential(native, spec.stem)
     if pretrained and spec.pretrained_input is not None:
         stem = nn.Sequential(OrderedDict([("input_transform", spec.pretrained_input()), *stem.named_children()]))
+    if in_chans != 3 and not spec.any_input_channels:
+        stem = nn.Sequential(OrderedDict([("repeat_channels", RepeatChannels()), *stem.named_children()]))
     return BlockNet(name, stem, blocks, spec.block_channels[depth - 1], num_classes, dropout)
 
 
 def create_model(name: str, *, num_classes: int, pretrained: WeightsSource = False, init: str | None = None,
-                 allow_download: bool = False, drop_rate: float | None = None) -> BlockNet:
+                 allow_download: bool = False, drop_rate: float | None = None, in_chans: int = 3) -> BlockNet:
     """Build model ``name`` with a new ``num_classes`` head, initialised per ``init``.
 
     ``init``: pretrained | random | fusion:K | freeze:K | cutoff:K (module docstring); None means
@@ -180,12 +195,15 @@ def create_model(name: str, *, num_classes: int, pretrained: WeightsSource = Fal
     come from (True: default sources; a path or s3:// URI: that file; see :func:`resolve_weights_file`).
     Every mode but "random" needs weights; "random" ignores ``pretrained`` so that a sweep can vary
     ``init`` under one fixed weights source. ``drop_rate``: dropout before the head (default: native).
+    ``in_chans``: input channels, 3 or 1 (a 1-channel dataset; see :class:`RepeatChannels`).
     """
     spec = get_spec(name)
     kind, k = parse_init(init if init is not None else ("pretrained" if pretrained else "random"))
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    native = build_native(name)
+    if in_chans not in (1, 3):
+        raise ConfigError(f"in_chans must be 1 or 3, got {in_chans!r}")
+    native = build_native(name, in_chans)
     if kind != "random":
         if not pretrained:
             raise ConfigError(f"init {init!r} needs pretrained weights: pass pretrained=True, a weights file or an "
@@ -196,7 +214,7 @@ def create_model(name: str, *, num_classes: int, pretrained: WeightsSource = Fal
         _load_native(name, native, state, k if kind == "fusion" else NUM_BLOCKS)
     depth = k if kind == "cutoff" else NUM_BLOCKS
     model = _assemble(name, native, num_classes, depth, spec.dropout if drop_rate is None else drop_rate,
-                      pretrained=kind != "random")
+                      pretrained=kind != "random", in_chans=in_chans)
     return freeze_through(model, k) if kind == "freeze" else model
 
 

@@ -32,7 +32,7 @@ from orchestrator.augment import augmented_copy
 from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict, without_defaults
 from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
 from orchestrator.errors import ConfigError, RethinkError, StorageError
-from orchestrator.features import LogMelSpectrogram3, channel_params, featurize_clips
+from orchestrator.features import SpectrogramFeatures, channel_params, featurize_clips
 from orchestrator.progress import Counter, polling, quiet_ray_data
 from orchestrator.ray_runtime import ensure_ray
 
@@ -42,7 +42,7 @@ FEATURE_CODE_VERSION = 1
 # At that value a field is left out of the version hash, so an old dataset keeps its folder name and is
 # found and reused; at any other value (mel_scale "htk", the paper's recipe and the default) the hash, and
 # so the folder, is new. The card always records the field.
-FEATURE_HASH_DEFAULTS = {"mel_scale": "slaney"}
+FEATURE_HASH_DEFAULTS = {"mel_scale": "slaney", "kind": "logmel", "num_channels": 3, "n_mfcc": 40}
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,14 @@ def hashed_features(request: PreprocessRequest) -> dict[str, Any]:
     return without_defaults(resolved_features(request), FEATURE_HASH_DEFAULTS)
 
 
+def folder_label(features: FeatureConfig) -> str:
+    """The middle of a version's folder name: the variant for the paper's log-mel (names as before),
+    else kind and channel count, e.g. ``mfcc-1ch``."""
+    if features.kind == "logmel" and features.num_channels == 3:
+        return features.variant
+    return f"{features.kind}-{features.num_channels}ch"
+
+
 def version_of(request: PreprocessRequest, manifest: pd.DataFrame) -> str:
     """Content hash of every input that changes the stored values."""
     manifest_digest = stable_hash(manifest[["clip_id", "label", "fold", "split", "duration"]]
@@ -130,7 +138,7 @@ class Featurizer:
         import torch
 
         torch.set_num_threads(1)  # one actor per core: intra-op threads would only oversubscribe
-        self.module = LogMelSpectrogram3(features, sample_rate, width).eval()
+        self.module = SpectrogramFeatures(features, sample_rate, width).eval()
         self.rate, self.augment, self.rejections = sample_rate, augment, rejections
         self.max_seconds = max_seconds
         # one S3 client per actor (from this node's AWS chain); files are read at the driver's manifest paths
@@ -248,7 +256,7 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None,
     root = DatasetRoot.open(request.root)
     manifest = load_manifest(request.dataset, root, **request.dataset_options)
     version = version_of(request, manifest)
-    name = f"{get_dataset(request.dataset).name}-{request.features.variant}-{version}"
+    name = f"{get_dataset(request.dataset).name}-{folder_label(request.features)}-{version}"
     out = storage.resolve(request.out).join(name)
     if storage.exists(out.join(spectra.CARD)):
         return PreprocessResult(out.uri, True, storage.read_json(out.join(spectra.CARD)), time.time() - start)
@@ -352,7 +360,7 @@ def _write_card(request, root, manifest, rejected, out, version) -> dict:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "features": resolved_features(request), "augment": to_dict(request.augment),
         "feature_code_version": FEATURE_CODE_VERSION,
-        "spec": {"shape": [3, request.features.height, resolved_features(request)["width"]], "dtype": "float16"},
+        "spec": {"shape": [request.features.num_channels, request.features.height, resolved_features(request)["width"]], "dtype": "float16"},
         "classes": classes["label_name"].tolist(),
         # label indices are the dataset's own (ESC-50 targets 0-49), so a subset may skip some: the model's
         # head needs max label + 1 outputs, not the number of classes present

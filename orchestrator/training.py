@@ -43,17 +43,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_network(cfg: TrialConfig, num_classes: int,
-                  input_stats: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Module:
+def build_network(cfg: TrialConfig, num_classes: int, input_stats: tuple[np.ndarray, np.ndarray] | None = None,
+                  in_chans: int = 3) -> nn.Module:
     """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid.
 
     ``input_stats``: per-channel (mean, std) of the training folds (``spectra.input_stats``), required with
-    ``cfg.standardize``: the backbone's stem then starts with that standardisation.
+    ``cfg.standardize``: the backbone's stem then starts with that standardisation. ``in_chans``: the
+    dataset's channels (3, or 1 for a 1-channel representation).
     """
     kind, _ = parse_init(cfg.init)
     pretrained = False if kind == "random" else (cfg.weights or True)
     backbone = create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, init=cfg.init,
-                            allow_download=cfg.download_weights)
+                            allow_download=cfg.download_weights, in_chans=in_chans)
     if cfg.standardize:
         if input_stats is None:
             raise ValueError("standardize needs the training folds' input_stats (orchestrator.spectra.input_stats)")

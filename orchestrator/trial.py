@@ -81,6 +81,7 @@ class TrialPlan:
     num_classes: int
     folds: dict[str, list[int]]  # train / valid / test fold numbers
     dataset_version: str  # from the card, read once here: the job and the trial's data cache use it
+    input_channels: int = 3  # the dataset's spectrogram channels (card spec shape; 1 for 1-channel features)
 
     @property
     def records(self) -> storage.Location:
@@ -91,7 +92,7 @@ class TrialPlan:
         ({"after_epoch": k, "log": path, "times": n}: raise after epoch k while the log has < n lines)."""
         return {"trial": to_dict(self.cfg), "trial_id": self.trial_id, "num_classes": self.num_classes,
                 "folds": self.folds, "records_uri": self.records.uri, "fault": fault,
-                "dataset": {"uri": self.cfg.data, "version": self.dataset_version}}
+                "dataset": {"uri": self.cfg.data, "version": self.dataset_version, "channels": self.input_channels}}
 
 
 def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
@@ -110,7 +111,8 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
         raise ConfigError(f"{cfg.data}: {exc}") from None
     num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
     folds = {"train": list(roles.train), "valid": list(roles.valid), "test": [roles.test]}
-    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"])
+    channels = int(card.get("spec", {}).get("shape", [3])[0])
+    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels)
 
 
 def _max_label(data_uri: str) -> int:
@@ -236,7 +238,7 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     cfg = from_dict(TrialConfig, job["trial"])
     seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
     stats = spectra.input_stats(cfg.data, job["folds"]["train"]) if cfg.standardize else None
-    network = session.prepare(build_network(cfg, job["num_classes"], stats))
+    network = session.prepare(build_network(cfg, job["num_classes"], stats, job["dataset"].get("channels", 3)))
     optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
     state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()

@@ -121,6 +121,9 @@ def resolve_weights_file(name: str, source: WeightsSource = True, *,
     if source is not True:
         raise ConfigError(f"pretrained must be True, False, a file path or an s3:// URI, got {source!r}")
     spec = get_spec(name)
+    if not spec.has_imagenet_weights:
+        raise ConfigError(f"{name} has no ImageNet weights (it trains from random init): use init 'random', or "
+                          "pass pretrained=<file> with weights of this architecture")
     if spec.packaged_weights is not None:
         return Path(spec.packaged_weights())
     cached = hub_cache_path(name)

@@ -23,7 +23,7 @@ from PIL import Image
 from layouts import fsdd_wave
 from orchestrator.config import FeatureConfig
 from orchestrator.errors import ConfigError
-from orchestrator.features import (LogMelSpectrogram3, featurize_clips, mel_filterbank,
+from orchestrator.features import (SpectrogramFeatures, featurize_clips, mel_filterbank,
                                    torchaudio_bin_freqs)
 
 TOLERANCE = 5e-4
@@ -87,7 +87,7 @@ def slaney_reference(y: np.ndarray, sr: int, width: int) -> np.ndarray:
 
 def features(y: np.ndarray, sr: int, width: int, **config) -> np.ndarray:
     """Our module on one clip: ``(3, 128, width)``."""
-    return LogMelSpectrogram3(FeatureConfig(**config), sr, width)(torch.from_numpy(y))[0].numpy()
+    return SpectrogramFeatures(FeatureConfig(**config), sr, width)(torch.from_numpy(y))[0].numpy()
 
 
 def assert_close_per_channel(ours: np.ndarray, reference: np.ndarray) -> None:
@@ -168,17 +168,17 @@ def test_the_recipes_differ_by_nats_per_band(fsdd_root):
 
 def test_mono3x_replicates_the_first_channel():
     y = torch.from_numpy(fsdd_wave(1, 22050, 1.0))
-    paper = LogMelSpectrogram3(FeatureConfig(), 22050, 100)(y)
-    mono = LogMelSpectrogram3(FeatureConfig(variant="mono3x"), 22050, 100)(y)
+    paper = SpectrogramFeatures(FeatureConfig(), 22050, 100)(y)
+    mono = SpectrogramFeatures(FeatureConfig(variant="mono3x"), 22050, 100)(y)
     assert torch.equal(mono[:, 0], mono[:, 1]) and torch.equal(mono[:, 0], mono[:, 2])
     torch.testing.assert_close(mono[:, 0], paper[:, 0])  # the same (paper, htk) recipe by default
-    slaney = LogMelSpectrogram3(FeatureConfig(variant="mono3x", mel_scale="slaney"), 22050, 100)(y)
-    torch.testing.assert_close(slaney[:, 0], LogMelSpectrogram3(FeatureConfig(mel_scale="slaney"), 22050, 100)(y)[:, 0])
+    slaney = SpectrogramFeatures(FeatureConfig(variant="mono3x", mel_scale="slaney"), 22050, 100)(y)
+    torch.testing.assert_close(slaney[:, 0], SpectrogramFeatures(FeatureConfig(mel_scale="slaney"), 22050, 100)(y)[:, 0])
     assert (mono[:, 0] - slaney[:, 0]).median() > 1.0
 
 
 def test_batched_variable_lengths_equal_one_by_one():
-    module = LogMelSpectrogram3(FeatureConfig(height=64), 8000, 50)
+    module = SpectrogramFeatures(FeatureConfig(height=64), 8000, 50)
     clips = [fsdd_wave(i, 8000, s) for i, s in enumerate((0.3, 0.5, 0.3, 0.05))]
     batch = featurize_clips(module, clips)
     for clip, row in zip(clips, batch):

@@ -68,6 +68,11 @@ def test_slaney_keeps_the_old_version_and_htk_is_a_new_one(fsdd_root, features, 
 
     assert version(mel_scale="slaney") == old_version
     assert version() == version(mel_scale="htk") != old_version
+    # the representation fields at their defaults (log-mel, 3 channels, 40 MFCCs) leave the name alone too
+    assert version(mel_scale="slaney", kind="logmel", num_channels=3, n_mfcc=40) == old_version
+    if features.variant == "paper3ch":  # any other representation is another version
+        others = {version(kind=k) for k in ("logspec", "mfcc", "gammatone")} | {version(num_channels=1)}
+        assert len(others) == 4 and version() not in others
 
 
 def test_a_plan_with_slaney_features_names_the_old_folder(fsdd_root, tmp_path):
@@ -100,13 +105,13 @@ def test_cli_mel_scale_flag(fsdd_root):
 def test_stored_features_equal_the_feature_module(ray_local, fsdd_root, tmp_path):
     import torch
 
-    from orchestrator.features import LogMelSpectrogram3
+    from orchestrator.features import SpectrogramFeatures
 
     result = preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(tmp_path), features=SMALL))
     table = spectra.read_table(result.uri, folds=[4])
     row = table.to_pandas().iloc[0]
     wave, rate = sf.read(fsdd_root / "recordings" / f"{row['clip_id']}.wav", dtype="float32")
-    expected = LogMelSpectrogram3(SMALL, rate, 40)(torch.from_numpy(wave))[0].numpy()
+    expected = SpectrogramFeatures(SMALL, rate, 40)(torch.from_numpy(wave))[0].numpy()
     np.testing.assert_allclose(spectra.spec_array(table)[0].astype(np.float32), expected, atol=2e-2, rtol=2e-3)
 
 

@@ -11,14 +11,14 @@ import torch
 from layouts import fsdd_wave
 from orchestrator.config import FeatureConfig, MaskConfig
 from orchestrator.errors import ConfigError
-from orchestrator.features import LogMelSpectrogram3
+from orchestrator.features import SpectrogramFeatures
 from orchestrator.spec_augment import SpecMask
 
 
 @pytest.fixture(scope="module")
 def fsdd_features() -> torch.Tensor:
     """(4, 3, 64, 100) log-mel features of four real FSDD digit recordings (data/fsdd-mini) at 8 kHz."""
-    module = LogMelSpectrogram3(FeatureConfig(height=64), 8000, 100)
+    module = SpectrogramFeatures(FeatureConfig(height=64), 8000, 100)
     waves = torch.from_numpy(np.stack([fsdd_wave(d, 8000, 0.5) for d in range(4)]))
     with torch.no_grad():
         return module(waves)
