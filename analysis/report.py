@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import collect, figures, store
-from analysis.collect import PROTOCOLS, Scan, load_epochs, load_predictions, scan_results
+from analysis.collect import PROTOCOLS, Scan, features_label, load_epochs, load_predictions, scan_results
 from analysis.document import Document
 from analysis.ensembles import ensemble_per_fold, ensemble_summary
 from analysis.render import Table, dataset_label
@@ -339,9 +339,10 @@ def _dataset_lines(scan: Scan) -> list[str]:
             f"**{dataset_label(card.get('name', '?'))}** (version `{card.get('version', '?')}`, `{uri}`): "
             f"{len(card.get('classes', []))} classes, {counts.get('originals', '?')} clips "
             f"(+{counts.get('augmented', 0)} augmented copies, train only); clips per class {min(per_class)}"
-            f"–{max(per_class)}; clips per fold {per_fold}. Features: {f.get('variant')}, "
+            f"–{max(per_class)}; clips per fold {per_fold}. Features: {features_label(card)} "
+            f"({f.get('variant')}), "
             f"{f.get('sample_rate')} Hz, windows {f.get('windows_ms')} ms, hops {f.get('hops_ms')} ms, "
-            f"n_fft {f.get('n_fft_ms')} ms, {f.get('n_mels')} mel bins, log(x + {f.get('log_eps')}), resized to "
+            f"n_fft {f.get('n_fft_ms')} ms, {f.get('n_mels')} mel/gammatone bands, log(x + {f.get('log_eps')}), resized to "
             f"{f.get('height')} × {f.get('width')}.")
     return lines
 

@@ -31,6 +31,11 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--mel-scale", default="htk", choices=["htk", "slaney"],
                    help="htk: the paper's torchaudio mel spectrogram (default); slaney: the earlier librosa "
                         "recipe, which finds dataset versions built before htk became the default")
+    p.add_argument("--kind", default="logmel", choices=["logmel", "logspec", "mfcc", "gammatone"],
+                   help="what each channel holds: log-mel (the paper, default), log spectrogram, MFCC, gammatone")
+    p.add_argument("--num-channels", type=int, default=3, choices=[1, 3],
+                   help="3: one per window/hop pair (default); 1: the 25 ms / 10 ms pair only")
+    p.add_argument("--n-mfcc", type=int, default=40, help="MFCC coefficients kept with --kind mfcc (default 40)")
     p.add_argument("--augment-copies", type=int, default=0, help="K pitch/stretch copies per clip (default 0)")
     p.add_argument("--augment-seed", type=int, default=0)
     p.add_argument("--width", type=int, default=None, help="time-axis size (default 250; GTZAN 1500)")
@@ -307,7 +312,8 @@ def _preprocess_request(args):
     return PreprocessRequest(
         dataset=args.dataset, root=args.root, out=args.out,
         features=FeatureConfig(variant=args.features, width=args.width, height=args.height,
-                               sample_rate=args.sample_rate, mel_scale=args.mel_scale),
+                               sample_rate=args.sample_rate, mel_scale=args.mel_scale, kind=args.kind,
+                               num_channels=args.num_channels, n_mfcc=args.n_mfcc),
         augment=AugmentConfig(copies=args.augment_copies, seed=args.augment_seed),
         dataset_options=options, strict=args.strict, num_workers=args.workers, max_duration_s=args.max_duration,
     )
