@@ -265,17 +265,18 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None,
     header_rejects = manifest[manifest["error"] != ""]
     if request.strict and len(header_rejects):
         raise RethinkError(_strict_message(header_rejects.rename(columns={"error": "reason"})))
+    header_rejects = header_rejects.rename(columns={"error": "reason"})[["path", "clip_id", "reason"]]
+    if len(header_rejects) == len(manifest):  # nothing to featurize: say why before starting anything
+        raise _all_rejected(root, header_rejects)
     storage.delete_dir(out)  # a folder without dataset.json is an interrupted run: start it again
     ensure_ray(ray_address)
     decode_rejects = _run_pipeline(request, root, manifest[manifest["error"] == ""], out, verbose)
-    rejected = pd.concat([header_rejects.rename(columns={"error": "reason"})[["path", "clip_id", "reason"]],
-                          pd.DataFrame(decode_rejects, columns=["path", "clip_id", "reason"])], ignore_index=True)
+    rejected = pd.concat([header_rejects, pd.DataFrame(decode_rejects, columns=["path", "clip_id", "reason"])],
+                         ignore_index=True)
     if request.strict and len(rejected):
         raise RethinkError(_strict_message(rejected))
     if len(rejected) == len(manifest):  # a version of nothing would be reused by every rerun
-        raise RethinkError(f"every one of the {len(manifest)} files under {root} was rejected, nothing was "
-                           f"written (first: {rejected['path'].iloc[0]}: {rejected['reason'].iloc[0]}); check "
-                           "--dataset and --root")
+        raise _all_rejected(root, rejected)
     card = _write_card(request, root, manifest, rejected, out, version)
     return PreprocessResult(out.uri, False, card, time.time() - start)
 
@@ -337,6 +338,13 @@ def _rethink_cause(exc: BaseException) -> RethinkError | None:
     if isinstance(kind, type) and issubclass(kind, RethinkError):
         return kind(found[-1][1])
     return None
+
+
+def _all_rejected(root: DatasetRoot, rejected: pd.DataFrame) -> RethinkError:
+    """The one-line error when no file under ``root`` could be used (``rejected``: path, clip_id, reason)."""
+    return RethinkError(f"every one of the {len(rejected)} files under {root} was rejected, nothing was written "
+                        f"(first: {rejected['path'].iloc[0]}: {rejected['reason'].iloc[0]}); check --dataset and "
+                        "--root")
 
 
 def _strict_message(rejected: pd.DataFrame) -> str:

@@ -94,3 +94,19 @@ def test_component_names_are_single_folders(name):
 def test_component_names_accept_trial_ids():
     for name in ("demo", "paper-smoke", "resnet18-fusion2-ce-fold1-seed0-1a2b3c4d", "esc50@v2"):
         assert storage.check_component(name, "name") == name
+
+
+def test_a_root_of_only_outside_links_fails_before_ray_with_the_reason(fsdd_root, tmp_path):
+    """Every file rejected by its header (here: links out of the root) is one clear error, raised before
+    Ray or any output folder is started (it used to reach Ray Data with an empty manifest: a ValueError)."""
+    from orchestrator.errors import RethinkError
+    from orchestrator.preprocess import PreprocessRequest, preprocess
+
+    recordings = tmp_path / "fsdd" / "recordings"
+    recordings.mkdir(parents=True)
+    for wav in sorted((fsdd_root / "recordings").glob("*_0.wav"))[:3]:
+        (recordings / wav.name).symlink_to(wav)
+    with pytest.raises(RethinkError, match=r"every one of the 3 files under .* was rejected.*outside the dataset "
+                                           r"root.*check --dataset and --root"):
+        preprocess(PreprocessRequest("fsdd", str(tmp_path / "fsdd"), str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -5,6 +5,7 @@ no named preset: it lost to the paper's recipe (README "A modern recipe")."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -184,3 +185,28 @@ def test_modern_trial_resumes_with_the_same_curve(tiny_fsdd, tmp_path):
     assert torch.equal(network.stem.standardize.mean.flatten(), torch.from_numpy(mean))
     assert torch.equal(network.stem.standardize.std.flatten(), torch.from_numpy(std))
     assert not np.allclose(mean, spectra.input_stats(tiny_fsdd, [2, 3])[0])  # other folds: other statistics
+
+
+def test_recipe_plans_smoke_into_one_results_root(tiny_fsdd, tmp_path, capsys):
+    """plans/recipes.yaml and plans/recipes-standardized.yaml --smoke: both land in one root (their shared
+    name), the standardised trial carries its training folds' statistics, and the tables keep the recipes
+    apart (each row labelled with what differs)."""
+    from layouts import seed_dataset
+    from orchestrator.cli import main
+
+    seed_dataset(tiny_fsdd, tmp_path, "recipes-smoke")  # the smoke plans' 32 x 32 FSDD version: reused
+    for plan in ("recipes.yaml", "recipes-standardized.yaml"):
+        assert main(["sweep", str(PLANS / plan), "--smoke", "--storage", str(tmp_path), "--json"]) == 0
+    root = tmp_path / "recipes-smoke"
+    assert len(list((root / "datasets").iterdir())) == 1  # no second featurizing
+    configs = {t.name: json.loads((t / "config.json").read_text()) for t in (root / "trials").iterdir()}
+    assert sorted(c["trial"]["standardize"] for c in configs.values()) == [False, True]
+    standardised = next(t for t, c in configs.items() if c["trial"]["standardize"])
+    assert configs[standardised]["trial"]["optim"]["mixup_alpha"] == 0.3
+    network = final_network(read_trial(str(root / "trials" / standardised)))
+    mean, _ = spectra.input_stats(tiny_fsdd, configs[standardised]["folds"]["train"])
+    assert torch.equal(network.stem.standardize.mean.flatten(), torch.from_numpy(mean))
+    capsys.readouterr()
+    assert main(["tables", "--results", str(root), "--out", str(tmp_path / "report"), "--json"]) == 0
+    table = (tmp_path / "report" / "tables" / "table1_pretrained_vs_random.md").read_text()
+    assert "standardize True" in table and "standardize False" in table

@@ -7,6 +7,7 @@ clips, all 6 speaker folds): four preprocessing runs of all 600 clips would doub
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -17,11 +18,12 @@ PLAN = Path(__file__).resolve().parent.parent / "plans" / "representations.yaml"
 
 
 def two_takes(fsdd_root: Path, out: Path) -> Path:
-    """A copy of the bundled FSDD layout holding takes 0 and 1 of every (digit, speaker): links, not copies."""
+    """A copy of the bundled FSDD layout holding takes 0 and 1 of every (digit, speaker) (copies: a link out
+    of the dataset root is rejected, by design)."""
     recordings = out / "recordings"
     recordings.mkdir(parents=True)
     for wav in (fsdd_root / "recordings").glob("*_[01].wav"):
-        (recordings / wav.name).symlink_to(wav)
+        shutil.copy(wav, recordings / wav.name)
     return out
 
 
