@@ -3,7 +3,7 @@
 Both run in this process on the same clips at ESC-50 settings (5 s at 44.1 kHz, 3 channels, 128 x 250),
 built from real FSDD recordings by resampling and concatenating, written in the ESC-50 layout. The serial
 loop is what the paper's code does per clip: load, three librosa mel spectrograms, log, PIL resize.
-The pipeline figure includes manifest building, actor start-up and the Parquet write; Ray start-up is
+The pipeline figure includes manifest building, featurizer start-up and the Parquet write; Ray start-up is
 reported separately. Prints one JSON object.
 
     .venv/bin/python benchmarks/preprocess.py [--clips 400] [--serial-clips 40]

@@ -57,7 +57,7 @@ class PreprocessRequest:
     dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. GTZAN/folder: folds, seed
     strict: bool = False  # any rejected file is fatal (default: reported in dataset.json, run goes on)
     batch_size: int = 16  # clips per map_batches call
-    num_workers: int | None = None  # featurizer actors; None: the CPUs Ray reports
+    num_workers: int | None = None  # featurizer tasks at once; None: the CPUs Ray reports
     max_duration_s: float = DEFAULT_MAX_SECONDS  # longer clips are rejected (header check, then at decode)
 
 
@@ -131,17 +131,15 @@ def rejection_reason(exc: BaseException) -> str:
 
 
 class Featurizer:
-    """Ray Data actor: decodes a batch of manifest rows, adds augmented copies, computes features."""
+    """Decodes a batch of manifest rows, adds augmented copies, computes features (in Ray Data tasks:
+    :func:`featurize_batch`)."""
 
     def __init__(self, features: FeatureConfig, sample_rate: int, width: int, augment: AugmentConfig,
                  rejections, root: str, max_seconds: float = DEFAULT_MAX_SECONDS):
-        import torch
-
-        torch.set_num_threads(1)  # one actor per core: intra-op threads would only oversubscribe
         self.module = SpectrogramFeatures(features, sample_rate, width).eval()
         self.rate, self.augment, self.rejections = sample_rate, augment, rejections
         self.max_seconds = max_seconds
-        # one S3 client per actor (from this node's AWS chain); files are read at the driver's manifest paths
+        # one S3 client per featurizer (from this node's AWS chain); files are read at the driver's manifest paths
         self.root = DatasetRoot(storage.resolve(root))
 
     def read(self, path: str) -> bytes:
@@ -185,7 +183,7 @@ class Featurizer:
                 continue
             rows += [meta for meta, _ in clips]
             specs.append(features.astype(np.float16))
-        empty = np.empty((0, 3, self.module.cfg.height, self.module.width), dtype=np.float16)
+        empty = np.empty((0, self.module.out_channels, self.module.cfg.height, self.module.width), dtype=np.float16)
         return rows, (np.concatenate(specs) if specs else empty), rejected
 
     def __call__(self, batch: pd.DataFrame) -> pa.Table:
@@ -198,6 +196,32 @@ class Featurizer:
 
             ray.get(done)
         return _to_arrow(rows, specs)
+
+
+_featurizers: dict[tuple, Featurizer] = {}
+
+
+def featurize_batch(batch: pd.DataFrame, rejections, **settings) -> pa.Table:
+    """Ray Data task: ``Featurizer(**settings)(batch)``, the Featurizer built once per worker process and kept
+    for later batches and later runs with the same settings. Tasks, not an actor pool: Ray keeps its worker
+    processes between tasks, so a worker that featurized once has torch imported and its filterbanks built,
+    and a rerun, another dataset version or the next sweep's preprocessing starts at once (an actor pool
+    starts fresh processes every run: ~3 s of imports each before the first clip)."""
+    key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
+    if key not in _featurizers:
+        if len(_featurizers) >= 8:  # a long-lived worker serving many settings keeps the recent ones
+            _featurizers.pop(next(iter(_featurizers)))
+        _featurizers[key] = Featurizer(rejections=rejections, **settings)
+    featurizer = _featurizers[key]
+    featurizer.rejections = rejections  # this run's log
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one task per core: intra-op threads would only oversubscribe
+    try:
+        return featurizer(batch)
+    finally:
+        torch.set_num_threads(threads)  # the worker may run other tasks next (a trial's, with more CPUs)
 
 
 def _to_arrow(rows: list[dict], specs: np.ndarray) -> pa.Table:
@@ -291,7 +315,6 @@ def _run_pipeline(request: PreprocessRequest, root: DatasetRoot, manifest: pd.Da
     caller as itself, not wrapped in Ray's task errors, so the sweep and the CLI print its one line.
     """
     import ray
-    from ray.data import ActorPoolStrategy
 
     features = resolved_features(request)
     rejections = _rejection_log()
@@ -305,12 +328,11 @@ def _run_pipeline(request: PreprocessRequest, root: DatasetRoot, manifest: pd.Da
         # quiet before the Dataset exists: a Dataset keeps a copy of the DataContext it was built under
         with contextlib.nullcontext() if verbose else quiet_ray_data():
             dataset = ray.data.from_pandas(chunks).map_batches(
-                Featurizer, batch_size=request.batch_size, batch_format="pandas",
-                compute=ActorPoolStrategy(size=min(workers, len(chunks))),
-                fn_constructor_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
-                                       "width": features["width"], "augment": request.augment,
-                                       "rejections": rejections, "root": root.uri,
-                                       "max_seconds": request.max_duration_s},
+                featurize_batch, batch_size=request.batch_size, batch_format="pandas",
+                concurrency=min(workers, len(chunks)), num_cpus=1,
+                fn_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
+                           "width": features["width"], "augment": request.augment, "rejections": rejections,
+                           "root": root.uri, "max_seconds": request.max_duration_s},
             )
             with polling(counter, lambda: ray.get(rejections.count.remote(), timeout=10)):
                 # lz4, measured (benchmarks/preprocess_profile.py): encodes 3x faster than zstd, 6 % larger
