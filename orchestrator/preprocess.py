@@ -390,7 +390,8 @@ def _write_card(request, root, manifest, rejected, out, version) -> dict:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "features": resolved_features(request), "augment": to_dict(request.augment),
         "feature_code_version": FEATURE_CODE_VERSION,
-        "spec": {"shape": [request.features.num_channels, request.features.height, resolved_features(request)["width"]], "dtype": "float16"},
+        "spec": {"shape": [request.features.num_channels, request.features.height,
+                           resolved_features(request)["width"]], "dtype": "float16"},
         "classes": classes["label_name"].tolist(),
         # label indices are the dataset's own (ESC-50 targets 0-49), so a subset may skip some: the model's
         # head needs max label + 1 outputs, not the number of classes present
