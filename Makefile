@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/rethink-audio demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	# two workers, one test file each at a time (module fixtures stay whole; tests/conftest.py orders files)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py
