@@ -31,6 +31,7 @@ PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
 # "nested", best_epoch for split "paper" (no validation fold: the test fold picks, as in the paper).
 STORED_PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
 SPLIT_PROTOCOLS = {"nested": ("last_epoch", "valid_selected"), "paper": ("best_epoch", "last_epoch")}
+SELECTED = {"nested": "valid_selected", "paper": "best_epoch"}  # each split's stored epoch choice
 # What makes two trials the same configuration (they then differ only in seed and fold): recipe is the
 # rest of the trial config (analysis.recipes), so trials trained differently are never averaged together.
 CONFIG_KEYS = ["dataset", "model", "init", "loss", "mask", "split", "recipe"]

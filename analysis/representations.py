@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.collect import PROTOCOLS
+from analysis.collect import PROTOCOLS, SELECTED
 from analysis.render import Table, dataset_label, fmt_mean_std
 from analysis.stats import (PAIRING_NOTE, Comparison, count_columns, diff_columns, fmt_paired, from_columns,
                             paired_difference, runs)
@@ -20,7 +20,6 @@ from analysis.stats import (PAIRING_NOTE, Comparison, count_columns, diff_column
 NAME, TITLE = "table_representations", "Input representation vs accuracy (the paper's Section III.B)"
 CONFIG = ["dataset_name", "model", "init", "method", "split", "recipe"]  # what a representation is compared within
 KIND_ORDER = {"logspec": 0, "logmel": 1, "mfcc": 2, "gammatone": 3}
-SELECTED = {"nested": "valid_selected", "paper": "best_epoch"}
 
 
 def _order(features: str) -> tuple[int, str]:

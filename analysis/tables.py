@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.collect import PROTOCOLS, SPLIT_PROTOCOLS
+from analysis.collect import PROTOCOLS, SELECTED, SPLIT_PROTOCOLS
 from analysis.references import references_for
 from analysis.representations import table_representations
 from analysis.render import Table, dataset_label, fmt_mean_std, fmt_signed
@@ -35,7 +35,6 @@ from analysis.stats import (CI_NOTE, NO_PAIRS, PAIRING_NOTE, Comparison, count_c
 GAP = "best − valid_selected"
 GROUP = ["dataset", "model", "method", "split", "recipe"]  # what a row pools over: seeds and folds only
 PAIR = ["dataset", "model", "method", "split"]  # pretrained and random rows compared in Table I
-SELECTED = {"nested": "valid_selected", "paper": "best_epoch"}  # each split's stored epoch choice
 PROTOCOL_NOTE = ("Test-fold accuracy in %. best_epoch: the best test accuracy over epochs (the paper's "
                  "protocol; optimistic, the test fold picks the epoch). last_epoch: after the final epoch. "
                  "valid_selected: at the epoch with the best accuracy on a validation fold that is neither "
