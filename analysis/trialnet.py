@@ -44,10 +44,7 @@ class TrialInfo:
     test_fold: int
     train_folds: tuple[int, ...]
     input_channels: int = 3  # the dataset's channels (records written before the field: 3)
-
-    def input_stats(self):
-        """The per-channel (mean, std) the trial standardised its inputs with; None when it did not."""
-        return spectra.input_stats(self.cfg.data, self.train_folds) if self.cfg.standardize else None
+    input_stats: list | None = None  # [mean, std] per channel the trial standardised with; None: it did not
 
 
 def read_trial(trial_uri: str) -> TrialInfo:
@@ -58,7 +55,8 @@ def read_trial(trial_uri: str) -> TrialInfo:
     known = {f.name for f in dataclasses.fields(TrialConfig)}
     cfg = from_dict(TrialConfig, {k: v for k, v in config["trial"].items() if k in known})
     return TrialInfo(loc.uri, config["trial_id"], cfg, int(config["num_classes"]), int(config["folds"]["test"][0]),
-                     tuple(int(f) for f in config["folds"]["train"]), int(config["dataset"].get("channels", 3)))
+                     tuple(int(f) for f in config["folds"]["train"]), int(config["dataset"].get("channels", 3)),
+                     config["dataset"].get("input_stats"))
 
 
 def newest_checkpoint(trial_uri: str) -> storage.Location:
@@ -100,7 +98,7 @@ def initial_network(info: TrialInfo) -> nn.Module:
     """The network exactly as the trial built it before its first step, in eval mode."""
     with preserved_rng():
         seed_everything(info.cfg.seed)
-        return build_network(info.cfg, info.num_classes, info.input_stats(), info.input_channels).eval()
+        return build_network(info.cfg, info.num_classes, info.input_stats, info.input_channels).eval()
 
 
 def final_network(info: TrialInfo) -> nn.Module:
@@ -113,7 +111,7 @@ def final_network(info: TrialInfo) -> nn.Module:
     kind = info.cfg.init.partition(":")[0]
     skeleton = info.cfg if kind == "cutoff" else dataclasses.replace(info.cfg, init="random")
     with preserved_rng():
-        network = build_network(skeleton, info.num_classes, info.input_stats(), info.input_channels)
+        network = build_network(skeleton, info.num_classes, info.input_stats, info.input_channels)
     blob = torch.load(io.BytesIO(store.read_bytes(state_file)), map_location="cpu", weights_only=True)
     network.load_state_dict(blob["model"])
     return network.eval()

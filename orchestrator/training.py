@@ -43,13 +43,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_network(cfg: TrialConfig, num_classes: int, input_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                  in_chans: int = 3) -> nn.Module:
+def build_network(cfg: TrialConfig, num_classes: int, input_stats=None, in_chans: int = 3) -> nn.Module:
     """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid.
 
-    ``input_stats``: per-channel (mean, std) of the training folds (``spectra.input_stats``), required with
-    ``cfg.standardize``: the backbone's stem then starts with that standardisation. ``in_chans``: the
-    dataset's channels (3, or 1 for a 1-channel representation).
+    ``input_stats``: per-channel (mean, std) of the training folds (``spectra.input_stats``, as arrays or as
+    the job's lists), required with ``cfg.standardize``: the backbone's stem then starts with that
+    standardisation. ``in_chans``: the dataset's channels (3, or 1 for a 1-channel representation).
     """
     kind, _ = parse_init(cfg.init)
     pretrained = False if kind == "random" else (cfg.weights or True)

@@ -82,6 +82,8 @@ class TrialPlan:
     folds: dict[str, list[int]]  # train / valid / test fold numbers
     dataset_version: str  # from the card, read once here: the job and the trial's data cache use it
     input_channels: int = 3  # the dataset's spectrogram channels (card spec shape; 1 for 1-channel features)
+    # with cfg.standardize: per-channel [mean, std] of the training folds (spectra.input_stats); else None
+    input_stats: list[list[float]] | None = None
 
     @property
     def records(self) -> storage.Location:
@@ -92,7 +94,8 @@ class TrialPlan:
         ({"after_epoch": k, "log": path, "times": n}: raise after epoch k while the log has < n lines)."""
         return {"trial": to_dict(self.cfg), "trial_id": self.trial_id, "num_classes": self.num_classes,
                 "folds": self.folds, "records_uri": self.records.uri, "fault": fault,
-                "dataset": {"uri": self.cfg.data, "version": self.dataset_version, "channels": self.input_channels}}
+                "dataset": {"uri": self.cfg.data, "version": self.dataset_version, "channels": self.input_channels,
+                            "input_stats": self.input_stats}}
 
 
 def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
@@ -112,7 +115,9 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
     num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
     folds = {"train": list(roles.train), "valid": list(roles.valid), "test": [roles.test]}
     channels = int(card.get("spec", {}).get("shape", [3])[0])
-    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels)
+    # resolved here, from the card in hand: every rank and analysis read the same numbers from the job
+    stats = [a.tolist() for a in spectra.input_stats(cfg.data, roles.train, card)] if cfg.standardize else None
+    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels, stats)
 
 
 def _max_label(data_uri: str) -> int:
@@ -237,8 +242,8 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     """Build (or resume), train for the configured epochs, report every epoch, checkpoint, write records."""
     cfg = from_dict(TrialConfig, job["trial"])
     seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
-    stats = spectra.input_stats(cfg.data, job["folds"]["train"]) if cfg.standardize else None
-    network = session.prepare(build_network(cfg, job["num_classes"], stats, job["dataset"].get("channels", 3)))
+    network = session.prepare(build_network(cfg, job["num_classes"], job["dataset"].get("input_stats"),
+                                            job["dataset"].get("channels", 3)))
     optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
     state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
