@@ -39,8 +39,8 @@ SUMMARY_COLUMNS = ["best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_e
                    "valid_selected_epoch", "valid_selected_valid_acc", "epochs", "resumed_at_epoch",
                    "train_seconds", "samples_per_s"]
 COLUMNS = (["trial_id", *CONFIG_KEYS, "seed", "fold", "valid_fold", "init_kind", "init_k", "method",
-            "recipe_label", "dataset_name", "features", "dataset_version", "data_uri", "num_classes", "planned_epochs", "lr",
-            "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS)
+            "recipe_label", "dataset_name", "features", "dataset_version", "data_uri", "num_classes", "planned_epochs",
+            "lr", "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS)
 _READERS = 16  # parallel reads: S3 latency, not bandwidth, dominates small JSON files
 
 

@@ -342,7 +342,8 @@ def _dataset_lines(scan: Scan) -> list[str]:
             f"–{max(per_class)}; clips per fold {per_fold}. Features: {features_label(card)} "
             f"({f.get('variant')}), "
             f"{f.get('sample_rate')} Hz, windows {f.get('windows_ms')} ms, hops {f.get('hops_ms')} ms, "
-            f"n_fft {f.get('n_fft_ms')} ms, {f.get('n_mels')} mel/gammatone bands, log(x + {f.get('log_eps')}), resized to "
+            f"n_fft {f.get('n_fft_ms')} ms, {f.get('n_mels')} mel/gammatone bands, log(x + {f.get('log_eps')}), "
+            f"resized to "
             f"{f.get('height')} × {f.get('width')}.")
     return lines
 

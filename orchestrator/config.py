@@ -485,7 +485,8 @@ class TrialConfig:
 # reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
 # not retrained), while any other value is a different trial.
 ID_DEFAULTS: dict[str, Any] = {
-    "split": "nested", "augmented": "all", "standardize": False,  # the old behaviour: no split modes; every stored copy, every epoch
+    # the old behaviour: no split modes; every stored copy, every epoch; inputs as they are
+    "split": "nested", "augmented": "all", "standardize": False,
     # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
     "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
     "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0,  # no mixup, hard labels: all trials before them

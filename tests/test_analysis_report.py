@@ -87,7 +87,8 @@ def test_report_with_only_unfinished_trials(tmp_path):
     written = build_report(str(tmp_path / "results"), str(tmp_path / "out"))
     text = (tmp_path / "out" / "report.md").read_text()
     assert "No finished trials yet (1 trial folders without summary.json)" in text
-    assert text.count("No trials for this table") == 8 and written["figures"] == {}  # I-III, settings, 3 ablations, representations
+    # I-III, settings, 3 ablations, representations
+    assert text.count("No trials for this table") == 8 and written["figures"] == {}
 
 
 def test_analysis_never_imports_ray_and_query_needs_no_torch():
