@@ -40,7 +40,8 @@ def test_short_clip_is_zero_padded_to_one_window():
     (b"RIFF0000WAVEgarbage" * 20, "unreadable audio"),
     (wav_bytes(np.zeros(0, dtype=np.float32), 8000), "empty audio"),
     (wav_bytes(np.array([0.1, np.nan, 0.2], dtype=np.float32), 8000, "FLOAT"), "NaN"),
-])
+], ids=["empty-file", "garbage", "no-samples", "nan"])  # ids by name: float WAV bytes hold a write-time PEAK stamp,
+# and pytest-xdist workers must collect identical ids
 def test_bad_audio_raises_with_reason(data, reason):
     with pytest.raises(AudioError, match=reason):
         decode_audio(data, 8000, 800)

@@ -30,7 +30,8 @@ def wav(wave: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
     (wav(np.zeros(8000, dtype=np.float32), 8000), r"silent audio: every sample is below 1e-06"),
     (wav(np.full(8000, 1e-8, dtype=np.float32), 8000, "FLOAT"), "silent audio"),
     (wav(fsdd_wave(3, 8000, 2.0), 8000), r"too long: 2\.0 s is over the maximum duration of 1\.5 s"),
-])
+], ids=["inf", "inf-stereo", "zeros", "below-floor", "too-long"])  # ids by name: float WAV bytes hold a
+# write-time PEAK stamp, and pytest-xdist workers must collect identical ids
 def test_bad_content_is_rejected_with_the_reason(data, reason):
     with pytest.raises(AudioError, match=reason):
         decode_audio(data, 8000, 800, max_seconds=1.5)
