@@ -6,10 +6,12 @@ built from librosa so the test needs no torchaudio. ``slaney_reference`` is this
 (librosa defaults: Slaney scale, area normalisation, zero padding), still selectable with
 ``mel_scale="slaney"``.
 
-Tolerance: 5e-4 absolute on log-mel values (range about -14..10): float32 FFT rounding, which the log
-amplifies in near-silent bins (typical error ~1e-6, worst seen 2.3e-4), plus torch's resize computing sample
-positions in float32 where PIL uses float64 (up to 1e-4 at width 250, 5e-4 when resizing 2285 -> 1500
-frames). Stored spectrograms are float16, whose step is 4e-3..8e-3 in this range, so neither shows there.
+Tolerance: 5e-4 absolute on log-mel values (range about -14..10): float32 FFT rounding (typical error ~1e-6)
+plus torch's resize computing sample positions in float32 where PIL uses float64 (up to 1e-4 at width 250,
+5e-4 when resizing 2285 -> 1500 frames). In quiet bins, whose power is within 10x of the 1e-6 floor (log below
+-11.5), the log amplifies the FFT's absolute rounding and the error depends on the CPU's FFT kernels (worst
+seen: 2.3e-4 on one machine, 6.3e-4 on an AMD EPYC), so those bins get 2e-3. Stored spectrograms are float16,
+whose step is 4e-3..8e-3 in this range, so neither shows there.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from orchestrator.features import (SpectrogramFeatures, featurize_clips, mel_fil
                                    torchaudio_bin_freqs)
 
 TOLERANCE = 5e-4
+QUIET_TOLERANCE, QUIET_BELOW = 2e-3, -11.5  # bins within 10x of the log floor log(1e-6) = -13.8
 CHANNELS = ((25, 10), (50, 25), (100, 50))  # (window, hop) in ms, the paper's three channels
 
 
@@ -93,8 +96,10 @@ def features(y: np.ndarray, sr: int, width: int, **config) -> np.ndarray:
 def assert_close_per_channel(ours: np.ndarray, reference: np.ndarray) -> None:
     assert ours.shape == reference.shape
     for channel, (a, b) in enumerate(zip(ours, reference)):
-        error = np.abs(a - b).max()
-        assert error < TOLERANCE, f"channel {channel}: max |ours - reference| = {error:.2e}"
+        error, quiet = np.abs(a - b), b < QUIET_BELOW
+        assert error[~quiet].max() < TOLERANCE, f"channel {channel}: max |ours - reference| = {error.max():.2e}"
+        if quiet.any():
+            assert error[quiet].max() < QUIET_TOLERANCE, f"channel {channel}, quiet bins: {error.max():.2e}"
 
 
 @pytest.mark.parametrize("sr", [44100, 8000, 16000])
