@@ -34,14 +34,23 @@ def fsdd_root() -> Path:
     return FSDD_MINI
 
 
+def ray_cpus() -> int:
+    """Logical CPUs of this test process's Ray: the machine's cores shared between the pytest-xdist workers
+    (`make test`: 2 workers on 2 cores -> 1 each). More would only start more Tune actors and Ray Data
+    workers side by side, each importing torch, on cores the other worker already keeps busy."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 2) // workers)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray instance for the whole session (2 CPUs, no dashboard), shut down at the end."""
+    """One local Ray instance for the whole session (:func:`ray_cpus` CPUs, no dashboard), shut down at the end.
+    Tests must not need more than 1 CPU of it at once (a 2-worker DDP trial asks for half a CPU per worker)."""
     import ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=ray_cpus(), include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

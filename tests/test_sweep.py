@@ -1,13 +1,17 @@
-"""Sweeps on Ray Tune: the demo plan in smoke mode, a crashing trial, a killed driver, phase-1 search."""
+"""Sweeps on Ray Tune: the demo plan in smoke mode (and its progress display), a crashing trial, a killed
+driver, phase-1 search."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,6 +25,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.plan import Plan, expand_grid, load_plan
 from orchestrator.sweep import plan_root, prepare_datasets, run_sweep
 from orchestrator.trial import trial_id
+from test_progress import EPOCH_LINE, RAY_DATA_OUTPUT, TUNE_OUTPUT, ray_data_progress_shown, shown
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,7 +40,7 @@ def write_plan(tmp_path: Path, folds=(2,), dataset: str | None = None, **overrid
                                              "features": {"height": 32, "width": 32}}, "folds": list(folds)}},
         "models": ["efficientnet_lite0"], "inits": ["pretrained", "random"], "seeds": [0],
         "optim": {"epochs": 2, "lr": 0.001, "batch_size": 16}, "max_train_clips": 64,
-        "max_concurrent_trials": 2, "max_failures": 2,
+        "max_concurrent_trials": 1, "max_failures": 2,
     } | overrides
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -48,14 +53,48 @@ def summaries(root: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/summary.json")}
 
 
-def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
-    code = main(["sweep", str(REPO / "plans" / "demo.yaml"), "--smoke", "--storage", str(tmp_path), "--json"])
-    out, err = capsys.readouterr()
+@contextlib.contextmanager
+def captured_output() -> Iterator[dict[str, str]]:
+    """What this process writes to stdout and stderr in the block, at the Python and the file-descriptor level
+    (what ``capfd`` sees), for a fixture wider than one test: ``["out"]`` and ``["err"]`` once it ends."""
+    result: dict[str, str] = {}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        files = {1: out, 2: err}
+        sys.stdout.flush(), sys.stderr.flush()
+        saved = {fd: os.dup(fd) for fd in files}
+        for fd, file in files.items():
+            os.dup2(file.fileno(), fd)
+        text = {fd: open(fd, "w", buffering=1, closefd=False) for fd in files}
+        try:
+            with contextlib.redirect_stdout(text[1]), contextlib.redirect_stderr(text[2]):
+                yield result
+        finally:
+            for fd in files:
+                text[fd].flush()
+                os.dup2(saved[fd], fd)
+                os.close(saved[fd])
+            for name, file in (("out", out), ("err", err)):
+                file.seek(0)
+                result[name] = file.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def demo_smoke(ray_local, tmp_path_factory) -> tuple[int, str, str, Path]:
+    """``rethink-audio sweep plans/demo.yaml --smoke --json`` as a user runs it (Ray Data's progress display
+    on), once for the tests below: (exit status, stdout, stderr, its results root). They only read the
+    root or write beside it (the report)."""
+    storage = tmp_path_factory.mktemp("demo")
+    with ray_data_progress_shown(), captured_output() as output:
+        code = main(["sweep", str(REPO / "plans" / "demo.yaml"), "--smoke", "--storage", str(storage), "--json"])
+    return code, output["out"], output["err"], storage / "demo-smoke"
+
+
+def test_demo_plan_smoke_end_to_end(demo_smoke, capsys):
+    code, out, err, root = demo_smoke
     summary = json.loads(out)  # --json: stdout is the summary alone, progress went to stderr
     assert code == 0 and summary["trials"] == summary["finished"] == 2 and summary["failed"] == []
     assert "[sweep] 1/2 trials done (0 failed)" in err and "[sweep] 2/2 trials done (0 failed)" in err
     assert "ETA 0.0 min" in err  # nothing left after the last trial
-    root = tmp_path / "demo-smoke"
     done = summaries(root)
     assert sorted(s["epochs"] for s in done.values()) == [1, 1]
     assert {name.split("-")[1] for name in done} == {"pretrained", "random"}
@@ -64,7 +103,7 @@ def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
     for name in done:
         assert (root / "trials" / name / "predictions.parquet").exists()
     # `rethink-audio demo --smoke` is the same plan: it reuses these trials and goes on to the report
-    assert main(["demo", "--smoke", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--smoke", "--out", str(root.parent)]) == 0
     out = capsys.readouterr().out
     assert "[sweep] phase 2: all 2 trials already finished" in out
     assert "**Table I. Pretrained (ImageNet) vs random" in out and "**Table II. Single model vs deep" in out
@@ -73,6 +112,46 @@ def test_demo_plan_smoke_end_to_end(ray_local, tmp_path, capsys):
     assert "Integrated Gradients" in (report / "report.md").read_text() and (report / "report.html").exists()
     for figure in ("fig2a_svcca.png", "fig3_integrated_gradients_fsdd.png"):
         assert (report / "figures" / figure).stat().st_size > 1000
+
+
+def test_sweep_is_quiet_by_default_verbose_shows_tune_and_the_report_says_each_stage(demo_smoke, tmp_path, capfd):
+    from analysis.report import build_report
+
+    code, out, err, root = demo_smoke
+    # --json: stdout is the summary line and nothing else; every progress line went to stderr
+    summary = json.loads(out)
+    assert code == 0 and summary["finished"] == 2 and "\n" not in out.strip()
+    assert "[preprocess] fsdd: featurizing: 600/600 clips (100%)" in err
+    assert len(EPOCH_LINE.findall(err)) == 2  # one line per trial epoch (smoke: 1 epoch, 2 trials)
+    assert "[sweep] 2/2 trials done (0 failed)" in err
+    assert shown(out + err, TUNE_OUTPUT) == [] and shown(out + err, RAY_DATA_OUTPUT) == []
+
+    # the tables stage of that sweep: one line per stage, one per network rebuilt
+    lines: list[str] = []
+    build_report(str(root), str(tmp_path / "report"), progress=lines.append, svcca_clips=16, max_clips=2,
+                 ig_steps=4)
+    assert lines[0].startswith("[report] scanning trial records under ")
+    assert "[report] ensembles and tables (2 finished trials)" in lines
+    assert [line.split(":")[0] for line in lines if "SVCCA" in line or "Integrated" in line] == [
+        "[report] SVCCA 1/2", "[report] SVCCA 2/2", "[report] Integrated Gradients 1/1"]
+    assert lines[-1].startswith("[report] writing report.md and report.html")
+
+    # --verbose: the same trials again, in a storage of their own that holds only the dataset (the sweep
+    # reuses it), with Tune's own output; the suite's Ray streams no worker logs and cannot start to, which
+    # the sweep says instead of pretending
+    (dataset,) = (root / "datasets").iterdir()
+    seed_dataset(str(dataset), tmp_path, "demo-smoke")
+    capfd.readouterr()
+    plan = str(REPO / "plans" / "demo.yaml")
+    with ray_data_progress_shown():
+        assert main(["sweep", plan, "--smoke", "--storage", str(tmp_path), "--verbose", "--json"]) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out)["finished"] == 2
+    # Tune's status table, in its new boxed layout or (after an earlier quiet sweep in the same process, which
+    # switched Tune to its legacy output for a while) its legacy one: either way the table is shown
+    assert "Trial name" in err and ("╭" in err or "+--" in err)
+    assert "note: Ray was already initialised in this process with worker logs kept in its session logs" in err
+    assert "[sweep] 2/2 trials done (0 failed)" in err and not EPOCH_LINE.search(err)  # Tune reports epochs
 
 
 def test_retries_resume_from_checkpoints_and_a_deterministic_crash_costs_max_failures_plus_one(tiny_fsdd, tmp_path):

@@ -162,7 +162,8 @@ def test_two_ddp_workers_train_and_record(tiny_fsdd, tmp_path, monkeypatch):
     built = []
     original = trial_module.build_trainer
     monkeypatch.setattr(trial_module, "build_trainer", lambda *a, **k: built.append(1) or original(*a, **k))
-    cfg = tiny_trial(tiny_fsdd, init="random", num_workers=2, optim=OptimConfig(epochs=1, lr=1e-3, batch_size=16))
+    cfg = tiny_trial(tiny_fsdd, init="random", num_workers=2, optim=OptimConfig(epochs=1, lr=1e-3, batch_size=16),
+                     cpus_per_worker=0.5)  # both workers fit the 1-CPU Ray of a `make test` worker
     summary = run_trial(cfg, str(tmp_path))
     _, epochs, _, predictions = read_records(tmp_path / trial_id(cfg))
     assert built == [1]  # multi-worker trials still go through Ray Train's TorchTrainer
