@@ -56,13 +56,18 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory) -> str:
+def tiny_fsdd(ray_local, fsdd_root, tmp_path_factory, worker_id) -> str:
     """The bundled FSDD subset at 3 x 32 x 32, preprocessed once per test run: real audio, small enough for
-    CPU trials in seconds. Tests only read it (a dataset version is immutable; trials never write into it)."""
+    CPU trials in seconds. Tests only read it (a dataset version is immutable; trials never write into it).
+
+    Under pytest-xdist the workers share one copy: the first to get here builds it under the run's common
+    temporary folder while holding a file lock, the others then find the finished version and reuse it."""
+    from filelock import FileLock
+
     from orchestrator.config import FeatureConfig
     from orchestrator.preprocess import PreprocessRequest, preprocess
 
-    out = tmp_path_factory.mktemp("datasets")
-    return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(out),
-                                        features=FeatureConfig(height=32, width=32))).uri
-
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    with FileLock(shared / "tiny_fsdd.lock"):
+        return preprocess(PreprocessRequest("fsdd", str(fsdd_root), str(shared / "tiny-fsdd"),
+                                            features=FeatureConfig(height=32, width=32))).uri

@@ -81,7 +81,7 @@ def submitted():
         s3.client().create_bucket(Bucket=BUCKET)
         env = {k: v for k, v in os.environ.items() if k not in FOREIGN_AWS} | s3.env() | {
             "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
-        head = start_local_head(num_cpus=2, env=env)
+        head = start_local_head(num_cpus=1, env=env)  # one trial, one Ray Data worker at a time: 2 cores
         record = Submitted(s3, head.token)
         try:
             jobs_api = f"{head.dashboard_url}/api/jobs/"
