@@ -69,7 +69,7 @@ def run_job(client, entrypoint: str, runtime_env: dict) -> tuple[str, str, str]:
         if time.time() > deadline:
             client.stop_job(job)
             break
-        time.sleep(2)
+        time.sleep(0.5)
     info = client.get_job_info(job)
     return str(info.status), client.get_job_logs(job), json.dumps(info.dict(), default=str)
 
