@@ -19,9 +19,6 @@ from orchestrator.errors import ConfigError, RethinkError, user_message
 DEFAULT_MAX_GPU_HOURS = 10.0  # a sweep estimated above this asks first (issue 13)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_FSDD = REPO_ROOT / "data" / "fsdd-mini"
-# Integrated Gradients steps of the demo's report: the report's default, and 16 under --smoke, a check that
-# every stage runs (the report prints the steps and the completeness error they leave)
-DEMO_IG_STEPS, SMOKE_IG_STEPS = 64, 16
 
 
 def _add_preprocess(sub) -> None:
@@ -359,7 +356,6 @@ def cmd_demo(args) -> int:
     report_dir = f"{sweep.root}/report"
     print(f"[demo] stage 2/2: ensembles, tables, SVCCA and Integrated Gradients -> {report_dir}", flush=True)
     written = build_report(sweep.root, report_dir, svcca=not args.no_figures, attribution=not args.no_figures,
-                           ig_steps=SMOKE_IG_STEPS if args.smoke else DEMO_IG_STEPS,
                            progress=lambda line: print(line, flush=True))
     print(headline(report_dir))
     print(f"report: {written['report_md']}\n        {written['report_html']}")
