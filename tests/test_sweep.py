@@ -60,7 +60,8 @@ def captured_output() -> Iterator[dict[str, str]]:
     result: dict[str, str] = {}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         files = {1: out, 2: err}
-        sys.stdout.flush(), sys.stderr.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
         saved = {fd: os.dup(fd) for fd in files}
         for fd, file in files.items():
             os.dup2(file.fileno(), fd)
