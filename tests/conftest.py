@@ -44,6 +44,19 @@ def ray_cpus() -> int:
     return max(1, (os.cpu_count() or 2) // workers)
 
 
+def pytest_configure(config):
+    """Each test process computes with :func:`ray_cpus` threads (torch's OpenMP pool and numpy's BLAS): under
+    `make test` the two workers would otherwise each run 2 threads on the 2 cores, and the threads of one
+    spin-wait on cores the other worker needs. (The xdist controller runs no test: it keeps its defaults.)"""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(ray_cpus())
+    torch.set_num_threads(ray_cpus())
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session (:func:`ray_cpus` CPUs, no dashboard), shut down at the end.
