@@ -417,6 +417,9 @@ def resource_bundle(cpus: float, gpus: float, custom: dict[str, float]) -> dict[
     return bundle
 
 
+# Phase 1's batch sizes (orchestrator.search's space); the largest sizes a searching plan's memory request.
+SEARCH_BATCH_SIZES = (16, 32, 64)
+
 # How a trial's folds are used. nested: train on k-2 folds, a whole validation fold picks the epoch
 # (valid_selected), the test fold is never read for a choice. paper: train on the k-1 folds that are not the
 # test fold, as the paper does; there is no validation fold, so only best_epoch and last_epoch exist.

@@ -35,7 +35,7 @@ import pyarrow as pa
 from ray.tune.search import Searcher
 
 from orchestrator import storage
-from orchestrator.config import OptimConfig, TrialConfig, from_dict, to_dict
+from orchestrator.config import SEARCH_BATCH_SIZES, OptimConfig, TrialConfig, from_dict, to_dict
 from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import RethinkError
 from orchestrator.plan import Plan, expand_grid
@@ -44,7 +44,7 @@ from orchestrator.sweep import SEARCH, SEARCH_SPACE_DOC, TRIALS, _keep_credentia
 
 METRIC = "valid_acc"  # what _fit_trial reports: the best valid accuracy over the trial's epochs
 RECIPES, BEST = "recipes.json", "best.json"
-BATCH_SIZES = (16, 32, 64)
+BATCH_SIZES = SEARCH_BATCH_SIZES
 
 
 @dataclass(frozen=True)
