@@ -22,6 +22,7 @@ from orchestrator.config import ID_DEFAULTS, TrialConfig, stable_hash, to_dict
 NOT_RECIPE = frozenset({
     "seed", "fold", "valid_fold", "data", "model", "init", "loss.name", "weights", "download_weights",
     "num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "custom_resources", "checkpoint_every",
+    "data_cache_gb",
 })
 # What a missing key meant when the record was written: the value that keeps a trial's id as before it existed.
 MISSING_MEANS: dict[str, Any] = ID_DEFAULTS

@@ -409,11 +409,14 @@ def check_gpu_share(gpus: float, num_workers: int, key: str) -> None:
                           f"{num_workers}); DDP ranks need a whole GPU each")
 
 
-def resource_bundle(cpus: float, gpus: float, custom: dict[str, float]) -> dict[str, float]:
-    """One worker's Ray resource request: CPUs, custom resources, and the GPU share when there is one."""
+def resource_bundle(cpus: float, gpus: float, custom: dict[str, float], memory: int = 0) -> dict[str, float]:
+    """One worker's Ray resource request: CPUs, custom resources, the GPU share when there is one, and its
+    private host memory in bytes when known (``orchestrator.memory``: the dataset is shared, not counted)."""
     bundle = {"CPU": cpus, **custom}
     if gpus > 0:
         bundle["GPU"] = gpus
+    if memory > 0:
+        bundle["memory"] = memory
     return bundle
 
 
@@ -462,6 +465,8 @@ class TrialConfig:
     custom_resources: dict[str, float] = field(default_factory=dict)  # extra Ray resources per worker
     max_train_clips: int | None = None  # cap on training rows (smoke runs); None: all
     checkpoint_every: int = CHECKPOINT_EVERY  # epochs between checkpoints; always after the last epoch
+    data_cache_gb: float = 0.0  # cap of the node's data cache (orchestrator.data_cache), GB; 0: the env's
+    # RETHINK_AUDIO_DATA_CACHE_GB, else half of the cache folder's disk
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
@@ -474,6 +479,9 @@ class TrialConfig:
             raise ConfigValueError("valid_fold is only for split 'nested': split 'paper' has no validation fold")
         if self.checkpoint_every < 1:
             raise ConfigValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.data_cache_gb < 0:
+            raise ConfigValueError(f"data_cache_gb must be >= 0 (0: the environment's or half the disk), "
+                                   f"got {self.data_cache_gb}")
         check_gpu_share(self.gpus_per_worker if self.use_gpu else 0.0, self.num_workers, "gpus_per_worker")
         if self.loss.name != "ce":
             # Both act on the cross-entropy of hard labels; the hybrid's SupCon term needs each sample's one

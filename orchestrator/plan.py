@@ -168,6 +168,8 @@ class Plan:
     max_failures: int = 2  # restarts of a crashed trial (one budget per trial, owned by Tune)
     max_train_clips: int | None = None  # cap on training rows per trial (smoke runs)
     checkpoint_every: int = CHECKPOINT_EVERY  # epochs between a trial's checkpoints (and after its last)
+    data_cache_gb: float = 0.0  # cap of each node's data cache in GB (orchestrator.data_cache: one mapped copy of
+    # each dataset version per node, least recently used evicted); 0: RETHINK_AUDIO_DATA_CACHE_GB, else half the disk
     max_folds: int = 0  # use only the first N test folds of each dataset (0: all; smoke runs use 1)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow runs of every trial (opt-in)
 
@@ -181,6 +183,9 @@ class Plan:
         if self.checkpoint_every < 1:
             raise ConfigValueError(f"plan.checkpoint_every must be >= 1 (epochs between checkpoints), "
                               f"got {self.checkpoint_every}")
+        if self.data_cache_gb < 0:
+            raise ConfigValueError(f"plan.data_cache_gb must be >= 0 (GB; 0: RETHINK_AUDIO_DATA_CACHE_GB, else half "
+                                   f"the disk), got {self.data_cache_gb}")
         for a in self.ablations:
             if a.dataset not in self.datasets:
                 raise ConfigValueError(f"ablation dataset {a.dataset!r} is not in plan.datasets {list(self.datasets)}")
@@ -295,6 +300,6 @@ def expand_grid(plan: Plan, data_uris: dict[str, str], folds_of: dict[str, list[
             num_workers=plan.resources.num_workers, use_gpu=plan.resources.gpus_per_worker > 0,
             cpus_per_worker=plan.resources.cpus_per_worker, gpus_per_worker=plan.resources.gpus_per_worker or 1.0,
             custom_resources=dict(plan.resources.custom), max_train_clips=plan.max_train_clips,
-            checkpoint_every=plan.checkpoint_every,
+            checkpoint_every=plan.checkpoint_every, data_cache_gb=plan.data_cache_gb,
         ))
     return trials

@@ -2,7 +2,9 @@
 
 The only module that reads the environment for storage: S3 credentials come from the standard AWS chain
 (env vars, profile, instance role, resolved by the AWS SDK inside pyarrow); the endpoint can be overridden
-with ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (e.g. MinIO, or moto on loopback in tests).
+with ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (e.g. MinIO, or moto on loopback in tests). The node's
+data cache (``orchestrator.data_cache``) lives in ``RETHINK_AUDIO_DATA_CACHE`` (default
+``~/.cache/rethink-audio/datasets``), capped at ``RETHINK_AUDIO_DATA_CACHE_GB`` when set.
 """
 
 from __future__ import annotations
@@ -75,6 +77,21 @@ def s3_filesystem() -> pafs.S3FileSystem:
     kwargs["request_timeout"] = 30
     kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=3)
     return pafs.S3FileSystem(**kwargs)
+
+
+def data_cache_location() -> tuple[Path, float]:
+    """(folder, cap in GB or 0.0) of this node's data cache, from ``RETHINK_AUDIO_DATA_CACHE`` and
+    ``RETHINK_AUDIO_DATA_CACHE_GB``. The folder must be on a local disk: every trial on the node maps its files."""
+    root = Path(os.environ.get("RETHINK_AUDIO_DATA_CACHE") or "~/.cache/rethink-audio/datasets").expanduser()
+    text = os.environ.get("RETHINK_AUDIO_DATA_CACHE_GB", "").strip()
+    try:
+        cap = float(text) if text else 0.0
+    except ValueError:
+        raise StorageError(f"RETHINK_AUDIO_DATA_CACHE_GB={text!r} is not a number: set it to the cache's size "
+                           "cap in GB (e.g. 50), or unset it for half of the cache folder's disk") from None
+    if cap < 0:
+        raise StorageError(f"RETHINK_AUDIO_DATA_CACHE_GB={text!r} must be >= 0 (0: half of the cache's disk)")
+    return root, cap
 
 
 def resolve(uri: str | Path) -> Location:

@@ -158,13 +158,20 @@ def _resources(plan: Plan):
     holds the whole bundle (CPUs, its GPU or share of one, custom resources): exactly what the autoscaler
     must find a node for. A multi-worker trial's Tune trial only drives a TorchTrainer whose workers reserve
     the real resources; the driver asks for 1 byte of memory and no CPU (Tune refuses an empty bundle, and
-    even a token 0.01 CPU per driver would leave N workers short of N CPUs and serialise the trials)."""
+    even a token 0.01 CPU per driver would leave N workers short of N CPUs and serialise the trials).
+
+    The bundle includes the trial's private host memory (``orchestrator.memory.plan_memory``: the plan's
+    largest trial, so every trial has the same bundle and Tune reuses their processes); the dataset is mapped
+    from the node's data cache, one copy per node, and is not part of it."""
     from ray import tune
+
+    from orchestrator.memory import plan_memory
 
     res = plan.resources
     if res.num_workers > 1:
         return {"cpu": 0, "memory": 1}
-    return tune.PlacementGroupFactory([resource_bundle(res.cpus_per_worker, res.gpus_per_worker, res.custom)])
+    memory = plan_memory(plan).trial_private_bytes
+    return tune.PlacementGroupFactory([resource_bundle(res.cpus_per_worker, res.gpus_per_worker, res.custom, memory)])
 
 
 # Ray Tune copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the driver's environment

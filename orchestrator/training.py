@@ -281,15 +281,19 @@ def protocol_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
                       "valid_selected_valid_acc": selected["valid_acc"]}
 
 
+def shuffled(rows: np.ndarray, shuffle_seed: int | None) -> np.ndarray:
+    """``rows`` in a fresh full permutation when seeded (numpy's generator, so the same seed gives the same
+    order on CPU and GPU and from any data source), else as they are."""
+    rows = np.asarray(rows)
+    return rows[np.random.default_rng(shuffle_seed).permutation(len(rows))] if shuffle_seed is not None else rows
+
+
 def batched(arrays: tuple, batch_size: int, shuffle_seed: int | None = None,
             rows: np.ndarray | None = None) -> Iterator[tuple]:
     """Minibatches of in-memory arrays (numpy, or tensors already on their device) over ``rows`` (default:
-    all rows); a fresh full permutation of them when seeded. The permutation is numpy's for both kinds, so
-    the same seed gives the same batches on CPU and GPU, from host or device memory."""
-    rows = np.arange(len(arrays[0])) if rows is None else np.asarray(rows)
-    order = rows[np.random.default_rng(shuffle_seed).permutation(len(rows))] if shuffle_seed is not None else rows
-    n = len(order)
-    for start in range(0, n, batch_size):
+    all rows), permuted by :func:`shuffled`."""
+    order = shuffled(np.arange(len(arrays[0])) if rows is None else rows, shuffle_seed)
+    for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         yield tuple(_take(a, idx) for a in arrays)
 
@@ -300,19 +304,78 @@ def _take(array, idx: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array[idx]))
 
 
-# Arrays go to the GPU when they take at most this share of its free memory: the rest is for the model,
-# its activations and the optimizer (DenseNet-201 at batch 32: ~3 GB, README "GPU memory per trial").
-DEVICE_DATA_SHARE = 0.25
+class DataFeed:
+    """A trial's spectrograms as batches on its device, gathered by row index from ``specs`` (the dataset
+    version mapped read-only from the node's cache: one copy per node, never a private copy per trial).
 
+    How, chosen once per trial:
 
-def place_on_device(arrays: tuple[np.ndarray, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The arrays as tensors on ``device`` when they fit (moved once, so no host-to-device copy per step),
-    else as host tensors sharing the numpy memory. On CPU: always host tensors, no copy."""
-    # Arrow-backed arrays are read-only: copy those (torch tensors must be writable), share the rest
-    tensors = tuple(torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else a.copy()) for a in arrays)
-    if device.type != "cuda":
-        return tensors
-    free, _ = torch.cuda.mem_get_info(device)
-    if sum(a.nbytes for a in arrays) > DEVICE_DATA_SHARE * free:
-        return tuple(t.pin_memory() for t in tensors)  # pinned: the per-step copy is asynchronous
-    return tuple(t.to(device) for t in tensors)
+    * ``host`` (CPU trials): each batch is gathered from the mapping into a batch-sized array.
+    * ``resident`` (GPU, when the rows the trial reads fit ``device_budget``: its share of the GPU less the
+      model's footprint): gathered onto the device once, chunk by chunk, so no step copies from the host.
+    * ``staged`` (GPU, when they do not fit): each batch is gathered into one of two pinned buffers and
+      copied on a side stream while the step before it computes (double buffering); the buffer is reused only
+      once its copy has finished. No pinned copy of the dataset, ever.
+
+    Every way yields the same batches for the same rows, so results do not depend on which one ran.
+    """
+
+    CHUNK_ROWS = 256  # rows gathered at once when filling device memory
+
+    def __init__(self, specs: np.ndarray, rows_used: np.ndarray, device: torch.device,
+                 device_budget: int | None = None):
+        self.specs, self.device = specs, device
+        self.row_bytes = int(np.prod(specs.shape[1:])) * specs.dtype.itemsize
+        needed = len(rows_used) * self.row_bytes
+        if device.type != "cuda":
+            self.mode = "host"
+        elif device_budget is not None and needed <= device_budget:
+            self.mode = "resident"
+            self._fill_device(np.asarray(rows_used))
+        else:
+            self.mode = "staged"
+            self._stream = torch.cuda.Stream(device)
+        self.needed_bytes = needed
+
+    def _fill_device(self, rows_used: np.ndarray) -> None:
+        self.resident = torch.empty((len(rows_used), *self.specs.shape[1:]), dtype=torch.float16, device=self.device)
+        for start in range(0, len(rows_used), self.CHUNK_ROWS):
+            chunk = rows_used[start : start + self.CHUNK_ROWS]
+            self.resident[start : start + len(chunk)] = torch.from_numpy(self.specs[chunk]).to(self.device)
+        self.position = np.full(len(self.specs), -1, dtype=np.int64)
+        self.position[rows_used] = np.arange(len(rows_used))
+
+    def batches(self, rows: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Batch]:
+        """``(inputs, labels)`` of ``rows`` in the order given, ``batch_size`` at a time; labels stay on the host."""
+        chunks = [slice(s, s + batch_size) for s in range(0, len(rows), batch_size)]
+        if self.mode == "staged":
+            yield from self._staged(rows, labels, chunks)
+            return
+        for chunk in chunks:
+            idx = rows[chunk]
+            if self.mode == "resident":
+                inputs = self.resident.index_select(0, torch.from_numpy(self.position[idx]).to(self.device))
+            else:
+                inputs = torch.from_numpy(self.specs[idx])  # fancy indexing copies: a writable batch
+            yield inputs, torch.from_numpy(np.array(labels[chunk]))  # a writable copy
+
+    def _staged(self, rows: np.ndarray, labels: np.ndarray, chunks: list[slice]) -> Iterator[Batch]:
+        batch = max((c.stop - c.start for c in chunks), default=0)
+        pinned = [torch.empty((batch, *self.specs.shape[1:]), dtype=torch.float16, pin_memory=True)
+                  for _ in range(2)]
+        copied: list[torch.cuda.Event | None] = [None, None]  # when the copy out of each buffer finished
+        compute = torch.cuda.current_stream(self.device)
+        for k, chunk in enumerate(chunks):
+            idx, slot = rows[chunk], k % 2
+            if copied[slot] is not None:
+                copied[slot].synchronize()  # batch k - 2 has left this buffer
+            staging = pinned[slot][: len(idx)]
+            # host gather while the GPU runs step k - 1 (mode "clip": unbuffered; the indices are valid)
+            np.take(self.specs, idx, axis=0, out=staging.numpy(), mode="clip")
+            with torch.cuda.stream(self._stream):
+                inputs = staging.to(self.device, non_blocking=True)
+                copied[slot] = torch.cuda.Event()
+                copied[slot].record(self._stream)
+            compute.wait_stream(self._stream)
+            inputs.record_stream(compute)  # allocated on the copy stream, used on the compute stream
+            yield inputs, torch.from_numpy(np.array(labels[chunk]))  # a writable copy

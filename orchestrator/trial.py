@@ -6,8 +6,8 @@
 * inside a Ray Tune function trainable (a sweep's single-device trial: no Ray Train scaffolding),
 * on each rank of a Ray Train ``TorchTrainer`` (multi-GPU DDP trials, ``num_workers > 1``).
 
-The loop reads the dataset version once (``orchestrator.trial_data``: one Parquet read, splits by fold in
-memory), trains, evaluates valid and test every epoch, reports each epoch's metrics to the session, and keeps
+The loop maps the dataset version from the node's data cache (``orchestrator.trial_data``: one read-only copy
+per node, split by fold into row indices; batches gathered by ``training.DataFeed``), trains, evaluates valid and test every epoch, reports each epoch's metrics to the session, and keeps
 its own checkpoint, ``checkpoint.pt``, in the trial folder every ``checkpoint_every`` epochs and after the
 last one. Any rerun of the same trial (a Tune retry, a Ray Train restart, ``--resume``, the same CLI call)
 resumes from it; a finished trial (``summary.json`` present) is never trained again.
@@ -43,10 +43,11 @@ from orchestrator.config import (ID_DEFAULTS, TrialConfig, from_dict, resource_b
                                  without_defaults)
 from orchestrator.datasets.folds import fold_roles
 from orchestrator.errors import ConfigError
+from orchestrator.memory import ceil_mib, host_private_bytes
 from orchestrator.trial_data import EvalSplit, load_trial_data
-from orchestrator.training import (PROTOCOLS, TrialState, TrainStep, batched, build_network, evaluate,
-                                   make_optimizer, make_scheduler, place_on_device, protocol_summary,
-                                   seed_everything, train_epoch)
+from orchestrator.training import (PROTOCOLS, DataFeed, TrialState, TrainStep, build_network, evaluate,
+                                   make_optimizer, make_scheduler, protocol_summary, seed_everything, shuffled,
+                                   train_epoch)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 EVAL_BATCH = 64
@@ -57,7 +58,7 @@ class InjectedFault(RuntimeError):
 
 
 # How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
-EXECUTION_ONLY = ("checkpoint_every", "custom_resources")
+EXECUTION_ONLY = ("checkpoint_every", "custom_resources", "data_cache_gb")
 
 def _identity(cfg: TrialConfig) -> dict[str, Any]:
     """What a trial's id hashes: its config without execution-only keys and without new fields at their
@@ -84,6 +85,7 @@ class TrialPlan:
     input_channels: int = 3  # the dataset's spectrogram channels (card spec shape; 1 for 1-channel features)
     # with cfg.standardize: per-channel [mean, std] of the training folds (spectra.input_stats); else None
     input_stats: list[list[float]] | None = None
+    memory_bytes: int = 0  # host memory private to each worker (orchestrator.memory): what it asks Ray for
 
     @property
     def records(self) -> storage.Location:
@@ -117,7 +119,9 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
     channels = int(card.get("spec", {}).get("shape", [3])[0])
     # resolved here, from the card in hand: every rank and analysis read the same numbers from the job
     stats = [a.tolist() for a in spectra.input_stats(cfg.data, roles.train, card)] if cfg.standardize else None
-    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels, stats)
+    pixels = int(np.prod(card.get("spec", {}).get("shape", [3, 128, 250])[1:]))
+    memory = ceil_mib(host_private_bytes(cfg.model, cfg.optim.batch_size, pixels, channels, on_gpu=cfg.use_gpu))
+    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels, stats, memory)
 
 
 def _max_label(data_uri: str) -> int:
@@ -249,24 +253,26 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
     data = load_trial_data(cfg.data, cfg.fold, (job["folds"]["valid"] or [None])[0], split=cfg.split,
                            max_train_rows=cfg.max_train_clips, seed=cfg.seed, rank=session.rank,
-                           world_size=session.world_size, version=job["dataset"]["version"])
-    train = place_on_device((data.train_specs, data.train_labels), session.device)
-    valid = _on_device(data.valid, session.device) if data.valid is not None else None
-    test = _on_device(data.test, session.device)
+                           world_size=session.world_size, version=job["dataset"]["version"],
+                           cache_gb=cfg.data_cache_gb)
+    feed = DataFeed(data.specs, data.rows_used(evaluates=session.rank == 0), session.device,
+                    device_data_budget(cfg, session.device, data.specs.shape))
     step = TrainStep(network, optimizer, cfg, session.device)
     per_worker_batch = max(1, cfg.optim.batch_size // session.world_size)
     for epoch in range(state.next_epoch, cfg.optim.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        rows = data.epoch_rows(cfg.augmented, cfg.seed, epoch)  # the paper's fresh augmented draw per epoch
-        train_loss, seen = train_epoch(step, batched(train, per_worker_batch, shuffle_seed=cfg.seed * 10_007 + epoch,
-                                                     rows=rows))
+        # the paper's fresh augmented draw per epoch, in a fresh order per epoch
+        order = shuffled(data.epoch_rows(cfg.augmented, cfg.seed, epoch), cfg.seed * 10_007 + epoch)
+        train_loss, seen = train_epoch(step, feed.batches(data.train_rows[order], data.train_labels[order],
+                                                          per_worker_batch))
         train_seconds = time.perf_counter() - start
         scheduler.step()
         metrics: dict[str, Any] = {"epoch": epoch}
         if session.rank == 0:  # valid/test are not split across workers: rank 0 evaluates the whole folds
-            valid_result = evaluate(_unwrap(network), valid, session.device) if valid is not None else None
-            test_result = evaluate(_unwrap(network), test, session.device)
+            valid_result = (evaluate(_unwrap(network), _eval_batches(feed, data.valid), session.device)
+                            if data.valid is not None else None)
+            test_result = evaluate(_unwrap(network), _eval_batches(feed, data.test), session.device)
             metrics |= {"train_loss": train_loss, "valid_loss": valid_result and valid_result.loss,
                         "valid_acc": valid_result and valid_result.accuracy, "test_acc": test_result.accuracy,
                         "lr": lr, "seconds": time.perf_counter() - start, "train_samples": seen * session.world_size,
@@ -290,13 +296,22 @@ def _accuracies(metrics: dict[str, Any]) -> str:
     return f"{valid}test_acc {metrics['test_acc']:.3f}"
 
 
-def _on_device(split: EvalSplit, device: torch.device):
-    """An evaluation split as (inputs, labels, clip ids) batches, its spectrograms moved to the GPU once
-    when they fit (labels stay on the host: the loss is computed there)."""
-    (specs,) = place_on_device((split.specs,), device)
-    labels = torch.from_numpy(np.array(split.labels))  # a writable copy: Arrow-backed arrays are read-only
-    return [(specs[i : i + EVAL_BATCH], labels[i : i + EVAL_BATCH], split.clip_ids[i : i + EVAL_BATCH])
-            for i in range(0, len(labels), EVAL_BATCH)]
+def _eval_batches(feed: DataFeed, split: EvalSplit):
+    """An evaluation split as (inputs, labels, clip ids) batches, in clip-id order, gathered chunk by chunk."""
+    for k, (inputs, labels) in enumerate(feed.batches(split.rows, split.labels, EVAL_BATCH)):
+        yield inputs, labels, split.clip_ids[k * EVAL_BATCH : (k + 1) * EVAL_BATCH]
+
+
+def device_data_budget(cfg: TrialConfig, device: torch.device, spec_shape: tuple[int, ...]) -> int | None:
+    """Bytes of data a GPU trial may keep on its device: its share of the GPU (``gpus_per_worker`` of the total,
+    at most what is free now) less the model's footprint (``orchestrator.memory.gpu_bytes``). None on CPU."""
+    if device.type != "cuda":
+        return None
+    from orchestrator.memory import gpu_bytes
+
+    free, total = torch.cuda.mem_get_info(device)
+    share = min(total * min(cfg.gpus_per_worker, 1.0), free)
+    return int(share - gpu_bytes(cfg.model, cfg.optim.batch_size, int(np.prod(spec_shape[2:]))))
 
 
 # ---------------------------------------------------------------- records
@@ -362,7 +377,7 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None 
         train_loop_per_worker,
         train_loop_config=plan.job(fault),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker=worker_resources(cfg)),
+                                               resources_per_worker=worker_resources(cfg, plan.memory_bytes)),
         run_config=ray.train.RunConfig(
             name=plan.trial_id, storage_path=trials.path if not trials.is_s3 else trials.uri,
             storage_filesystem=None if trials.is_s3 else trials.fs,
@@ -372,9 +387,11 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None 
     )
 
 
-def worker_resources(cfg: TrialConfig) -> dict[str, float]:
-    """What one worker of the trial reserves: CPUs, the GPU (or a fraction of one), custom resources."""
-    return resource_bundle(cfg.cpus_per_worker, cfg.gpus_per_worker if cfg.use_gpu else 0.0, cfg.custom_resources)
+def worker_resources(cfg: TrialConfig, memory_bytes: int = 0) -> dict[str, float]:
+    """What one worker of the trial reserves: CPUs, the GPU (or a fraction of one), custom resources, and
+    its private host memory when given (``TrialPlan.memory_bytes``)."""
+    return resource_bundle(cfg.cpus_per_worker, cfg.gpus_per_worker if cfg.use_gpu else 0.0, cfg.custom_resources,
+                           memory_bytes)
 
 
 def run_in_process(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None,
@@ -422,9 +439,9 @@ def _run_on_ray(plan: TrialPlan, *, max_failures: int, fault: dict | None) -> No
         return
     import ray
 
-    resources = worker_resources(plan.cfg)
+    resources = worker_resources(plan.cfg, plan.memory_bytes)
     task = ray.remote(run_in_process).options(num_cpus=resources.pop("CPU"), num_gpus=resources.pop("GPU", 0),
-                                              resources=resources)
+                                              memory=resources.pop("memory"), resources=resources)
     ray.get(task.remote(plan, max_failures=max_failures, fault=fault))
 
 

@@ -1,42 +1,32 @@
-"""A trial's data: one Parquet read of the dataset version, split by fold in memory. No Ray.
+"""A trial's data: the dataset version mapped from the node's cache, split by fold into row indices. No Ray.
 
-Why not Ray Data here: a trial needs a few hundred MB at most (ESC-50 at float16 is ~0.4 GB), and three
-materialised Ray Datasets per trial cost tens of seconds of actor and task start-up before the first step.
-A trial reads the version's Parquet files once with pyarrow (local or s3:// through ``orchestrator.storage``),
-keeps the arrays in a small per-process cache (a Tune actor reused for the next trial of the same dataset
-reads nothing), and takes its splits from the one fold function, ``datasets.folds.fold_splits``, whose
-disjointness check therefore runs for every trial.
+Why not Ray Data here: a trial needs its rows by index, in an order fixed by its seed, epoch after epoch;
+three materialised Ray Datasets per trial cost tens of seconds of actor and task start-up before the first
+step. A trial maps the version from the node's data cache (``orchestrator.data_cache``: one read-only copy per
+node, shared by every trial there, built once from the Parquet files, local or s3://), takes its splits from
+the one fold function, ``datasets.folds.fold_splits``, whose disjointness check therefore runs for every
+trial, and keeps only row indices: batches are gathered from the mapping (``training.DataFeed``), so no trial
+holds a private copy of its training split.
 """
 
 from __future__ import annotations
 
-import threading
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from orchestrator import spectra
+from orchestrator.data_cache import open_version
 from orchestrator.datasets.folds import fold_splits
 from orchestrator.errors import ConfigError
-
-_ROW_COLUMNS = ["clip_id", "source_id", "fold", "label", "aug_copy"]
-
-
-@dataclass(frozen=True)
-class DatasetArrays:
-    """Every row of a dataset version: metadata as a DataFrame, spectrograms as one float16 array."""
-
-    rows: pd.DataFrame  # clip_id, source_id, fold, label, aug_copy (-1 for original clips); index = row
-    specs: np.ndarray  # (N, 3, H, W) float16, row i belongs to rows.iloc[i]
 
 
 @dataclass(frozen=True)
 class EvalSplit:
-    """A valid or test split in clip-id order."""
+    """A valid or test split in clip-id order: row positions in the version's ``specs``."""
 
-    specs: np.ndarray
+    rows: np.ndarray
     labels: np.ndarray
     clip_ids: list[str]
 
@@ -45,12 +35,14 @@ class EvalSplit:
 class TrialData:
     """What one trial (or one DDP rank) trains and evaluates on.
 
-    The training arrays hold this rank's original clips first (canonical order), then their augmented copies
-    grouped by source clip; ``copy_offsets[i]:copy_offsets[i+1]`` are clip i's copies, counted from the first
-    copy row. ``epoch_rows`` says which rows an epoch trains on.
+    ``specs`` is the whole version, mapped read-only (shared with every trial on the node). The training rows
+    are this rank's original clips first (canonical order), then their augmented copies grouped by source
+    clip; ``train_rows[i]`` is training row i's position in ``specs``, ``copy_offsets[i]:copy_offsets[i+1]``
+    are clip i's copies, counted from the first copy row. ``epoch_rows`` says which rows an epoch trains on.
     """
 
-    train_specs: np.ndarray
+    specs: np.ndarray
+    train_rows: np.ndarray
     train_labels: np.ndarray
     train_clip_ids: list[str]  # the original clips, in row order
     copy_offsets: np.ndarray  # (originals + 1,) int64, CSR offsets into the copy rows
@@ -61,8 +53,13 @@ class TrialData:
     def originals(self) -> int:
         return len(self.train_clip_ids)
 
+    def rows_used(self, evaluates: bool = True) -> np.ndarray:
+        """Every row of ``specs`` this rank reads (training rows; valid and test too when it evaluates)."""
+        splits = [self.train_rows] + ([s.rows for s in (self.valid, self.test) if s is not None] if evaluates else [])
+        return np.unique(np.concatenate(splits))
+
     def epoch_rows(self, augmented: str, seed: int, epoch: int) -> np.ndarray:
-        """Row positions epoch ``epoch`` trains on (``orchestrator.config.AUGMENTED_MODES``):
+        """Training-row positions epoch ``epoch`` trains on (``orchestrator.config.AUGMENTED_MODES``):
 
         * ``draw`` (the paper's protocol): every original clip once, plus one of its augmented copies drawn
           afresh each epoch, seeded by (seed, epoch, clip id) alone, so a resumed or re-sharded trial draws
@@ -82,27 +79,6 @@ class TrialData:
         return np.concatenate([np.arange(n), drawn])
 
 
-_cache: dict[str, DatasetArrays] = {}
-_cache_lock = threading.Lock()
-
-
-def read_dataset(uri: str, version: str | None = None) -> DatasetArrays:
-    """All rows of the version at ``uri``, read once per process (the newest version is kept, one at a time:
-    sweeps run their trials dataset by dataset, and a version is immutable, so the cache never goes stale).
-    ``version`` is the card's, when the caller has read it already (else the card is read here)."""
-    version = version or spectra.read_card(uri).get("version", uri)
-    key = f"{uri}@{version}"
-    with _cache_lock:
-        if key not in _cache:
-            _cache.clear()  # one dataset in memory per process
-            table = spectra.read_table(uri, columns=_ROW_COLUMNS + ["spec"])
-            rows = table.select(_ROW_COLUMNS).to_pandas()
-            rows["aug_copy"] = rows["aug_copy"].fillna(-1).astype(np.int64)  # null: the original clip
-            rows["clip_id"] = rows["clip_id"].astype(str)
-            _cache[key] = DatasetArrays(rows, spectra.spec_array(table))
-        return _cache[key]
-
-
 def canonical_train_order(rows: pd.DataFrame, max_rows: int | None, seed: int) -> np.ndarray:
     """Positions of ``rows`` sorted by (clip id, augmented copy), optionally a seeded subset of them.
 
@@ -118,10 +94,9 @@ def canonical_train_order(rows: pd.DataFrame, max_rows: int | None, seed: int) -
     return order
 
 
-def _eval_split(arrays: DatasetArrays, rows: pd.DataFrame) -> EvalSplit:
+def _eval_split(rows: pd.DataFrame) -> EvalSplit:
     rows = rows.sort_values("clip_id", kind="stable")
-    return EvalSplit(arrays.specs[rows["row"].to_numpy()], rows["label"].to_numpy(np.int64),
-                     rows["clip_id"].tolist())
+    return EvalSplit(rows["row"].to_numpy(np.int64), rows["label"].to_numpy(np.int64), rows["clip_id"].tolist())
 
 
 def _train_rows(train: pd.DataFrame, max_originals: int | None, seed: int, rank: int, world_size: int):
@@ -145,18 +120,18 @@ def _train_rows(train: pd.DataFrame, max_originals: int | None, seed: int, rank:
 
 def load_trial_data(uri: str, test_fold: int, valid_fold: int | None, *, split: str = "nested",
                     max_train_rows: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                    version: str | None = None) -> TrialData:
+                    version: str | None = None, cache_gb: float = 0.0) -> TrialData:
     """The trial's splits: train (this rank's share of the original clips, canonical order, then their
     augmented copies), valid (a whole fold; none for ``split="paper"``) and test (the whole test fold).
 
-    ``max_train_rows`` caps the original training clips (smoke runs): a seeded subset.
+    ``max_train_rows`` caps the original training clips (smoke runs): a seeded subset. ``cache_gb`` caps the
+    node's data cache (0: ``RETHINK_AUDIO_DATA_CACHE_GB``, else half its disk).
     """
-    arrays = read_dataset(uri, version)
-    rows = arrays.rows.assign(row=np.arange(len(arrays.rows)))
+    mapped = open_version(uri, version, cache_gb)
+    rows = mapped.rows.assign(row=np.arange(len(mapped.rows)))
     splits = fold_splits(rows, test_fold, valid_fold, split)  # asserts the splits are disjoint
     originals, copies, offsets = _train_rows(splits.train, max_train_rows, seed, rank, world_size)
     train = pd.concat([originals, copies.drop(columns="_source")])
-    return TrialData(arrays.specs[train["row"].to_numpy()], train["label"].to_numpy(np.int64),
+    return TrialData(mapped.specs, train["row"].to_numpy(np.int64), train["label"].to_numpy(np.int64),
                      originals["clip_id"].tolist(), offsets,
-                     _eval_split(arrays, splits.valid) if split == "nested" else None,
-                     _eval_split(arrays, splits.test))
+                     _eval_split(splits.valid) if split == "nested" else None, _eval_split(splits.test))

@@ -47,7 +47,18 @@ def ray_cpus() -> int:
 def pytest_configure(config):
     """Each test process computes with :func:`ray_cpus` threads (torch's OpenMP pool and numpy's BLAS): under
     `make test` the two workers would otherwise each run 2 threads on the 2 cores, and the threads of one
-    spin-wait on cores the other worker needs. (The xdist controller runs no test: it keeps its defaults.)"""
+    spin-wait on cores the other worker needs. (The xdist controller runs no test: it keeps its defaults.)
+
+    The run gets its own node data cache (``orchestrator.data_cache``), made by the first process here (the
+    xdist controller, whose workers and their Ray processes inherit it) and removed when that process exits."""
+    if not os.environ.get("RETHINK_AUDIO_DATA_CACHE"):
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="rethink-audio-test-cache-")
+        os.environ["RETHINK_AUDIO_DATA_CACHE"] = folder
+        atexit.register(shutil.rmtree, folder, True)
     if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
         return
     import torch

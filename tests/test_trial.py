@@ -100,7 +100,9 @@ def test_trial_data_comes_from_the_one_fold_function(tiny_fsdd):
     data = load_trial_data(tiny_fsdd, test_fold=2, valid_fold=None)
     assert len(data.train_labels) == 400 and len(data.valid.labels) == len(data.test.labels) == 100
     assert all("_jackson_" in c for c in data.test.clip_ids) and data.test.clip_ids == sorted(data.test.clip_ids)
-    assert data.train_specs.dtype == np.float16 and data.train_specs.shape[1:] == (3, 32, 32)
+    assert data.specs.dtype == np.float16 and data.specs.shape[1:] == (3, 32, 32)
+    assert isinstance(data.specs, np.memmap) and not data.specs.flags.writeable  # mapped, shared, read-only
+    assert len(data.rows_used()) == 600 and len(data.rows_used(evaluates=False)) == 400
     ranks = [load_trial_data(tiny_fsdd, 2, None, max_train_rows=96, seed=7, rank=r, world_size=2) for r in (0, 1)]
     assert [len(r.train_labels) for r in ranks] == [48, 48]  # disjoint halves of one seeded subset
     with pytest.raises(ConfigError, match="valid fold 2 must be one of .* other than the test fold 2"):
