@@ -17,6 +17,11 @@ The arithmetic, per trial (the same as cluster/README.md "Costs of plans/paper.y
 Wall time per instance type of a cluster file = max(GPU-hours / GPUs the cluster can hold at once, the
 longest trial): the ideal packing, a lower bound. Dollars = GPU-hours x instance price / GPUs per instance
 (``data/prices.yaml``, dated, to be checked).
+
+Memory (``orchestrator.memory``): the host memory private to each trial (what it asks Ray for as ``memory``),
+its GPU memory, and each dataset version's bytes, mapped once per node and shared by the trials there. With a
+cluster file, trials at once per node follow ``cluster/fit.py``'s rule: the fewest of what CPUs / GPUs allow,
+Ray's ``memory`` resource / the private memory, and what the node's RAM holds next to the shared data.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import yaml
 
 from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import ConfigError, RethinkError
+from orchestrator.memory import PlanMemory, plan_memory
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 THROUGHPUT_FILE = DATA_DIR / "throughput.csv"
@@ -94,6 +100,23 @@ class Deployment:
     spot_per_h: float
 
 
+@dataclass(frozen=True)
+class NodeMemory:
+    """Trials one node of an instance type of the cluster holds by resources and by memory (``cluster/fit.py``)."""
+
+    instance: str
+    node_types: tuple[str, ...]
+    ram_bytes: int | None
+    reserve_bytes: int  # the OS and Ray's own processes
+    ray_memory: float  # Ray's `memory` resource of the node, bytes
+    by_resources: int  # CPU, GPU, custom resources
+    by_memory: int | None  # Ray's memory / the trial's private memory
+    by_ram: int | None  # what RAM holds: reserve + k x private + the k largest dataset versions
+    per_node: int
+    shared_bytes: int | None  # dataset bytes the node maps with per_node trials (None: a size is unknown)
+    ram_needed: int  # RAM those trials, their data and the reserve need
+
+
 @dataclass
 class Estimate:
     """The whole preview of one plan (see :func:`estimate`)."""
@@ -108,6 +131,8 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
     prices_as_of: str = ""
     gpus_per_trial: float = 1.0  # num_workers x gpus_per_worker
+    memory: PlanMemory | None = None  # per trial and per dataset version (orchestrator/memory.py)
+    node_memory: list[NodeMemory] = field(default_factory=list)  # per instance type of the cluster
 
     @property
     def trials(self) -> int:
@@ -247,10 +272,18 @@ def estimate(plan, gpu: str | None = None, cluster: str | Path | None = None, *,
     result = Estimate(plan.name, gpu, uses_gpu, _rows(trials, sizes, gpu, uses_gpu, rates), sizes,
                       cluster=str(cluster) if cluster else None,
                       prices_as_of=f"{prices['as_of']} ({prices['region']})",
-                      gpus_per_trial=plan.resources.num_workers * plan.resources.gpus_per_worker)
+                      gpus_per_trial=plan.resources.num_workers * plan.resources.gpus_per_worker,
+                      memory=plan_memory(plan))
     result.notes += _notes(result, plan, rates)
+    shape = None  # cluster/fit.py's TrialShape: the bundle, private memory included, and the data per node
+    if cluster_nodes:
+        shape = _fit_module().plan_shape(plan, result.memory)
+        hosts = [n for n in cluster_nodes if n["gpus"] > 0 or not uses_gpu]
+        result.node_memory = _node_memory(shape, hosts)
+        # Ray's scheduler counts its memory resource, not RAM or the shared data: say where it would over-commit
+        result.notes += [line for n in hosts if (line := _fit_module().overcommit(shape, n["node"]))]
     if uses_gpu:
-        result.deployments = _deployments(result, plan, cluster_nodes, prices)
+        result.deployments = _deployments(result, plan, cluster_nodes, prices, shape)
     return result
 
 
@@ -332,7 +365,7 @@ def _cluster_nodes(path: Path, prices: dict[str, Any]) -> list[dict[str, Any]]:
     for node in types:
         instance = instances.get(node.name)
         priced = prices["instances"].get(instance, {})
-        nodes.append({"name": node.name, "instance": instance, "resources": node.resources,
+        nodes.append({"name": node.name, "instance": instance, "resources": node.resources, "node": node,
                       "max_nodes": min(node.max_nodes, cap), "cap": cap, "gpu": priced.get("gpu"),
                       "gpus": int(node.resources.get("GPU", 0))})
     return nodes
@@ -356,15 +389,36 @@ def _instance_types(raw: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def _deployments(result: Estimate, plan, nodes: list[dict[str, Any]], prices: dict[str, Any]) -> list[Deployment]:
-    """Wall time and dollars per GPU instance type of the cluster (or, without one, per priced instance
-    type of the chosen GPU, with no wall time)."""
-    fit = _fit_module() if nodes else None
-    bundle = {"CPU": plan.resources.cpus_per_worker, "GPU": plan.resources.gpus_per_worker, **plan.resources.custom}
+def _by_instance(nodes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Node types of a cluster grouped by instance type, in the file's order."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for node in nodes:
-        if node["gpus"] > 0 and node["gpu"] == result.gpu:
-            groups[node["instance"]].append(node)
+        groups[node["instance"]].append(node)
+    return groups
+
+
+def _node_memory(shape: Any, nodes: list[dict[str, Any]]) -> list[NodeMemory]:
+    """Per instance type (its first node type stands for the others, as in the wall time), how many trials of
+    ``shape`` (``cluster/fit.py``'s ``TrialShape``) one node holds and what decides it."""
+    fit = _fit_module()
+    out = []
+    for instance, members in _by_instance(nodes).items():
+        node = members[0]["node"]
+        limits = fit.node_fit(shape, node)
+        out.append(NodeMemory(
+            str(instance or node.name), tuple(m["name"] for m in members), node.ram_bytes, node.reserve_bytes,
+            node.resources.get("memory", 0.0), limits.by_resources, limits.by_memory, limits.by_ram,
+            limits.per_node, shape.memory.shared_bytes(max(limits.per_node, 1)), limits.ram_bytes))
+    return out
+
+
+def _deployments(result: Estimate, plan, nodes: list[dict[str, Any]], prices: dict[str, Any],
+                 shape: Any = None) -> list[Deployment]:
+    """Wall time and dollars per GPU instance type of the cluster (or, without one, per priced instance
+    type of the chosen GPU, with no wall time); trials at once follow ``cluster/fit.py``'s rule for ``shape``,
+    memory included."""
+    fit = _fit_module() if nodes else None
+    groups = _by_instance([n for n in nodes if n["gpus"] > 0 and n["gpu"] == result.gpu])
     if not nodes:
         groups = {k: [] for k, v in prices["instances"].items() if v["gpu"] == result.gpu}
     out = []
@@ -373,7 +427,7 @@ def _deployments(result: Estimate, plan, nodes: list[dict[str, Any]], prices: di
         slots = nodes_count = 0
         if members:
             nodes_count = min(sum(m["max_nodes"] for m in members), members[0]["cap"])
-            per_node = fit.trials_per_node({k: v for k, v in bundle.items() if v > 0}, members[0]["resources"])
+            per_node = fit.node_fit(shape, members[0]["node"]).per_node
             slots = nodes_count * per_node // plan.resources.num_workers
             if plan.max_concurrent_trials:
                 slots = min(slots, plan.max_concurrent_trials)
@@ -416,8 +470,49 @@ def _duration(hours: float | None) -> str:
     return f"{hours:,.1f} h" if hours >= 1 else f"{hours * 60:.1f} min"
 
 
+def _size(value: float | None) -> str:
+    """Bytes as GiB with one decimal (MiB below 0.1 GiB, so the bundled subset does not read as 0)."""
+    if value is None:
+        return "unknown"
+    return f"{value / 2**30:.1f} GiB" if value >= 0.1 * 2**30 or value == 0 else f"{value / 2**20:.0f} MiB"
+
+
+def _memory_lines(result: Estimate) -> list[str]:
+    """Memory per trial (host private, GPU) and per dataset version (shared once per node)."""
+    mem = result.memory
+    gpu = (f"| GPU per trial | {_size(mem.trial_gpu_bytes)} | weights, gradients, Adam, bf16 activations, CUDA "
+           "context; a trial's data go on the device too only when they fit beside them |") if result.uses_gpu else (
+           "| GPU per trial | - | CPU trials |")
+    lines = ["", f"Memory (orchestrator/memory.py; the largest trial: {mem.largest}):", "",
+             "| memory | size | what |", "|---|---:|---|",
+             f"| host, private, per trial | {_size(mem.trial_private_bytes)} | what every trial (each DDP rank) asks "
+             "Ray for as `memory`: process, model, checkpoint, batch buffers |", gpu]
+    lines += [f"| data {name}, per node | {_size(size)} | the dataset version, mapped once per node |"
+              for name, size in mem.datasets.items()]
+    lines += ["", "A node maps each dataset version once, read-only, for every trial on it: page cache, so not part of "
+                  "Ray's `memory`, but it must fit in the node's RAM next to the trials to stay resident."]
+    return lines + (_node_memory_lines(result) if result.node_memory else [])
+
+
+def _node_memory_lines(result: Estimate) -> list[str]:
+    """Per instance type of the cluster: trials per node by CPU / GPU, by Ray's memory and by RAM."""
+    def count(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    lines = ["", f"Trials per node by memory ({result.cluster}; cluster/fit.py: the fewest of what CPUs / GPUs "
+                 "allow, Ray's `memory` / private, and what RAM holds: reserve + k x private + the k largest "
+                 "dataset versions):", "",
+             "| instance | node types | RAM (reserve) | Ray `memory` | by CPU / GPU | by Ray `memory` | by RAM "
+             "| trials / node | shared data / node | RAM needed |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {n.instance} | {', '.join(n.node_types)} | {_size(n.ram_bytes)} ({_size(n.reserve_bytes)}) | "
+              f"{_size(n.ray_memory)} | {n.by_resources} | {count(n.by_memory)} | {count(n.by_ram)} | "
+              f"{n.per_node or '-'} | {_size(n.shared_bytes)} | {_size(n.ram_needed)} |" for n in result.node_memory]
+    return lines
+
+
 def render(result: Estimate) -> str:
-    """The preview as Markdown: a row per (dataset, model, init), totals, then wall time and dollars."""
+    """The preview as Markdown: a row per (dataset, model, init), totals, memory per trial, dataset and (with a
+    cluster) node, then wall time and dollars."""
     where = f"on {result.gpu}" if result.uses_gpu else "CPU only (gpus_per_worker 0): no GPU cost"
     lines = [f"## Cost preview: plan {result.plan}, {where}", "",
              "| dataset | model | init | trials | epochs | train samples | eval samples | GPU-hours |",
@@ -433,6 +528,7 @@ def render(result: Estimate) -> str:
     lines += ["", "Dataset sizes: " + "; ".join(
         f"{name}: {'unknown' if s is None else f'{sum(s.clips_per_fold.values()):,.0f} clips in {len(s.folds)} folds, {s.copies} copies, {s.pixels:,} px ({s.source})'}"
         for name, s in result.sizes.items())]
+    lines += _memory_lines(result)
     if result.deployments:
         lines += ["", f"Wall time and dollars (prices as of {result.prices_as_of}: check them; spot prices are "
                       "estimates; wall time assumes ideal packing):", "",

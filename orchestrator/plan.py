@@ -203,11 +203,17 @@ def load_plan(path: str | Path, storage: str | None = None) -> Plan:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a plan is a YAML mapping (name, storage, datasets, ...)")
-    raw = _with_presets(raw)
     if storage:
-        raw["storage"] = storage
-    plan = from_dict(Plan, raw, where="plan")
-    return _resolve_relative(plan, path.parent)
+        raw = raw | {"storage": storage}
+    return plan_from_mapping(raw, path.parent)
+
+
+def plan_from_mapping(raw: dict[str, Any], base: Path) -> Plan:
+    """The ``Plan`` of a plan file's mapping: presets expanded, typed and validated by the schema, relative
+    paths resolved against ``base``. Unlike :func:`load_plan` it skips :func:`check_plan_file`'s look at this
+    machine (default weights, local dataset cards), so a plan meant for a cluster can be sized anywhere
+    (``cluster/fit.py``); a schema problem is still a ``ConfigError`` naming its key."""
+    return _resolve_relative(from_dict(Plan, _with_presets(raw), where="plan"), base)
 
 
 def _with_presets(raw: dict[str, Any]) -> dict[str, Any]:

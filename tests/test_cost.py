@@ -121,7 +121,7 @@ def test_paper_plan_preview_matches_the_cluster_readme(capsys):
     assert f"| **all** | | | **530** |" in out and f"**{paper_hours():,.1f}** |" in out
     assert 1015 < paper_hours() < 1025  # the README's "≈ 1,020 GPU-hours"
     # 16 x g5.xlarge (cluster max_workers 16): 1,019.8 / 16 = 63.7 h; $1.006/h and $0.40/h per GPU-hour
-    row = next(line for line in out.splitlines() if line.startswith("| g5.xlarge |"))
+    row = next(line for line in out.splitlines() if line.startswith("| g5.xlarge |") and "$" in line)
     assert f"{paper_hours() / 16:,.1f} h" in row
     assert f"${paper_hours() * 1.006:,.0f}" in row and f"${paper_hours() * 0.40:,.0f}" in row
     assert "prices as of" in out and "estimate" in out
@@ -208,3 +208,40 @@ def test_kuberay_manifest_gives_instance_types_from_node_affinity():
     assert [(d.instance, d.nodes, d.trial_slots) for d in result.deployments] == [
         ("g5.2xlarge", 16, 16), ("g5.12xlarge", 2, 8)]
     assert result.deployments[0].on_demand_usd == pytest.approx(result.gpu_hours * 1.212)
+
+
+def test_paper_plan_preview_shows_memory_per_trial_and_per_node(capsys):
+    """plans/paper.yaml's largest trial is ResNet-50 at batch 32 on GTZAN's 3 x 128 x 1500 (orchestrator/memory.py):
+    1 GiB process + 1.5 GiB CUDA host + 2 x 90 MiB weights + 2 x 270 MiB checkpoint + 316 MiB batch buffers
+    = 3.5 GiB private; versions of 10,000 / 43,660 / 4,995 rows x 3 x 32,000 (GTZAN 192,000) px float16.
+    g5.xlarge: Ray memory 0.7 x (16 - 1) = 10.5 GiB holds 2 requests, RAM 2 + 3.5 + 7.8 (US8K) = 13.3 of 16 GiB
+    holds one trial (two would need 22.2); g5.12xlarge: 4 GPUs, 2 + 4 x 3.5 + all three versions = 31.0 GiB."""
+    assert main(["plan", str(REPO / "plans" / "paper.yaml"), "--cluster", str(REPO / "cluster" / "aws-gpu.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "Memory (orchestrator/memory.py; the largest trial: resnet50 at batch 32 on 3 x 192,000 px):" in out
+    assert "| host, private, per trial | 3.5 GiB |" in out and "| GPU per trial | 12.5 GiB |" in out
+    for name, size in (("esc50", "1.8"), ("us8k", "7.8"), ("gtzan", "5.4")):
+        assert f"| data {name}, per node | {size} GiB | the dataset version, mapped once per node |" in out
+    assert ("| g5.xlarge | gpu1-spot, gpu1-ondemand | 16.0 GiB (2.0 GiB) | 10.5 GiB | 1 | 2 | 1 | 1 | 7.8 GiB | "
+            "13.3 GiB |") in out
+    assert ("| g5.12xlarge | gpu4-spot, gpu4-ondemand | 192.0 GiB (2.0 GiB) | 133.7 GiB | 4 | 38 | 49 | 4 | 15.0 GiB | "
+            "31.0 GiB |") in out
+
+
+def test_ram_decides_trials_at_once_and_the_wall_time(tmp_path):
+    """A g5.12xlarge pod limited to 24Gi: 4 GPUs, 6 requests of Ray memory, but RAM for 2 paper trials
+    (1 GiB Ray + 2 x 3.5 + 7.8 + 5.4 = 21.2 GiB; a third would need 26.5): 2 pods x 2 = 4 trials at once."""
+    manifest = yaml.safe_load((REPO / "cluster" / "rayjob.yaml").read_text())
+    groups = manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    gpu4 = next(g for g in groups if g["groupName"] == "gpu4")
+    gpu4["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "24Gi"
+    manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"] = [gpu4]
+    path = tmp_path / "small-gpu4.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    result = cost.estimate(load_plan(str(REPO / "plans" / "paper.yaml")), cluster=path)
+    (node,) = result.node_memory
+    assert (node.instance, node.by_resources, node.by_memory, node.by_ram, node.per_node) == ("g5.12xlarge", 4, 6, 2, 2)
+    assert [(d.instance, d.nodes, d.trial_slots) for d in result.deployments] == [("g5.12xlarge", 2, 4)]
+    # Ray alone would put 4 trials on such a pod (4 GPUs, 24 GiB of memory resource): the preview says so
+    assert any(n.startswith("plan 'paper' on small-gpu4:gpu4: Ray places up to 4 bundle(s)") and
+               "lower its Ray memory to 7.0 GiB" in n for n in result.notes), result.notes
