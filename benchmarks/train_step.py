@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.config import OptimConfig, TrialConfig  # noqa: E402
 from orchestrator.models import create_model  # noqa: E402
-from orchestrator.training import TrainStep, batched, make_optimizer, place_on_device, train_epoch  # noqa: E402
+from orchestrator.training import DataFeed, TrainStep, batched, make_optimizer, shuffled, train_epoch  # noqa: E402
 
 
 def plain_step(model, optimizer):
@@ -73,23 +73,41 @@ def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup:
 
 
 def bench_epoch(name: str, device: torch.device, batch: int, clips: int) -> dict:
-    """One epoch's wall time of the project's loop (``batched`` + ``train_epoch``) over ``clips`` float16
-    clips held on the device (``place_on_device``: moved once) vs in host memory (copied every step)."""
+    """One epoch's wall time of the project's loop over ``clips`` float16 clips read from a memory-mapped
+    file, as a trial reads its node's cached dataset (``training.DataFeed``): on a GPU, held on the device
+    (``resident``) vs staged through two pinned buffers per batch (``staged``); on a CPU, gathered from the
+    mapping (``host``) vs from a private in-memory copy (``private``: the path before the data cache). The
+    feeds must yield the same batches: their checksums are compared before anything is timed."""
+    import tempfile
+
     import numpy as np
 
     cfg = TrialConfig(data="-", model=name, init="random", optim=OptimConfig(batch_size=batch))
     rng = np.random.default_rng(0)
-    arrays = (rng.standard_normal((clips, 3, 128, 250), dtype=np.float32).astype(np.float16),
-              rng.integers(0, 50, clips))
-    sources = {"host": tuple(torch.from_numpy(a) for a in arrays), "device": place_on_device(arrays, device)}
-    out = {"model": name, "clips": clips, "device_resident": sources["device"][0].device.type == device.type}
-    for label in ("host", "device", "host", "device"):  # second round counts: the first warms up
-        torch.manual_seed(0)
-        model = create_model(name, num_classes=50, init="random").to(device)
-        step = TrainStep(model, make_optimizer(model, cfg.optim), cfg, device)
-        start = time.perf_counter()
-        train_epoch(step, batched(sources[label], batch, shuffle_seed=0))  # ends with .item(): synchronised
-        out[f"epoch_s_{label}"] = round(time.perf_counter() - start, 2)
+    labels = rng.integers(0, 50, clips)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "specs.npy"
+        specs = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(clips, 3, 128, 250))
+        specs[:] = rng.standard_normal(specs.shape, dtype=np.float32).astype(np.float16)
+        specs.flush()
+        mapped = np.load(path, mmap_mode="r")
+        order = shuffled(np.arange(clips), 0)
+        budgets = {"resident": 1 << 62, "staged": 0} if device.type == "cuda" else {"host": None}
+        feeds = {label: DataFeed(mapped, np.arange(clips), device, budget) for label, budget in budgets.items()}
+        sources = {label: (lambda feed=feed: feed.batches(order, labels[order], batch)) for label, feed in feeds.items()}
+        if device.type != "cuda":
+            private = (np.array(mapped), labels)
+            sources["private"] = lambda: batched(private, batch, shuffle_seed=0)
+        checksums = {label: float(sum(x.float().sum().item() for x, _ in source())) for label, source in sources.items()}
+        out = {"model": name, "clips": clips, "batches_equal": len(set(checksums.values())) == 1}
+        for label in list(sources) * 2:  # second round counts: the first warms up
+            torch.manual_seed(0)
+            model = create_model(name, num_classes=50, init="random").to(device)
+            step = TrainStep(model, make_optimizer(model, cfg.optim), cfg, device)
+            start = time.perf_counter()
+            train_epoch(step, sources[label]())  # ends with .item(): synchronised
+            out[f"epoch_s_{label}"] = round(time.perf_counter() - start, 2)
+        del mapped, feeds, sources
     return out
 
 
@@ -101,8 +119,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--epoch-clips", type=int, default=0,
-                        help="also time one epoch over this many clips, data on the device vs from host memory "
-                             "(1600 = an ESC-50 training split); 0: skip")
+                        help="also time one epoch over this many clips read from a memory-mapped file: on the "
+                             "device vs staged through pinned buffers (GPU), mapped vs a private copy (CPU); 1600 = an "
+                             "ESC-50 training split; 0: skip")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

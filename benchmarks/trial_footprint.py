@@ -13,9 +13,11 @@ For each model at batch 32 on 3 x 128 x 250 inputs (the paper's ESC-50 images), 
 * ``checkpoint_write_s``: ``torch.save`` of weights + optimizer state to a file on local disk, through the
   project's own ``trial.save_checkpoint`` (what each ``checkpoint_every`` epochs costs before any upload).
 
-Prints one JSON object.
+Prints one JSON object; ``--csv`` also writes the table ``orchestrator/memory.py`` reads (a trial's memory
+request, the GPU budget for its data, ``rethink-audio plan``, ``cluster/fit.py``).
 
     .venv/bin/python benchmarks/trial_footprint.py [--models densenet201 efficientnet_lite0] [--batch 32]
+    .venv/bin/python benchmarks/trial_footprint.py --csv orchestrator/data/footprint.csv   # refresh the table
 """
 
 from __future__ import annotations
@@ -84,13 +86,31 @@ def footprint(name: str, batch: int) -> dict:
             "checkpoint_write_s": round(seconds, 2)}
 
 
+def write_table(path: Path, rows: list[dict], batch: int) -> None:
+    """The footprint table (``orchestrator.memory.FOOTPRINT_FILE``'s columns), one row per model."""
+    import csv
+    import datetime
+
+    source = f"benchmarks/trial_footprint.py, {datetime.date.today()}, CPU: batch {batch}, 3x128x250, 50 classes"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "params_m", "state_mb", "activations_fp32_mb", "source"])
+        for row in rows:
+            writer.writerow([row["model"], row["params_m"], row["state_mb"], row["activations_fp32_mb"], source])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list_models())
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--csv", type=Path, help="also write model, params_m, state_mb, activations_fp32_mb here")
     args = parser.parse_args()
+    if args.csv and args.batch != 32:
+        parser.error("--csv writes the table at batch 32 (orchestrator/memory.py scales it): drop --batch")
     torch.manual_seed(0)
     rows = [footprint(name, args.batch) for name in args.models]
+    if args.csv:
+        write_table(args.csv, rows, args.batch)
     print(json.dumps({"benchmark": "trial_footprint", "batch": args.batch, "input": "3x128x250",
                       "num_classes": 50, "context_gb": CONTEXT_GB, "models": rows}))
 

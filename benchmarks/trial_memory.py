@@ -12,13 +12,16 @@ Each measured trial is a real ``rethink-audio train`` process (EfficientNet-Lite
 Datasets, all 3 x 128 x 250 float16 (the issue's setup): ``small``, the bundled FSDD subset with 2 augmented
 copies per clip (1,800 rows, 330 MB; preprocessed once under ``--work``); ``large``, the same real
 spectrograms repeated under new clip ids to ``--large-gb``; ``tiny``, eight clips per fold of the small one (full batches of 32; its
-memory is the trials' fixed cost: same model, same input shape). Every version is cached on the node before
+memory is the trials' fixed cost: same model, same input shape, ``TINY_EPOCHS`` epochs). Every version is cached on the node before
 the runs (``orchestrator.data_cache``, built once per node: its time is reported, not counted in a trial).
 
 ``--before REF`` runs the same trials with the project at git commit REF (a temporary worktree) beside this
 checkout's, for the in-memory path that read the whole version into each trial.
 
     .venv/bin/python benchmarks/trial_memory.py --work /tmp/trial-memory [--before 5d5b052] [--large-gb 2]
+
+(5d5b052 is the last commit before the data cache.) ``--datasets tiny --reuse earlier.json`` reruns some
+datasets and takes the other runs from an earlier output.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ from orchestrator import data_cache, spectra  # noqa: E402
 
 FIELDS = {"rss": ("Rss",), "pss": ("Pss",), "uss": ("Private_Clean", "Private_Dirty"), "anon": ("Anonymous",)}
 MB = 2**20
+# The tiny version trains 2 steps per epoch, the small one 25: 13 tiny epochs take the same number of steps, so
+# both runs reach the same allocator state (glibc keeps part of the freed activation memory of every step: a
+# trial's heap grows over its first steps, measured +0.1-0.7 GB) and the difference is the data's.
+TINY_EPOCHS = 13
 
 
 def memory_of(pid: int) -> dict[str, int] | None:
@@ -110,12 +117,12 @@ def version_bytes(uri: str) -> int:
 # ---------------------------------------------------------------- runs
 
 
-def run_trials(uri: str, concurrent: int, code: Path, out: Path, env: dict[str, str]) -> dict:
+def run_trials(uri: str, concurrent: int, code: Path, out: Path, env: dict[str, str], epochs: int = 1) -> dict:
     """``concurrent`` train processes on ``uri`` started together, sampled until they exit."""
     shutil.rmtree(out, ignore_errors=True)
     procs = []
     for k in range(concurrent):
-        command = [sys.executable, "-m", "orchestrator.cli", "train", "--data", uri, "--fold", "1", "--epochs", "1",
+        command = [sys.executable, "-m", "orchestrator.cli", "train", "--data", uri, "--fold", "1", "--epochs", str(epochs),
                    "--seed", str(k), "--out", str(out / f"trial{k}"), "--json"]
         procs.append(subprocess.Popen(command, cwd=code, env=env | {"PYTHONPATH": str(code)},
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -136,7 +143,7 @@ def run_trials(uri: str, concurrent: int, code: Path, out: Path, env: dict[str, 
         if p.returncode != 0:
             raise RuntimeError(f"trial failed ({p.returncode}): {stderr[-2000:]}")
     rates = [json.loads(stdout.strip().splitlines()[-1]).get("samples_per_s") for stdout, _ in outputs]
-    return {"concurrent": concurrent, "wall_s": round(wall, 1),
+    return {"concurrent": concurrent, "epochs": epochs, "wall_s": round(wall, 1),
             "peak_sum_mb": {k: round(v / MB) for k, v in peaks_sum.items()},
             "peak_each_mb": [{k: round(v / MB) for k, v in e.items()} for e in peaks_each],
             "samples_per_s": [round(r, 2) if r else None for r in rates]}
@@ -152,24 +159,29 @@ def worktree(ref: str, work: Path) -> Path:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """The issue's figures from the runs of this checkout: added over tiny per dataset byte, slope, growth."""
-    def find(dataset, concurrent, code="this"):
-        return next(r for r in rows if (r["dataset"], r["concurrent"], r["code"]) == (dataset, concurrent, code))
+    """The issue's figures per code, against the tiny version's runs: what two concurrent trials add (sum of
+    PSS) per byte of dataset, what one trial's private memory adds (the larger anonymous peak of the two), and
+    the slope of two trials' PSS between the small and the large version."""
+    found = {(r["dataset"], r["concurrent"], r["code"]): r for r in rows}
     out = {}
     for code in sorted({r["code"] for r in rows}):
-        tiny2, tiny1 = find("tiny", 2, code), find("tiny", 1, code)
         figures = {}
+        tiny = found.get(("tiny", 2, code))
         for name in ("small", "large"):
-            run2, run1 = find(name, 2, code), find(name, 1, code)
-            data = run2["dataset_mb"] - tiny2["dataset_mb"]
+            run = found.get((name, 2, code))
+            if tiny is None or run is None:
+                continue
+            data = run["dataset_mb"] - tiny["dataset_mb"]
+            anon = max(e["anon"] for e in run["peak_each_mb"]) - max(e["anon"] for e in tiny["peak_each_mb"])
             figures[name] = {
-                "two_trials_pss_added_per_dataset_byte": round((run2["peak_sum_mb"]["pss"] - tiny2["peak_sum_mb"]["pss"]) / data, 3),
-                "one_trial_anon_added_per_dataset_byte": round((run1["peak_sum_mb"]["anon"] - tiny1["peak_sum_mb"]["anon"]) / data, 3),
-                "one_trial_uss_added_per_dataset_byte": round((run1["peak_sum_mb"]["uss"] - tiny1["peak_sum_mb"]["uss"]) / data, 3),
-            }
-        small2, large2 = find("small", 2, code), find("large", 2, code)
-        figures["slope_two_trials_pss_per_byte_small_to_large"] = round(
-            (large2["peak_sum_mb"]["pss"] - small2["peak_sum_mb"]["pss"]) / (large2["dataset_mb"] - small2["dataset_mb"]), 3)
+                "two_trials_pss_added_per_dataset_byte": round((run["peak_sum_mb"]["pss"] - tiny["peak_sum_mb"]["pss"])
+                                                               / data, 3),
+                "private_anon_added_per_dataset_byte": round(anon / data, 3)}
+        if ("small", 2, code) in found and ("large", 2, code) in found:
+            small2, large2 = found[("small", 2, code)], found[("large", 2, code)]
+            figures["slope_two_trials_pss_per_byte_small_to_large"] = round(
+                (large2["peak_sum_mb"]["pss"] - small2["peak_sum_mb"]["pss"])
+                / (large2["dataset_mb"] - small2["dataset_mb"]), 3)
         out[code] = figures
     return out
 
@@ -180,6 +192,11 @@ def main() -> None:
     parser.add_argument("--large-gb", type=float, default=2.0)
     parser.add_argument("--before", help="git ref of the code to compare with (e.g. the commit before the cache)")
     parser.add_argument("--datasets", nargs="+", default=["tiny", "small", "large"])
+    parser.add_argument("--reuse", type=Path, help="a previous run's JSON output: its runs of datasets not in "
+                        "--datasets join this run's figures (the large runs take most of the time)")
+    parser.add_argument("--large-single", action="store_true", help="also run one trial alone on the large version")
+    parser.add_argument("--before-datasets", nargs="+", default=["tiny", "small"],
+                        help="datasets the --before code runs on (its large runs hold ~3x the version per trial)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     small = small_version(args.work)
@@ -197,16 +214,20 @@ def main() -> None:
     codes = {"this": REPO} | ({f"before:{args.before}": worktree(args.before, args.work)} if args.before else {})
     rows = []
     for name in args.datasets:
-        for concurrent in (1, 2):
+        for concurrent in (1, 2) if name != "large" or args.large_single else (2,):
             for code, folder in codes.items():
+                if code != "this" and name not in args.before_datasets:
+                    continue
                 row = {"dataset": name, "dataset_mb": round(version_bytes(uris[name]) / MB), "code": code}
-                row |= run_trials(uris[name], concurrent, folder, args.work / "runs", env)
+                epochs = TINY_EPOCHS if name == "tiny" else 1
+                row |= run_trials(uris[name], concurrent, folder, args.work / "runs", env, epochs)
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 rows.append(row)
+    if args.reuse:
+        rows += [r for r in json.loads(args.reuse.read_text())["runs"] if r["dataset"] not in args.datasets]
     result = {"benchmark": "trial_memory", "model": "efficientnet_lite0", "input": "3x128x250", "epochs": 1,
               "cache_build_s": builds, "runs": rows}
-    if set(args.datasets) >= {"tiny", "small", "large"}:
-        result["figures"] = summarise(rows)
+    result["figures"] = summarise(rows)
     print(json.dumps(result))
 
 
