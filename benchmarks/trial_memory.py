@@ -11,8 +11,10 @@ Each measured trial is a real ``rethink-audio train`` process (EfficientNet-Lite
 
 Datasets, all 3 x 128 x 250 float16 (the issue's setup): ``small``, the bundled FSDD subset with 2 augmented
 copies per clip (1,800 rows, 330 MB; preprocessed once under ``--work``); ``large``, the same real
-spectrograms repeated under new clip ids to ``--large-gb``; ``tiny``, eight clips per fold of the small one (full batches of 32; its
-memory is the trials' fixed cost: same model, same input shape, ``TINY_EPOCHS`` epochs). Every version is cached on the node before
+spectrograms repeated under new clip ids to ``--large-gb``; ``tiny``, the small one's test and validation
+folds (folds 1 and 2, originals only: the same evaluation batches) and eight clips of each training fold with
+their copies, 57 MB (its memory is the trials' fixed cost: same model, same input shape, same evaluation,
+``TINY_EPOCHS`` epochs for the same number of training steps). Every version is cached on the node before
 the runs (``orchestrator.data_cache``, built once per node: its time is reported, not counted in a trial).
 
 ``--before REF`` runs the same trials with the project at git commit REF (a temporary worktree) beside this
@@ -48,9 +50,9 @@ from orchestrator import data_cache, spectra  # noqa: E402
 
 FIELDS = {"rss": ("Rss",), "pss": ("Pss",), "uss": ("Private_Clean", "Private_Dirty"), "anon": ("Anonymous",)}
 MB = 2**20
-# The tiny version trains 2 steps per epoch, the small one 25: 13 tiny epochs take the same number of steps, so
-# both runs reach the same allocator state (glibc keeps part of the freed activation memory of every step: a
-# trial's heap grows over its first steps, measured +0.1-0.7 GB) and the difference is the data's.
+# The tiny version trains 2 steps per epoch, the small one 25: 13 tiny epochs take the same number of steps. With
+# the same evaluation batches too, both runs reach the same allocator state (glibc keeps freed activation memory
+# for reuse; a trial's heap depends on the sizes it has allocated) and the difference is the data's.
 TINY_EPOCHS = 13
 
 
@@ -79,9 +81,11 @@ def small_version(work: Path) -> str:
     return json.loads(result.stdout.strip().splitlines()[-1])["uri"]
 
 
-def derive_version(source: str, folder: Path, *, repeat: int = 1, keep_per_fold: int | None = None) -> str:
+def derive_version(source: str, folder: Path, *, repeat: int = 1, keep_per_fold: int | None = None,
+                   whole_folds: tuple[int, ...] = ()) -> str:
     """A new version from ``source``'s rows: each original (with its copies) repeated ``repeat`` times under
-    new clip ids, or only ``keep_per_fold`` originals per fold (with their copies)."""
+    new clip ids, or only ``keep_per_fold`` originals per fold (with their copies), except the ``whole_folds``,
+    which keep every original (their copies are never read: valid and test folds evaluate originals)."""
     if (folder / spectra.CARD).exists():
         return str(folder)
     table = spectra.read_table(source, columns=["clip_id", "source_id", "fold", "label", "aug_copy", "spec"])
@@ -89,7 +93,9 @@ def derive_version(source: str, folder: Path, *, repeat: int = 1, keep_per_fold:
     if keep_per_fold is not None:
         originals = table.filter(pa.compute.is_null(table["aug_copy"])).to_pandas()
         kept = set(originals.sort_values("clip_id").groupby("fold").head(keep_per_fold)["clip_id"])
-        table = table.filter(pa.compute.is_in(table["source_id"], pa.array(sorted(kept))))
+        whole = set(originals.loc[originals["fold"].isin(whole_folds), "clip_id"])
+        table = table.filter(pa.compute.or_(pa.compute.is_in(table["source_id"], pa.array(sorted(kept))),
+                                            pa.compute.is_in(table["clip_id"], pa.array(sorted(whole) or [""]))))
     for fold in sorted(set(table["fold"].to_pylist())):
         part = table.filter(pa.compute.equal(table["fold"], fold)).drop(["fold"])
         (folder / "data" / f"fold={fold}").mkdir(parents=True, exist_ok=True)
@@ -159,29 +165,34 @@ def worktree(ref: str, work: Path) -> Path:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """The issue's figures per code, against the tiny version's runs: what two concurrent trials add (sum of
-    PSS) per byte of dataset, what one trial's private memory adds (the larger anonymous peak of the two), and
-    the slope of two trials' PSS between the small and the large version."""
+    """The issue's figures per code, against the tiny version's runs at the same concurrency: what two
+    concurrent trials add (sum of PSS) per byte of dataset; what one trial's private memory adds (its
+    anonymous peak; the larger of two); the slope of both between the small and the large version."""
     found = {(r["dataset"], r["concurrent"], r["code"]): r for r in rows}
+
+    def private(run):
+        return max(e["anon"] for e in run["peak_each_mb"])
+
     out = {}
     for code in sorted({r["code"] for r in rows}):
         figures = {}
-        tiny = found.get(("tiny", 2, code))
         for name in ("small", "large"):
-            run = found.get((name, 2, code))
-            if tiny is None or run is None:
-                continue
-            data = run["dataset_mb"] - tiny["dataset_mb"]
-            anon = max(e["anon"] for e in run["peak_each_mb"]) - max(e["anon"] for e in tiny["peak_each_mb"])
-            figures[name] = {
-                "two_trials_pss_added_per_dataset_byte": round((run["peak_sum_mb"]["pss"] - tiny["peak_sum_mb"]["pss"])
-                                                               / data, 3),
-                "private_anon_added_per_dataset_byte": round(anon / data, 3)}
-        if ("small", 2, code) in found and ("large", 2, code) in found:
-            small2, large2 = found[("small", 2, code)], found[("large", 2, code)]
-            figures["slope_two_trials_pss_per_byte_small_to_large"] = round(
-                (large2["peak_sum_mb"]["pss"] - small2["peak_sum_mb"]["pss"])
-                / (large2["dataset_mb"] - small2["dataset_mb"]), 3)
+            for n in (1, 2):
+                run, tiny = found.get((name, n, code)), found.get(("tiny", n, code))
+                if run is None or tiny is None:
+                    continue
+                data = run["dataset_mb"] - tiny["dataset_mb"]
+                key = f"{name}_{n}_trial{'s' if n > 1 else ''}"
+                figures[key] = {"pss_sum_added_per_dataset_byte": round((run["peak_sum_mb"]["pss"]
+                                                                         - tiny["peak_sum_mb"]["pss"]) / data, 3),
+                                "private_anon_added_per_dataset_byte": round((private(run) - private(tiny)) / data, 3)}
+            for n in (1, 2):
+                small, large = found.get(("small", n, code)), found.get(("large", n, code))
+                if name == "large" and small and large:
+                    data = large["dataset_mb"] - small["dataset_mb"]
+                    figures[f"slope_small_to_large_{n}"] = {
+                        "pss_sum_per_byte": round((large["peak_sum_mb"]["pss"] - small["peak_sum_mb"]["pss"]) / data, 3),
+                        "private_anon_per_byte": round((private(large) - private(small)) / data, 3)}
         out[code] = figures
     return out
 
@@ -194,14 +205,16 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["tiny", "small", "large"])
     parser.add_argument("--reuse", type=Path, help="a previous run's JSON output: its runs of datasets not in "
                         "--datasets join this run's figures (the large runs take most of the time)")
-    parser.add_argument("--large-single", action="store_true", help="also run one trial alone on the large version")
+    parser.add_argument("--large-concurrency", type=int, nargs="+", default=[1, 2],
+                        help="trials at once on the large version (each takes ~6x the small one's time)")
     parser.add_argument("--before-datasets", nargs="+", default=["tiny", "small"],
                         help="datasets the --before code runs on (its large runs hold ~3x the version per trial)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     small = small_version(args.work)
     repeat = max(1, round(args.large_gb * 2**30 / version_bytes(small)))
-    uris = {"tiny": derive_version(small, args.work / "versions" / "tiny", keep_per_fold=8), "small": small,
+    uris = {"tiny": derive_version(small, args.work / "versions" / "tiny-evalfolds", keep_per_fold=8,
+                                   whole_folds=(1, 2)), "small": small,
             "large": derive_version(small, args.work / "versions" / "large", repeat=repeat)}
     env = dict(os.environ) | {"RETHINK_AUDIO_DATA_CACHE": str(args.work / "cache"), "PYTHONUNBUFFERED": "1"}
     os.environ["RETHINK_AUDIO_DATA_CACHE"] = env["RETHINK_AUDIO_DATA_CACHE"]
@@ -214,7 +227,7 @@ def main() -> None:
     codes = {"this": REPO} | ({f"before:{args.before}": worktree(args.before, args.work)} if args.before else {})
     rows = []
     for name in args.datasets:
-        for concurrent in (1, 2) if name != "large" or args.large_single else (2,):
+        for concurrent in args.large_concurrency if name == "large" else (1, 2):
             for code, folder in codes.items():
                 if code != "this" and name not in args.before_datasets:
                     continue

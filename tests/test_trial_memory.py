@@ -33,7 +33,8 @@ threading.Thread(target=watch, daemon=True).start()
 if sys.argv[2] == "train":
     from orchestrator.cli import main
     code = main(sys.argv[2:])
-else:  # hold the whole version in memory, as trials did before the node's data cache
+else:  # a trial process (torch and the loop imported) holding the whole version, as trials did before
+    import orchestrator.trial
     from orchestrator import spectra
     spectra.spec_array(spectra.read_table(sys.argv[3]))
     code = 0
@@ -71,6 +72,6 @@ def test_a_trial_runs_under_a_memory_limit_its_dataset_is_several_times_larger_t
     peak = int(limited.stdout.split("VMDATA_PEAK")[1].split()[0])
     assert peak < limit
 
-    # the control: holding the version in memory, as each trial did before, does not fit the same limit
+    # the control: a trial process holding the version in memory, as each trial did before, exceeds the limit
     holding = run_limited(limit, "hold", large, env=env)
     assert holding.returncode != 0 and "MemoryError" in holding.stderr, holding.stderr[-2000:]
