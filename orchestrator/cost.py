@@ -18,7 +18,7 @@ Wall time per instance type of a cluster file = max(GPU-hours / GPUs the cluster
 longest trial): the ideal packing, a lower bound. Dollars = GPU-hours x instance price / GPUs per instance
 (``data/prices.yaml``, dated, to be checked).
 
-Memory (``orchestrator.memory``): the host memory private to each trial (what it asks Ray for as ``memory``),
+Memory (``orchestrator.memory``): the host memory private to each trial (what its Ray Train workers or Ray task ask Ray for as ``memory``),
 its GPU memory, and each dataset version's bytes, mapped once per node and shared by the trials there. With a
 cluster file, trials at once per node follow ``cluster/fit.py``'s rule: the fewest of what CPUs / GPUs allow,
 Ray's ``memory`` resource / the private memory, and what the node's RAM holds next to the shared data.
@@ -485,8 +485,8 @@ def _memory_lines(result: Estimate) -> list[str]:
            "| GPU per trial | - | CPU trials |")
     lines = ["", f"Memory (orchestrator/memory.py; the largest trial: {mem.largest}):", "",
              "| memory | size | what |", "|---|---:|---|",
-             f"| host, private, per trial | {_size(mem.trial_private_bytes)} | what every trial (each DDP rank) asks "
-             "Ray for as `memory`: process, model, checkpoint, batch buffers |", gpu]
+             f"| host, private, per trial | {_size(mem.trial_private_bytes)} | process, model, checkpoint, batch "
+             "buffers; what each DDP rank or Ray task asks Ray for as `memory` (not yet a sweep's Tune trial) |", gpu]
     lines += [f"| data {name}, per node | {_size(size)} | the dataset version, mapped once per node |"
               for name, size in mem.datasets.items()]
     lines += ["", "A node maps each dataset version once, read-only, for every trial on it: page cache, so not part of "

@@ -2,8 +2,8 @@
 
 No torch, no Ray. Three quantities:
 
-* **host memory private to a trial's process** (:func:`host_private_bytes`): what the trial asks Ray for
-  (``memory`` in its resource bundle). The process itself (Python, torch, timm, pyarrow, pandas, a Ray worker),
+* **host memory private to a trial's process** (:func:`host_private_bytes`): what a trial's Ray Train workers
+  or Ray task ask Ray for (``memory``), and what ``cluster/fit.py`` packs nodes by. The process itself (Python, torch, timm, pyarrow, pandas, a Ray worker),
   the model's weights, gradients and Adam moments, activations (on CPU), the checkpoint being serialised, a few
   batch buffers. Not the dataset: a dataset version is mapped read-only from the node's data cache
   (``orchestrator.data_cache``), one copy per node shared by every trial there.
@@ -141,7 +141,7 @@ class PlanMemory:
     """The memory of a plan's trials: one request for every trial (the largest trial's, so Tune can reuse a
     trial's process for the next one), and the bytes of each dataset version, shared per node."""
 
-    trial_private_bytes: int  # host memory each trial (each DDP rank) asks Ray for
+    trial_private_bytes: int  # host memory private to each trial (each DDP rank)
     trial_gpu_bytes: int  # device memory of the largest trial, its data excepted (0: CPU trials)
     datasets: dict[str, int | None]  # plan dataset name -> bytes of its version (None: size unknown)
     largest: str  # "model at batch B on H x W" of the largest trial, for the preview

@@ -160,20 +160,14 @@ def _resources(plan: Plan):
     the real resources; the driver asks for 1 byte of memory and no CPU (Tune refuses an empty bundle, and
     even a token 0.01 CPU per driver would leave N workers short of N CPUs and serialise the trials).
 
-    The bundle includes the trial's private host memory (``orchestrator.memory.plan_memory``: the plan's
-    largest trial, so every trial has the same bundle and Tune reuses their processes); the dataset is mapped
-    from the node's data cache, one copy per node, and is not part of it."""
+    The bundle asks for no ``memory`` yet: autoscaled node types that declare none (the fake autoscaler's in
+    tests/test_autoscaling.py) would never be launched for it. ``cluster/fit.py`` and ``rethink-audio plan``
+    account for the trial's private memory (``orchestrator.memory.plan_memory``) meanwhile."""
     from ray import tune
-
-    from orchestrator.memory import plan_memory
 
     res = plan.resources
     if res.num_workers > 1:
         return {"cpu": 0, "memory": 1}
-    # The memory request stays out of the Tune bundle until autoscaled node types declare memory: the fake
-    # autoscaler's (tests/test_autoscaling.py) do not, and a bundle asking for it never gets a node launched.
-    # cluster/fit.py and `rethink-audio plan` account for it (plan_memory) meanwhile.
-    del plan_memory
     return tune.PlacementGroupFactory([resource_bundle(res.cpus_per_worker, res.gpus_per_worker, res.custom)])
 
 
