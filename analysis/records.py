@@ -5,11 +5,14 @@ results row needs. Every other folder becomes a *skipped* entry ``{"trial_id", "
 whose ``kind`` is one of :data:`KINDS`; ``query`` and ``tables`` print them the same way
 (:func:`describe_skipped`), so a truncated or unreadable record is never dropped silently. Records may come
 from a shared bucket, so their content is checked (types, and a ``trial_id`` that is one folder name)
-before it is used to build paths or rows.
+before it is used to build paths or rows, and every number in ``summary.json`` must be finite (``NaN`` and
+``Infinity``, which Python's ``json`` writes and reads, make the record invalid).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
 from typing import Any
 
@@ -66,7 +69,25 @@ def record_problem(config: Any, summary: Any) -> str | None:
            or not isinstance(summary.get(k), (int, float))]
     if bad:
         return f"summary.json lacks numeric {', '.join(bad)}"
+    odd = non_finite(summary)
+    if odd:
+        return (f"summary.json holds non-finite {', '.join(f'{k} {json.dumps(v)}' for k, v in odd)}: every metric "
+                "must be a finite number (a diverged or corrupt run: remove the trial folder and rerun the sweep to "
+                "train it again)")
     return None
+
+
+def non_finite(value: Any, key: str = "") -> list[tuple[str, float]]:
+    """(key path, value) of every NaN, Infinity or -Infinity in a JSON value (Python's ``json`` reads and
+    writes them, though JSON has none): such a metric would drop out of group counts (NaN) or turn a group's
+    mean into inf, so the record is not counted at all."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(key or "value", value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in non_finite(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in non_finite(v, f"{key}[{i}]")]
+    return []
 
 
 def _skip(name: str, loc: storage.Location, kind: str, reason: str) -> dict[str, str]:

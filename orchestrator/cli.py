@@ -7,14 +7,20 @@ traceback; ``--json`` prints a one-line JSON summary on stdout (logs go to stder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from analysis.cli import register as register_analysis
 from orchestrator.config import AugmentConfig, FeatureConfig
 from orchestrator.errors import ConfigError, RethinkError, user_message
+
+
+class LeaseLost(RethinkError):
+    """This driver's lease on its results root was taken over while it ran."""
 
 DEFAULT_MAX_GPU_HOURS = 10.0  # a sweep estimated above this asks first (issue 13)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +93,6 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from orchestrator.config import LossConfig, MaskConfig, OptimConfig, TrialConfig
-    from orchestrator.trial import run_trial
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size))
                  if v is not None}
@@ -98,7 +103,7 @@ def cmd_train(args) -> int:
         loss=LossConfig(name=args.loss), mask=MaskConfig() if args.mask else None,
         num_workers=args.workers, use_gpu=args.gpu,
     )
-    summary = run_trial(cfg, args.out, max_failures=args.max_failures, ray_address=args.address)
+    summary = _train_interruptibly(cfg, args)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -112,6 +117,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _train_interruptibly(cfg, args) -> dict:
+    """``run_trial`` in this process, where Ctrl-C / SIGTERM makes the trial checkpoint at its next step and
+    stop (exit 130 / 143 with the command that resumes it); a second signal stops at once."""
+    from orchestrator.interrupts import (INTERRUPTED, DriverSignals, SweepInterrupted, TrialStopped,
+                                         stop_this_process)
+    from orchestrator.trial import run_trial
+
+    def first_signal(signum: int) -> None:
+        print("[train] stopping: the trial writes its checkpoint at its next step (send the signal again to stop "
+              "at once)", file=sys.stderr, flush=True)
+        stop_this_process(INTERRUPTED)
+
+    with DriverSignals(first_signal) as signals:
+        try:
+            return run_trial(cfg, args.out, max_failures=args.max_failures, ray_address=args.address)
+        except TrialStopped as stop:
+            raise SweepInterrupted(signals.signum or 2, detail=f"the trial stopped in epoch {stop.epoch} after {stop.step} step(s), "
+                                   "checkpoint written") from None
+
+
 def _add_sweep(sub) -> None:
     _add_sweep_options(sub.add_parser("sweep", help="a whole experiment plan on Ray Tune (search, then every trial)"))
 
@@ -119,7 +144,10 @@ def _add_sweep(sub) -> None:
 def _add_sweep_options(p) -> None:
     p.add_argument("plan", help="plan YAML (plans/demo.yaml, plans/paper.yaml, ...)")
     p.add_argument("--storage", default=None, help="override the plan's storage URI (local path or s3://)")
-    p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with an interrupted sweep: finished trials kept, unfinished ones from their checkpoints")
+    p.add_argument("--force-unlock", action="store_true",
+                   help="break another driver's lease on the results root (only when that driver is gone)")
     p.add_argument("--smoke", action="store_true",
                    help="one seed, one fold, one epoch, 32x32 inputs (80 for Inception), 64 clips: check a plan cheaply")
     _add_split_override(p)
@@ -214,7 +242,7 @@ def _start(plan, args, *, more_outputs: tuple[str, ...] = ()) -> bool:
     for uri in (plan.storage, *more_outputs):
         _check_output(storage.resolve(uri))
     print(f"[{args.command}] plan {plan.name}: results -> {plan_root(plan).uri}", file=sys.stderr, flush=True)
-    ensure_ray(args.address, log_to_driver=args.verbose)
+    ensure_ray(args.address, log_to_driver=args.verbose, quiet=not args.verbose)
     attached = bool(args.address or os.environ.get("RAY_ADDRESS"))
     if attached:
         import ray
@@ -230,6 +258,23 @@ def _start(plan, args, *, more_outputs: tuple[str, ...] = ()) -> bool:
         print("note: worker logs stay on the nodes (`ray logs`, the dashboard); --verbose streams them here",
               file=sys.stderr)
     return True
+
+
+@contextlib.contextmanager
+def results_lease(plan, args) -> Iterator[None]:
+    """Hold the lease on the plan's results root (orchestrator.lease) while the block runs: one driver per
+    results root. A second one gets LeaseHeld (exit 2, naming the holder); ``--force-unlock`` breaks a lease
+    whose driver is known to be gone. A driver whose lease was taken over says so at the end (exit 2)."""
+    from orchestrator.lease import acquire
+    from orchestrator.sweep import plan_root
+
+    command = f"{args.command} {getattr(args, 'plan', '')}".strip()
+    with acquire(plan_root(plan), command, force=getattr(args, "force_unlock", False)) as lease:
+        yield
+    if lease.lost:
+        raise LeaseLost(f"another driver took over {plan_root(plan).uri} during this run (see the warning above): "
+                        "its trials and this one's may have written the same folders; check `rethink-audio query` "
+                        "counts, then rerun with --resume")
 
 
 def _check_output(loc) -> None:
@@ -261,11 +306,12 @@ def cmd_sweep(args) -> int:
     from orchestrator.sweep import run_sweep
 
     plan = _load_for_run(args)
-    if not _start(plan, args):
-        return 1
-    # --json: stdout carries the summary line alone, so every progress line of the run goes to stderr
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        result = run_sweep(plan, resume=args.resume, ray_address=args.address, quiet=not args.verbose)
+    with results_lease(plan, args):  # before Ray starts: a second driver exits at once
+        if not _start(plan, args):
+            return 1
+        # --json: stdout carries the summary line alone, so every progress line of the run goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            result = run_sweep(plan, resume=args.resume, ray_address=args.address, quiet=not args.verbose)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))
@@ -294,11 +340,12 @@ def cmd_run(args) -> int:
     from orchestrator.pipeline import run_plan
 
     plan = _load_for_run(args)
-    if not _start(plan, args, more_outputs=(args.report,) if args.report else ()):
-        return 1
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        summary = run_plan(plan, args.report, resume=args.resume, smoke=args.smoke, svcca=not args.no_svcca,
-                           attribution=not args.no_ig)
+    with results_lease(plan, args):
+        if not _start(plan, args, more_outputs=(args.report,) if args.report else ()):
+            return 1
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            summary = run_plan(plan, args.report, resume=args.resume, smoke=args.smoke, svcca=not args.no_svcca,
+                               attribution=not args.no_ig)
     print(json.dumps(summary) if args.json else
           f"run done in {summary['minutes']} min: {summary['finished']}/{summary['trials']} trials finished, "
           f"{len(summary['failed'])} failed; stages {summary['stages']}; report {summary['report']}")
@@ -345,8 +392,9 @@ def cmd_demo(args) -> int:
           f"{len(plan.inits)} inits x {len(plan.datasets['fsdd'].folds[: plan.max_folds or None])} folds on "
           f"Ray (results: {plan.storage}/{plan.name})", flush=True)
     started_ray = not ray.is_initialized()
-    ensure_ray(num_cpus=args.cpus, log_to_driver=args.verbose)
-    sweep = run_sweep(plan, quiet=not args.verbose)
+    with results_lease(plan, args):
+        ensure_ray(num_cpus=args.cpus, log_to_driver=args.verbose, quiet=not args.verbose)
+        sweep = run_sweep(plan, quiet=not args.verbose)
     if started_ray:  # the report needs no Ray; stopping it first also flushes late worker logs above it
         ray.shutdown()
     if sweep.failed:
@@ -399,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-figures", action="store_true", help="skip SVCCA and Integrated Gradients")
     demo.add_argument("--smoke", action="store_true",
                       help="one seed, one fold, one epoch on tiny images (checks the whole path in ~2 min)")
+    demo.add_argument("--force-unlock", action="store_true",
+                      help="break another driver's lease on the results root (only when that driver is gone)")
     demo.add_argument("--verbose", action="store_true",
                       help="stream Ray's worker logs and Tune's status tables (default: one line per epoch)")
     _add_split_override(demo)
@@ -410,11 +460,52 @@ COMMANDS = {"preprocess": cmd_preprocess, "train": cmd_train, "plan": cmd_plan, 
             "run": cmd_run, "demo": cmd_demo}
 
 
+def rerun_command(argv: list[str]) -> str:
+    """The command line that resumes this one: ``sweep`` and ``run`` with ``--resume``; ``demo`` and ``train``
+    as they were (they resume by themselves: finished trials are kept, unfinished ones go on from their
+    checkpoints)."""
+    import shlex
+
+    resume = ["--resume"] if argv[:1] in (["sweep"], ["run"]) and "--resume" not in argv else []
+    return shlex.join(["rethink-audio", *argv, *resume])
+
+
+def interrupted_line(stop, argv: list[str]) -> str:
+    """One line for an interrupted sweep: what finished, what stopped, and the command that resumes it."""
+    import signal
+
+    name = signal.Signals(stop.signum).name if stop.signum else "signal"
+    result = stop.result
+    if stop.detail:
+        done = stop.detail
+    elif result is None:
+        done = "stopped before any trial of phase 2 started (finished searches and datasets are kept)"
+    else:
+        interrupted = sum(reason == "interrupted" for reason in result.stopped.values())
+        left = result.trials - result.finished - interrupted - len(result.failed)
+        done = (f"{result.finished}/{result.trials} trials finished, {interrupted} interrupted (checkpoint "
+                f"written), {len(result.failed)} failed, {left} not started")
+    return f"interrupted ({name}): {done}; resume with: {rerun_command(argv)}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from orchestrator.interrupts import SweepInterrupted, SweepStorageError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         handler = COMMANDS.get(args.command) or args.handler  # tables / query come from analysis.cli
         return handler(args)
+    except SweepInterrupted as stop:
+        print(interrupted_line(stop, argv), file=sys.stderr, flush=True)
+        return 128 + (stop.signum or 2)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a sweep's own handling
+        print(f"interrupted at once: trials keep their last checkpoint; resume with: {rerun_command(argv)}",
+              file=sys.stderr, flush=True)
+        return 130
+    except SweepStorageError as exc:  # the run ended on a failed write: not a usage error (exit 2) but a failure
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except RethinkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ import re
 
 # Ray re-raises a worker's exception wrapped in its own error type, whose text holds ours as
 # "orchestrator.errors.<Name>Error: <message>" (the cause object itself is not always kept).
-_WRAPPED = re.compile(r"orchestrator\.errors\.\w+Error: (.+)")
+_WRAPPED = re.compile(r"orchestrator\.(?:\w+\.)?\w+Error: (.+)")
 
 
 class RethinkError(Exception):
@@ -23,6 +23,10 @@ class ConfigValueError(ConfigError, ValueError):
 
 class ManifestError(RethinkError):
     """A dataset folder or metadata file does not have the expected layout or content."""
+
+
+class DatasetError(RethinkError):
+    """A preprocessed dataset version is damaged (an unreadable Parquet file, rows missing against its card)."""
 
 
 class AudioError(RethinkError):

@@ -15,6 +15,7 @@ featurizer fails the run with a StorageError; only content problems become rejec
 from __future__ import annotations
 
 import contextlib
+import logging
 import platform
 import re
 import time
@@ -293,7 +294,7 @@ def preprocess(request: PreprocessRequest, *, ray_address: str | None = None,
     if len(header_rejects) == len(manifest):  # nothing to featurize: say why before starting anything
         raise _all_rejected(root, header_rejects)
     storage.delete_dir(out)  # a folder without dataset.json is an interrupted run: start it again
-    ensure_ray(ray_address)
+    ensure_ray(ray_address, quiet=not verbose)  # quiet: Ray's start-up notices go to its session logs
     decode_rejects = _run_pipeline(request, root, manifest[manifest["error"] == ""], out, verbose)
     rejected = pd.concat([header_rejects, pd.DataFrame(decode_rejects, columns=["path", "clip_id", "reason"])],
                          ignore_index=True)
@@ -326,10 +327,11 @@ def _run_pipeline(request: PreprocessRequest, root: DatasetRoot, manifest: pd.Da
     counter = Counter(f"[preprocess] {request.dataset}: featurizing", len(manifest), "clips")
     try:
         # quiet before the Dataset exists: a Dataset keeps a copy of the DataContext it was built under
-        with contextlib.nullcontext() if verbose else quiet_ray_data():
+        with contextlib.nullcontext() if verbose else quiet_ray_data(), _hide_cpu_warning(not verbose):
+            # tasks, at most one per CPU (``compute``: Ray 2.51 deprecated ``concurrency=n`` with a warning)
             dataset = ray.data.from_pandas(chunks).map_batches(
                 featurize_batch, batch_size=request.batch_size, batch_format="pandas",
-                concurrency=min(workers, len(chunks)), num_cpus=1,
+                compute=ray.data.TaskPoolStrategy(size=min(workers, len(chunks))), num_cpus=1,
                 fn_kwargs={"features": request.features, "sample_rate": features["sample_rate"],
                            "width": features["width"], "augment": request.augment, "rejections": rejections,
                            "root": root.uri, "max_seconds": request.max_duration_s},
@@ -346,6 +348,38 @@ def _run_pipeline(request: PreprocessRequest, root: DatasetRoot, manifest: pd.Da
         raise cause from None
     counter.close(len(manifest))  # the write finished: every file was featurized or rejected
     return ray.get(rejections.get.remote())
+
+
+# Ray Data's warning when, as a Dataset starts, Ray reports no CPU available (ray.data.dataset, once per process).
+# Ray's view of free resources lags the tasks that just ended (a previous dataset's featurizers, a version
+# just checked), so before preprocessing it is mostly a false alarm; a real shortage shows as a counter that
+# does not move. Quiet runs keep it in ray-data.log only.
+NO_CPU_WARNING = "The Ray cluster currently does not have any available CPUs"
+
+
+class _DropNoCpuWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return NO_CPU_WARNING not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _hide_cpu_warning(hide: bool):
+    """With ``hide``, Ray Data's console handlers drop :data:`NO_CPU_WARNING` for the body; its file handler
+    (``ray-data.log`` in the session's logs) still gets it."""
+    if not hide:
+        yield
+        return
+    import ray.data  # noqa: F401  (configures the "ray.data" logger's handlers)
+
+    consoles = [h for h in logging.getLogger("ray.data").handlers if isinstance(h, logging.StreamHandler)]
+    drop = _DropNoCpuWarning()
+    for handler in consoles:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(drop)
 
 
 def _rethink_cause(exc: BaseException) -> RethinkError | None:

@@ -7,8 +7,11 @@ line with the likely cause and the fix, instead of Ray's traceback.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from orchestrator.errors import RethinkError
 
@@ -17,11 +20,23 @@ class RayStartError(RethinkError):
     """Ray could not be started or joined; the message names the likely cause and the fix."""
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool | None = None) -> None:
+# What ``ray.init`` itself prints on the driver, held back in quiet mode (logger name -> lowest level held; the
+# logger's records below that level still print): the token-authentication notice (Ray 2.60 logs it as a
+# WARNING on every local start) and "Started a local Ray instance." / "Connected to Ray cluster." (INFO).
+# Ray's warnings from ray.init itself (e.g. a version mismatch, a small /dev/shm) still print.
+QUIET_START = {"ray._private.authentication.authentication_token_setup": logging.CRITICAL,
+               "ray._private.worker": logging.WARNING}
+STARTUP_LOG = "rethink-audio-ray-start.log"  # where they go instead: the Ray session's logs folder
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool | None = None,
+               quiet: bool = False) -> None:
     """Initialise Ray once: join ``address`` (or ``RAY_ADDRESS``, as ``ray job submit`` sets it) if given,
     else start a local instance whose dashboard, if any, binds to 127.0.0.1 only. ``log_to_driver=False``
     keeps worker output in Ray's session logs instead of the terminal (quiet mode: ``sweep`` and ``demo``
     without ``--verbose``); None (library calls with no preference) streams it when this call starts Ray.
+    ``quiet`` keeps what ``ray.init`` prints about itself (:data:`QUIET_START`) off the terminal and writes it
+    to :data:`STARTUP_LOG` in the session's logs folder (``<ray tmp>/session_latest/logs``) instead.
 
     ``log_to_driver`` is a setting of this process's connection, fixed when it is made: if Ray is already
     initialised here (a notebook, a test, a caller that started it), the setting cannot change, and a
@@ -38,15 +53,73 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         return
     address = address or os.environ.get("RAY_ADDRESS")
     log_to_driver = True if log_to_driver is None else log_to_driver
+    held: list[logging.LogRecord] = []
     try:
-        if address:
-            ray.init(address=address, log_to_driver=log_to_driver)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
-                     log_to_driver=log_to_driver)
+        with _held_start_records(held) if quiet else contextlib.nullcontext():
+            if address:
+                ray.init(address=address, log_to_driver=log_to_driver)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
+                         log_to_driver=log_to_driver)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, TimeoutError, ...
         _shutdown_quietly(ray)
         raise RayStartError(start_failure(exc, address)) from None
+    _keep_in_session_logs(held)
+
+
+class _Hold(logging.Filter):
+    """A logger filter that keeps records below ``level`` out of every handler and collects them."""
+
+    def __init__(self, level: int, held: list[logging.LogRecord]):
+        super().__init__()
+        self.level, self.held = level, held
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level:
+            self.held.append(record)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _held_start_records(held: list[logging.LogRecord]) -> Iterator[None]:
+    """While ``ray.init`` runs: the :data:`QUIET_START` records of its loggers go to ``held``, not the terminal."""
+    filters = {name: _Hold(level, held) for name, level in QUIET_START.items()}
+    for name, hold in filters.items():
+        logging.getLogger(name).addFilter(hold)
+    try:
+        yield
+    finally:
+        for name, hold in filters.items():
+            logging.getLogger(name).removeFilter(hold)
+
+
+def _keep_in_session_logs(held: list[logging.LogRecord]) -> None:
+    """Append the held records to :data:`STARTUP_LOG` in the Ray session's logs folder (best effort: the
+    folder is found through a private attribute, checked in Ray 2.60; without it they are dropped)."""
+    if not held:
+        return
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    try:
+        folder = node.get_logs_dir_path() if node is not None else None
+        if folder:
+            formatter = logging.Formatter("%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s")
+            with open(os.path.join(folder, STARTUP_LOG), "a", encoding="utf-8") as log:
+                log.writelines(formatter.format(record) + "\n" for record in held)
+    except (OSError, AttributeError):  # a log line is not worth failing the run
+        pass
+
+
+def node_draining(node_id: str) -> bool:
+    """Whether Ray is draining node ``node_id`` (``ray drain-node``, a KubeRay pod's ``ray start --block`` on
+    SIGTERM, the autoscaler): the GCS's list of draining nodes, read as Ray Train's own PreemptionWatcher reads
+    it (``ray._private.state``, Ray 2.60; a version without it reads as not draining)."""
+    from ray._private import state
+
+    draining = getattr(state.state, "get_draining_nodes", None)
+    return draining is not None and node_id in draining()
 
 
 def streams_worker_logs() -> bool:

@@ -39,8 +39,9 @@ from orchestrator.config import SEARCH_BATCH_SIZES, OptimConfig, TrialConfig, fr
 from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import RethinkError
 from orchestrator.plan import Plan, expand_grid
-from orchestrator.sweep import SEARCH, SEARCH_SPACE_DOC, TRIALS, _keep_credentials_out_of_runtime_envs, \
-    _progress_callback, _resources, _tune_run_config, search_driver
+from orchestrator.interrupts import SweepInterrupted, SweepStorageError
+from orchestrator.sweep import SEARCH, SEARCH_SPACE_DOC, TRIALS, \
+    _keep_credentials_out_of_runtime_envs, _resources, _tune_run_config, fit_quietly_on_failure, search_driver
 
 METRIC = "valid_acc"  # what _fit_trial reports: the best valid accuracy over the trial's epochs
 RECIPES, BEST = "recipes.json", "best.json"
@@ -99,9 +100,11 @@ def plan_searches(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]])
 
 
 def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location, *,
-               quiet: bool = False) -> Recipes:
+               quiet: bool = False, stopping=lambda: None) -> Recipes:
     """Phase 1: run the searches not done yet, write ``recipes.json`` and ``best.json``, return the recipes.
-    ``quiet``: one line per trial epoch and per finished trial instead of Tune's status tables."""
+    ``quiet``: one line per trial epoch and per finished trial instead of Tune's status tables; ``stopping``:
+    when the driver began stopping (then no best.json is written: the searches rerun on ``--resume``, their
+    finished trials reused)."""
     if not plan.search.enabled:
         recipes = Recipes(plan.optim)
         _save(root, plan, uris, folds, recipes, [], {}, "plan (search disabled)")
@@ -110,7 +113,7 @@ def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], ro
     found = {s.name: best for s in searches if (best := _saved(root, s, uris)) is not None}
     todo = [s for s in searches if s.name not in found]
     if todo:
-        found |= _run(plan, uris, folds, root, todo, quiet)
+        found |= _run(plan, uris, folds, root, todo, quiet, stopping)
     else:
         done = ", ".join(f"{name} (valid acc {best[METRIC]:.4f})" for name, best in found.items())
         print(f"[sweep] phase 1 already done: {done}", flush=True)
@@ -135,9 +138,12 @@ def _saved(root: storage.Location, search: FoldSearch, uris: dict[str, str]) -> 
 
 
 def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location,
-         searches: list[FoldSearch], quiet: bool = False) -> dict[str, dict]:
+         searches: list[FoldSearch], quiet: bool = False, stopping=lambda: None) -> dict[str, dict]:
     """Run ``searches`` side by side in one Tuner; write and return each one's best.json payload."""
     from ray import tune
+
+    from orchestrator.interrupts import STOP_FILE
+    from orchestrator.tune_watch import make_watch
 
     _keep_credentials_out_of_runtime_envs()
     s = plan.search
@@ -147,15 +153,20 @@ def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: st
         flush=True)
     searcher = FoldSearchers({n: to_dict(b) for n, b in bases.items()}, s.num_samples, s.max_concurrent,
                              s.seed, _first_point(plan.optim))
+    watch = make_watch(s.num_samples * len(searches), quiet, stopping)
     tuner = tune.Tuner(
         tune.with_resources(search_driver, _resources(plan)),
-        param_space={"trials_root": root.join(SEARCH, TRIALS).uri},
+        param_space={"trials_root": root.join(SEARCH, TRIALS).uri, "stop_uri": root.join(STOP_FILE).uri},
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples * len(searches),
                                     reuse_actors=True),
-        run_config=_tune_run_config(plan, root, SEARCH, [_progress_callback(s.num_samples * len(searches), quiet)],
-                                    quiet),
+        run_config=_tune_run_config(plan, root, SEARCH, [watch], quiet, stop=watch.stopper()),
     )
-    table = _search_table(tuner.fit())
+    fit_quietly_on_failure(tuner, watch)
+    if watch.outcomes.storage_errors:
+        raise SweepStorageError(watch.outcomes.storage_errors[0])
+    if stopping() is not None:
+        raise SweepInterrupted(0)  # run_sweep raises it again with the signal's number
+    table = _search_table(watch.outcomes.last.values())
     return {fs.name: _best_of(plan, root, fs, bases[fs.name], table[table["search"] == fs.name]) for fs in searches}
 
 
@@ -194,16 +205,16 @@ def _best_of(plan: Plan, root: storage.Location, fs: FoldSearch, base: TrialConf
 
 
 def _search_table(results) -> pd.DataFrame:
-    """Each search trial's search, sampled recipe and best valid accuracy (the test fold is never read)."""
+    """Each finished search trial's search, sampled recipe and best valid accuracy (the test fold is never read),
+    from its (config, final result); failed and stopped trials have no final result with ``record_id``."""
     rows = []
-    for result in results:
-        if result.error or result.metrics is None:
+    for config, metrics in results:
+        if "record_id" not in metrics or metrics.get("stopped") or "epochs" not in metrics:
             continue
-        config = result.config
         rows.append({"search": config["search"], "lr": config["lr"], "weight_decay": config["weight_decay"],
                      "batch_size": config["batch_size"],
-                     METRIC: result.metrics.get("valid_selected_valid_acc", float("nan")),
-                     "trial_id": result.metrics.get("record_id")})
+                     METRIC: metrics.get("valid_selected_valid_acc", float("nan")),
+                     "trial_id": metrics.get("record_id")})
     return pd.DataFrame(rows, columns=["search", "lr", "weight_decay", "batch_size", METRIC, "trial_id"])
 
 
@@ -294,6 +305,8 @@ class FoldSearchers(Searcher):
         name = self.owner.pop(trial_id, None)
         if name is not None:
             self.running[name] -= 1
+            # a trial that stopped early (preempted, interrupted) has no score: the searcher must not learn from it
+            error = error or not result or bool(result.get("stopped")) or result.get(METRIC) is None
             self.searchers[name].on_trial_complete(trial_id, result, error)
 
     def save(self, checkpoint_path: str) -> None:

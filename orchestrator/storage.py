@@ -9,9 +9,11 @@ data cache (``orchestrator.data_cache``) lives in ``RETHINK_AUDIO_DATA_CACHE`` (
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +121,10 @@ class RecordError(StorageError):
     def __init__(self, loc: Location, kind: str, detail: str, hint: str):
         super().__init__(f"{loc.uri}: {kind}{f' ({detail})' if detail else ''}; {hint}")
         self.uri, self.kind, self.detail = loc.uri, kind, detail
+        self._args = (loc, kind, detail, hint)
+
+    def __reduce__(self):  # Ray copies and pickles a worker's exception: rebuild it from its own arguments
+        return type(self), self._args
 
 
 def read_json(loc: Location) -> Any:
@@ -137,38 +143,54 @@ def read_json(loc: Location) -> Any:
 
 
 def write_json(loc: Location, payload: Any) -> None:
-    """Write ``payload`` as indented JSON at ``loc`` (creating parent folders on local disk)."""
-    text = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
-    def write():
-        loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
-        with loc.fs.open_output_stream(loc.path) as stream:
-            stream.write(text)
-    guarded(loc, write)
+    """Write ``payload`` as indented JSON at ``loc``, atomically (see ``write_bytes``)."""
+    write_bytes(loc, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
 
 def write_parquet(loc: Location, table) -> None:
-    """Write an Arrow table as one Parquet file at ``loc`` (creating parent folders on local disk)."""
+    """Write an Arrow table as one Parquet file at ``loc``, atomically (see ``write_bytes``). The file is built
+    in memory first (record tables are small), so a full disk can say how many bytes it needed."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def write():
-        loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
-        with loc.fs.open_output_stream(loc.path) as stream:
-            pq.write_table(table, stream)
-    guarded(loc, write)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes(loc, sink.getvalue())
 
 
-def write_bytes(loc: Location, data: bytes) -> str:
-    """Write ``data`` at ``loc`` so a reader never sees half a file (on local disk through a temporary file
-    renamed into place; an S3 PUT is atomic by itself); returns the URI written."""
+def write_bytes(loc: Location, data) -> str:
+    """Write ``data`` (bytes or an Arrow buffer) at ``loc`` so a reader never sees half a file and a failed
+    write leaves nothing behind; returns the URI written.
+
+    On local disk the data goes to a temporary file in the same folder (``<name>.tmp-<hex>``), renamed over the
+    target only once complete: a failed overwrite keeps the previous file intact, and the temporary file is
+    removed on any failure, a KeyboardInterrupt included. An S3 PUT is atomic by itself. Parent folders are
+    created. A full disk raises ``StorageFullError`` with the bytes needed and free.
+    """
     def write():
         loc.fs.create_dir(loc.path.rsplit("/", 1)[0], recursive=True)
-        target = loc.path if loc.is_s3 else f"{loc.path}.tmp-{uuid.uuid4().hex[:8]}"
-        with loc.fs.open_output_stream(target) as stream:
-            stream.write(data)
-        if target != loc.path:
-            loc.fs.move(target, loc.path)
-    guarded(loc, write)
+        if loc.is_s3:
+            with loc.fs.open_output_stream(loc.path) as stream:
+                stream.write(data)
+            return
+        temp = f"{loc.path}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with loc.fs.open_output_stream(temp) as stream:
+                stream.write(data)
+            loc.fs.move(temp, loc.path)
+        except BaseException:
+            _remove_quietly(loc.fs, temp)
+            raise
+    guarded(loc, write, needed=len(data))
     return loc.uri
+
+
+def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
+    """Delete ``path`` if it is there; cleanup after a failure must not hide the failure itself."""
+    try:
+        fs.delete_file(path)
+    except BaseException:  # noqa: BLE001 - already missing, or the disk is gone: the original error matters
+        pass
 
 
 def read_bytes(loc: Location) -> bytes:
@@ -218,8 +240,67 @@ def _denied(exc: BaseException) -> bool:
             or "permission denied" in text or "access_denied" in text or "accessdenied" in text)
 
 
-def guarded(loc: Location, action):
-    """Run a filesystem action, turning I/O failures into a StorageError that names the URI and a fix."""
+def free_bytes(loc: Location) -> int | None:
+    """Bytes free on the local filesystem that holds ``loc`` (measured at its nearest existing parent folder);
+    None for S3 or when it cannot be measured."""
+    if loc.is_s3:
+        return None
+    path = Path(loc.path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _mount_point(path: str) -> str:
+    """The mount point of the filesystem holding ``path`` (its nearest existing parent, walked up)."""
+    here = Path(path)
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    while not os.path.ismount(here) and here != here.parent:
+        here = here.parent
+    return str(here)
+
+
+def _size(n: int) -> str:
+    """``n`` bytes as ``20.0 MB (20000000 bytes)``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit} ({n} bytes)"
+    return f"{n} bytes"
+
+
+class StorageFullError(StorageError):
+    """The disk (or quota) under a storage URI is full. ``uri``, ``needed`` (bytes the write needed, None when
+    unknown) and ``free`` (bytes free there after the failed write was cleaned up, None on S3) are attributes."""
+
+    def __init__(self, loc: Location, needed: int | None, free: int | None):
+        what = f"{_size(needed)} needed" if needed is not None else "size needed unknown"
+        where = (f"{_size(free)} free on {_mount_point(loc.path)}" if free is not None
+                 else "free space unknown")
+        super().__init__(f"no space left on device writing {loc.uri}: {what}, {where}; free space there or point "
+                         "--storage at a larger disk or s3://bucket/prefix; finished trials are kept, rerun with "
+                         "--resume")
+        self.uri, self.needed, self.free = loc.uri, needed, free
+        self._loc = loc
+
+    def __reduce__(self):
+        # rebuilt from its own arguments (Ray copies and pickles a worker's exception on the way to the driver)
+        return type(self), (self._loc, self.needed, self.free)
+
+
+def _full(exc: BaseException) -> bool:
+    """Whether an I/O error means the disk or the user's quota is full."""
+    text = str(exc).lower()
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            or "no space left on device" in text or "disk quota exceeded" in text)
+
+
+def guarded(loc: Location, action, needed: int | None = None):
+    """Run a filesystem action, turning I/O failures into a StorageError that names the URI and a fix; a full
+    disk becomes a StorageFullError saying ``needed`` bytes (when the caller knows them) and the bytes free."""
     try:
         return action()
     except StorageError:
@@ -227,6 +308,8 @@ def guarded(loc: Location, action):
     except FileNotFoundError:
         raise RecordError(loc, "missing", "no such file or folder", "check the path") from None
     except (OSError, ValueError) as exc:
+        if _full(exc):
+            raise StorageFullError(loc, needed, free_bytes(loc)) from None
         if _denied(exc):
             raise RecordError(loc, "permission denied", "", "grant read access to this file or its bucket, or "
                               "run as a user who has it") from None

@@ -30,7 +30,8 @@ from typing import Any
 
 from orchestrator import spectra, storage
 from orchestrator.config import OptimConfig, TrialConfig, from_dict, resource_bundle, to_dict
-from orchestrator.errors import ConfigError, RethinkError
+from orchestrator.errors import ConfigError, RethinkError, StorageError
+from orchestrator.interrupts import SweepInterrupted, SweepStorageError
 from orchestrator.plan import Plan, expand_grid
 from orchestrator.trial import plan_trial, read_summary
 
@@ -49,10 +50,12 @@ class SweepResult:
     failed: list[str]
     seconds: float
     optim: OptimConfig  # the default recipe; search/recipes.json has each test fold's
+    interrupted: int | None = None  # the signal that stopped the driver (SIGINT 2, SIGTERM 15), if one did
+    stopped: dict[str, str] = dataclasses.field(default_factory=dict)  # trial id -> why it stopped early
 
     def summary(self) -> dict[str, Any]:
         return {"results": self.root, "trials": self.trials, "finished": self.finished,
-                "failed": self.failed, "seconds": round(self.seconds, 1), "optim": to_dict(self.optim)}
+                "failed": self.failed, "interrupted": self.interrupted, "stopped": self.stopped, "seconds": round(self.seconds, 1), "optim": to_dict(self.optim)}
 
 
 def plan_root(plan: Plan) -> storage.Location:
@@ -82,6 +85,7 @@ def prepare_datasets(plan: Plan, root: storage.Location,
             rejected = len(result.card["rejected"])  # content problems only: I/O problems fail above
             print(f"[sweep] dataset {name}: {result.uri} ({'reused' if result.reused else 'built'}, "
                   f"{rejected} file(s) rejected; card: {result.uri}/{spectra.CARD})", flush=True)
+        spectra.verify_version(uris[name])  # footers and row counts: a damaged version fails here, not in trials
         card_folds = [int(f) for f in spectra.read_card(uris[name])["folds"]]
         missing = sorted(set(ds.folds) - set(card_folds))
         if missing:
@@ -93,28 +97,47 @@ def prepare_datasets(plan: Plan, root: storage.Location,
 # ---------------------------------------------------------------- Tune driver functions
 
 
-def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None) -> dict[str, Any]:
-    """Inside a Tune trial: train the trial (or reuse its records); returns its summary.
+def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None, stop_uri: str | None = None) -> dict | None:
+    """Inside a Tune trial: train the trial (or reuse its records); returns its summary, or None when it stopped.
 
     A single-worker trial runs the training loop right here, in the Tune trial's own process; only
     multi-worker (DDP) trials build a TorchTrainer. Retries belong to Tune (``FailureConfig`` of the sweep):
     the trainer gets none of its own, so a crash is retried ``max_failures`` times, not (n + 1)^2 - 1. Each
     retry resumes from the trial's last checkpoint.
+
+    A trial that stops on request (preempted: SIGTERM here; interrupted: the driver's stop request) writes its
+    checkpoint and reports ``{"stopped": reason}``: not an error, so Tune counts no failure, and the sweep runs
+    it again (preempted) or leaves it to ``--resume`` (interrupted). A storage error (a full disk) is reported as
+    ``{"storage_error": message}`` and ends the trial without a retry: the driver ends the sweep with that one
+    line (raising it here would leave Ray an error object nobody fetches once the sweep stops: a traceback).
     """
     from ray import tune
 
+    from orchestrator.interrupts import TrialStopped, process_stop_reason
     from orchestrator.trial import TuneSession, build_trainer, train_trial
 
     plan = plan_trial(cfg, trials_root)
     summary = read_summary(trials_root, plan.trial_id)
     if summary is None:
-        if cfg.num_workers == 1:
-            train_trial(plan.job(fault), TuneSession.for_trial(cfg))
-            _release_gpu_memory()  # the next trial reuses this process (reuse_actors)
-        else:
-            from ray.tune.integration.ray_train import TuneReportCallback
+        if reason := process_stop_reason():  # this node is going away: start nothing on it
+            tune.report({"stopped": reason, "record_id": plan.trial_id})
+            return None
+        try:
+            if cfg.num_workers == 1:
+                train_trial(plan.job(fault, stop_uri), TuneSession.for_trial(cfg))
+            else:
+                from ray.tune.integration.ray_train import TuneReportCallback
 
-            build_trainer(plan, max_failures=0, fault=fault, callbacks=[TuneReportCallback()]).fit()
+                build_trainer(plan, max_failures=0, fault=fault, callbacks=[TuneReportCallback()]).fit()
+        except TrialStopped as stop:
+            tune.report({"stopped": stop.reason, "stopped_at": f"epoch {stop.epoch} step {stop.step}",
+                         "record_id": plan.trial_id})
+            return None
+        except StorageError as exc:  # ends the sweep (tune_watch): a retry would fail the same way
+            tune.report({"storage_error": str(exc), "record_id": plan.trial_id})
+            return None
+        finally:
+            _release_gpu_memory()  # the next trial reuses this process (reuse_actors)
         summary = read_summary(trials_root, plan.trial_id)
     # Final result: the summary, plus valid_acc = the best valid accuracy over epochs, which is what the
     # search optimises (Tune adds its own "trial_id" key, so ours travels as "record_id").
@@ -133,7 +156,7 @@ def _release_gpu_memory() -> None:
 def grid_driver(config: dict[str, Any]) -> None:
     """Tune trainable of phase 2: one grid point = one trial."""
     point = config["point"]
-    _fit_trial(from_dict(TrialConfig, point["trial"]), point["trials_root"], point["fault"])
+    _fit_trial(from_dict(TrialConfig, point["trial"]), point["trials_root"], point["fault"], config.get("stop_uri"))
 
 
 def search_driver(config: dict[str, Any]) -> None:
@@ -141,7 +164,22 @@ def search_driver(config: dict[str, Any]) -> None:
     base = from_dict(TrialConfig, config["base"])
     optim = dataclasses.replace(base.optim, lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
                                 batch_size=int(config["batch_size"]))
-    _fit_trial(dataclasses.replace(base, optim=optim), config["trials_root"], None)
+    _fit_trial(dataclasses.replace(base, optim=optim), config["trials_root"], None, config.get("stop_uri"))
+
+
+class _WatchPreemption:
+    """Mixed into the Tune trainables above (Tune's ``__mixins__`` hook of function trainables): ``setup``
+    runs in the trial actor's main thread, the only thread where Python lets a SIGTERM handler be installed;
+    the function itself runs in a thread of Tune's. See orchestrator.interrupts.watch_sigterm."""
+
+    def setup(self, config):
+        from orchestrator.interrupts import watch_sigterm
+
+        watch_sigterm()
+        super().setup(config)
+
+
+grid_driver.__mixins__ = search_driver.__mixins__ = (_WatchPreemption,)
 
 
 def _trial_name(trial) -> str:
@@ -201,63 +239,15 @@ def _concurrency(plan: Plan) -> int | None:
 
 
 def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location,
-               quiet: bool = False):
+               quiet: bool = False, stopping=lambda: None):
     """Phase 1 (:func:`orchestrator.search.run_search`): the ``Recipes`` of every phase-2 trial, from searches
     that never score on a fold their recipe is tested on (or the plan's recipe when search is off)."""
     from orchestrator.search import run_search as search
 
-    return search(plan, uris, folds, root, quiet=quiet)
+    return search(plan, uris, folds, root, quiet=quiet, stopping=stopping)
 
 
 # ---------------------------------------------------------------- phase 2
-
-
-def _progress_callback(total: int, epochs: bool):
-    """A Tune callback printing trials done / total and an ETA after each trial, and with ``epochs`` one line
-    per trial epoch (from the driver: quiet mode hides the workers' own lines).
-
-    ETA = mean trial duration x trials left / trials running at once: dividing the elapsed time by the
-    trials finished would count a whole wave as one trial when several run in parallel."""
-    from ray import tune
-
-    class Progress(tune.Callback):
-        def __init__(self):
-            self.start, self.done, self.failed = time.time(), 0, 0
-            self.started: dict[str, float] = {}
-            self.durations: list[float] = []
-            self.parallel = 1
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.started[str(trial)] = time.time()
-            self.parallel = max(self.parallel, len(self.started))  # started and not yet finished
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if epochs and "train_loss" in result:  # per-epoch reports, not the trial's final summary
-                valid = f"valid_acc {result['valid_acc']:.3f} " if result.get("valid_acc") is not None else ""
-                print(f"[sweep]   {trial} epoch {result['epoch']}: train_loss {result['train_loss']:.4f} "
-                      f"{valid}test_acc {result['test_acc']:.3f}", flush=True)
-
-        def _line(self, trial) -> None:
-            began = self.started.pop(str(trial), None)
-            if began is not None:
-                self.durations.append(time.time() - began)
-            finished = self.done + self.failed
-            left = total - finished
-            mean = sum(self.durations) / len(self.durations) if self.durations else float("nan")
-            eta = mean * left / min(self.parallel, left) if left else 0.0
-            print(f"[sweep] {finished}/{total} trials done ({self.failed} failed), "
-                  f"{(time.time() - self.start) / 60:.1f} min elapsed, ETA {eta / 60:.1f} min  <- {trial}",
-                  flush=True)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.done += 1
-            self._line(trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.failed += 1
-            self._line(trial)
-
-    return Progress()
 
 
 @contextlib.contextmanager
@@ -274,12 +264,15 @@ def _quiet_tune(quiet: bool) -> Iterator[None]:
         yield
         return
     logger = logging.getLogger("ray.tune")
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
     saved_env, saved_level = os.environ.get("RAY_AIR_NEW_OUTPUT"), logger.level
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     logger.setLevel(max(logging.WARNING, saved_level))
+    controller.addFilter(_one_line_trial_failures)
     try:
         yield
     finally:
+        controller.removeFilter(_one_line_trial_failures)
         logger.setLevel(saved_level)
         if saved_env is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
@@ -287,8 +280,23 @@ def _quiet_tune(quiet: bool) -> Iterator[None]:
             os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
 
 
-def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=(), quiet: bool = False):
-    """Tune's RunConfig of either phase; with ``plan.tracking`` the MLflow callback joins ``callbacks``."""
+def _one_line_trial_failures(record: logging.LogRecord) -> bool:
+    """Quiet mode: Tune's "Trial task failed for trial X" record (with a 50-line traceback per attempt) becomes
+    one line: the trial and its error's own message (ours when it is one of ours). The traceback stays in the
+    trial's error.txt under grid/ or search/."""
+    if not record.getMessage().startswith("Trial task failed for trial") or not record.exc_info:
+        return True
+    from orchestrator.errors import user_message
+
+    exc = record.exc_info[1]
+    text = user_message(exc) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    print(f"[sweep] {record.getMessage().split('for trial ', 1)[-1]} failed: {text[:400]}", flush=True)
+    return False
+
+
+def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=(), quiet: bool = False, stop=None):
+    """Tune's RunConfig of either phase; with ``plan.tracking`` the MLflow callback joins ``callbacks``;
+    ``stop``: a Tune Stopper (orchestrator.tune_watch: the driver stopping, a storage error)."""
     from ray import tune
 
     from orchestrator.tracking import mlflow_callback
@@ -299,30 +307,47 @@ def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=()
         name=name, storage_path=root.uri if root.is_s3 else root.path,
         storage_filesystem=None if root.is_s3 else root.fs,
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        verbose=0 if quiet else 1, callbacks=list(callbacks) + ([tracker] if tracker else []),
+        verbose=0 if quiet else 1, callbacks=list(callbacks) + ([tracker] if tracker else []), stop=stop,
     )
 
 
-def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *,
-             faults: dict[str, dict] | None = None, quiet: bool = False):
-    """Phase 2: every trial given as a Tune trial, queued at once (see ``_concurrency``). Tune actors are
-    reused from trial to trial (same resources), so a trial pays no process start-up or imports, and its
-    dataset is already in memory when the previous trial on that actor read the same version."""
+def fit_quietly_on_failure(tuner, watch) -> None:
+    """``tuner.fit()``, whose ResultGrid the sweep never reads (outcomes come from ``watch``). Building that grid
+    unpickles Tune's error files, which a full disk leaves empty (EOFError): once the run itself has ended,
+    such an error is Tune's bookkeeping, not the sweep's, and is ignored."""
+    try:
+        tuner.fit()
+    except Exception:  # noqa: BLE001 - re-raised unless the experiment had already ended
+        if not watch.ended:
+            raise
+
+
+def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, faults: dict[str, dict] | None = None,
+             quiet: bool = False, stopping=lambda: None):
+    """Phase 2: every trial given as a Tune trial, queued at once (see ``_concurrency``); returns their
+    ``tune_watch.Outcomes``. Tune actors are reused from trial to trial (same resources), so a trial pays no
+    process start-up or imports, and its dataset is already mapped when the previous trial on that actor read
+    the same version. ``stopping``: when the driver began stopping (see ``tune_watch``)."""
     from ray import tune
 
+    from orchestrator.interrupts import STOP_FILE
     from orchestrator.trial import trial_id
+    from orchestrator.tune_watch import make_watch
 
     _keep_credentials_out_of_runtime_envs()
     points = [{"trial": to_dict(t), "trials_root": root.join(TRIALS).uri,
                "fault": (faults or {}).get(trial_id(t))} for t in trials]
+    watch = make_watch(len(trials), epochs=quiet, stopping=stopping)
     tuner = tune.Tuner(
         tune.with_resources(grid_driver, _resources(plan)),
-        param_space={"point": tune.grid_search(points)},  # the plan already expanded the grid
+        # the plan already expanded the grid
+        param_space={"point": tune.grid_search(points), "stop_uri": root.join(STOP_FILE).uri},
         tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency(plan), reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=_tune_run_config(plan, root, GRID, [_progress_callback(len(trials), epochs=quiet)], quiet),
+        run_config=_tune_run_config(plan, root, GRID, [watch], quiet, stop=watch.stopper()),
     )
-    return tuner.fit()
+    fit_quietly_on_failure(tuner, watch)
+    return watch.outcomes
 
 
 def _grid_changes(root: storage.Location, ids: list[str], resume: bool) -> None:
@@ -333,7 +358,7 @@ def _grid_changes(root: storage.Location, ids: list[str], resume: bool) -> None:
     started (their folders are kept). So a plan edited between runs is applied, never silently ignored.
     """
     saved = root.join(GRID, POINTS)
-    if resume:  # run_sweep checked that a previous run left its points.json
+    if resume and storage.exists(saved):  # absent when the last run stopped before phase 2
         before = storage.read_json(saved)["trial_ids"]
         added, removed = [i for i in ids if i not in before], [i for i in before if i not in ids]
         if added or removed:
@@ -352,7 +377,12 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
               faults: dict[str, dict] | None = None, quiet: bool = False) -> SweepResult:
     """Datasets -> phase 1 -> phase 2 for ``plan``; everything under ``STORAGE/<plan name>``. ``quiet``
     replaces Tune's status tables with one line per trial epoch and Ray Data's progress output with a counter
-    of clips featurized (pair it with ``log_to_driver=False``)."""
+    of clips featurized (pair it with ``log_to_driver=False``).
+
+    SIGINT/SIGTERM (orchestrator.interrupts.DriverSignals): running trials checkpoint at their next step and
+    stop, no further trial starts, and the result says ``interrupted`` (a second signal stops at once:
+    KeyboardInterrupt). Preempted trials run again, from their checkpoints, until none is left."""
+    from orchestrator.interrupts import STOP_FILE, DriverSignals, clear_stop
     from orchestrator.ray_runtime import ensure_ray
 
     start = time.time()
@@ -362,28 +392,78 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
         from orchestrator.tracking import require_mlflow
 
         require_mlflow(plan.tracking.mlflow)  # a plan built in code skipped load_plan's check
-    if resume and not storage.exists(root.join(GRID, POINTS)):
-        raise RethinkError(f"--resume: no sweep to restore at {root.join(GRID).uri}; run without --resume")
+    if resume and not storage.exists(root.join("plan.json")):
+        raise RethinkError(f"--resume: no sweep to restore at {root.uri}; run without --resume")
     storage.write_json(root.join("plan.json"), to_dict(plan))
-    ensure_ray(ray_address, log_to_driver=False if quiet else None)  # not quiet: no preference
-    uris, folds = prepare_datasets(plan, root, quiet)
-    with _quiet_tune(quiet):
-        recipes = run_search(plan, uris, folds, root, quiet)
-    trials = expand_grid(plan, uris, folds, recipes)
+    stop_uri = root.join(STOP_FILE).uri
+    clear_stop(stop_uri)  # an earlier driver's request must not stop this run's trials
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (DriverSignals) decides; Tune's prints Tuner.restore
+    with DriverSignals(lambda signum: _ask_trials_to_stop(stop_uri, signum)) as signals:
+        ensure_ray(ray_address, log_to_driver=False if quiet else None, quiet=quiet)  # not quiet: no preference
+        with signals.at_once(SweepInterrupted):
+            uris, folds = prepare_datasets(plan, root, quiet)
+        try:
+            with _quiet_tune(quiet):
+                recipes = run_search(plan, uris, folds, root, quiet, stopping=lambda: signals.at)
+        except SweepInterrupted:
+            pass  # raised below, with the signal's number
+        if signals.signum is not None:
+            raise SweepInterrupted(signals.signum)
+        trials = expand_grid(plan, uris, folds, recipes)
+        trials_root = root.join(TRIALS).uri
+        ids = [plan_trial(t, trials_root).trial_id for t in trials]
+        _grid_changes(root, ids, resume)
+        failed, stopped = _run_phase2(plan, trials, ids, root, faults, quiet, signals)
+    finished = sum(read_summary(trials_root, i) is not None for i in ids)
+    result = SweepResult(root.uri, len(trials), finished, failed, time.time() - start, recipes.default,
+                         interrupted=signals.signum, stopped=stopped)
+    if signals.signum is not None:
+        raise SweepInterrupted(signals.signum, result)
+    return result
+
+
+def _ask_trials_to_stop(stop_uri: str, signum: int) -> None:
+    """The driver's first SIGINT/SIGTERM: say what happens now and write the stop request the trials poll."""
+    import signal
+    import socket
+    import sys
+
+    from orchestrator.interrupts import POLL_SECONDS, request_stop
+
+    name = signal.Signals(signum).name
+    print(f"[sweep] {name}: stopping; running trials write their checkpoints at their next step (within "
+          f"~{POLL_SECONDS:.0f} s + one step), no new trial starts; send it again to stop at once",
+          file=sys.stderr, flush=True)
+    request_stop(stop_uri, {"signal": name, "host": socket.gethostname(), "pid": os.getpid(),
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def _run_phase2(plan: Plan, trials: list[TrialConfig], ids: list[str], root: storage.Location,
+                faults: dict[str, dict] | None, quiet: bool, signals) -> tuple[list[str], dict[str, str]]:
+    """Run the unfinished trials, again while some were preempted; returns (failed, stopped: id -> reason).
+    A storage error in a trial ends the sweep: it is raised here, once, as the trial said it."""
     trials_root = root.join(TRIALS).uri
-    ids = [plan_trial(t, trials_root).trial_id for t in trials]
-    _grid_changes(root, ids, resume)
-    pending = [t for t, i in zip(trials, ids) if read_summary(trials_root, i) is None]
     failed: list[str] = []
-    if pending:
+    stopped: dict[str, str] = {}
+    pending = [t for t, i in zip(trials, ids) if read_summary(trials_root, i) is None]
+    if not pending:
+        print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)
+    else:
         limit = _concurrency(plan)
         print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
               f"{f'up to {limit}' if limit else 'all queued: as many'} at once"
               f"{'' if limit else ' as the cluster holds (an autoscaler adds nodes for the rest)'}", flush=True)
+    while pending:
         with _quiet_tune(quiet):
-            results = run_grid(plan, pending, root, faults=faults, quiet=quiet)
-        failed = [str(r.path).rsplit("/", 1)[-1] for r in results if r.error]
-    else:
-        print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)
-    finished = sum(read_summary(trials_root, i) is not None for i in ids)
-    return SweepResult(root.uri, len(trials), finished, failed, time.time() - start, recipes.default)
+            outcomes = run_grid(plan, pending, root, faults=faults, quiet=quiet, stopping=lambda: signals.at)
+        if outcomes.storage_errors:
+            raise SweepStorageError(outcomes.storage_errors[0])
+        failed += outcomes.failed
+        stopped = outcomes.stopped
+        preempted = outcomes.preempted()
+        if signals.signum is not None or not preempted:
+            break
+        print(f"[sweep] {len(preempted)} trial(s) preempted ({', '.join(preempted[:3])}"
+              f"{', ...' if len(preempted) > 3 else ''}): running them again from their checkpoints", flush=True)
+        pending = [t for t, i in zip(trials, ids) if read_summary(trials_root, i) is None and i not in failed]
+    return failed, stopped

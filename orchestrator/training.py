@@ -20,7 +20,7 @@ import contextlib
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -168,14 +168,42 @@ class TrainStep:
         return loss.detach()
 
 
-def train_epoch(step: TrainStep, batches: Iterable[Batch]) -> tuple[float, int]:
-    """One pass over ``batches``; returns (mean loss per sample, number of samples)."""
+@dataclass
+class EpochProgress:
+    """How far a training epoch got: what a checkpoint written inside an epoch keeps, so that the resumed run
+    continues at the next step with the same running loss (the sum is float32, as it is accumulated)."""
+
+    epoch: int
+    steps: int = 0  # batches trained
+    loss_sum: float = 0.0  # sum over samples of the batch losses
+    samples: int = 0
+    seconds: float = 0.0  # training time of the parts before a stop
+    stopped: str | None = None  # why the epoch stopped early (orchestrator.interrupts), else None
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.samples if self.samples else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("epoch", "steps", "loss_sum", "samples", "seconds")}
+
+
+def train_epoch(step: TrainStep, batches: Iterable[Batch], progress: EpochProgress | None = None,
+                should_stop: Callable[[], str | None] | None = None) -> EpochProgress:
+    """Train on ``batches`` (the rest of the epoch when ``progress`` comes from a checkpoint); before each step
+    ``should_stop`` may return a reason, which ends the epoch early with ``progress.stopped`` set."""
     step.network.train()
-    total, count = torch.zeros((), device=step.device), 0
+    progress = progress or EpochProgress(epoch=0)
+    total = torch.tensor(progress.loss_sum, dtype=torch.float32, device=step.device)
     for inputs, labels in batches:
+        if should_stop is not None and (reason := should_stop()):
+            progress.stopped = reason
+            break
         total += step(inputs, labels) * len(labels)  # stays on device: no sync per step
-        count += len(labels)
-    return (total.item() / count if count else float("nan")), count
+        progress.steps += 1
+        progress.samples += len(labels)
+    progress.loss_sum = total.item()
+    return progress
 
 
 @dataclass
@@ -222,6 +250,7 @@ class TrialState:
     selected: dict[str, Any] | None = None  # {"epoch", "select_acc", "probs", "labels", "clip_ids"}
     last: dict[str, Any] | None = None
     resumed_at_epoch: int | None = None  # the first epoch run after a resume, if any
+    partial: EpochProgress | None = None  # the epoch a stop interrupted (its next step is where to go on)
 
     @property
     def next_epoch(self) -> int:
@@ -245,6 +274,8 @@ class TrialState:
     def to_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors for ``torch.save``, JSON-able rest): loadable with ``weights_only=True``, no pickles."""
         tensors, meta = {}, {"epochs": self.epochs, "resumed_at_epoch": self.resumed_at_epoch}
+        if self.partial is not None:
+            meta["partial"] = self.partial.to_dict()
         for name in ("selected", "last"):
             snap = getattr(self, name)
             if snap is not None:
@@ -256,6 +287,8 @@ class TrialState:
     @classmethod
     def from_checkpoint(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> "TrialState":
         state = cls(epochs=meta["epochs"], resumed_at_epoch=meta.get("resumed_at_epoch"))
+        if meta.get("partial"):
+            state.partial = EpochProgress(**meta["partial"])
         for name in ("selected", "last"):
             if name in meta:
                 if "valid_acc" in meta[name]:  # checkpoints written before split modes existed

@@ -22,12 +22,13 @@ Records in ``<trials root>/<trial id>/``:
 * ``predictions.parquet``: trial_id, clip_id, fold, label, protocol (valid_selected, or best_epoch for split
   "paper" trials, which have no validation fold; and last_epoch),
   epoch, probs (list<float32>) — the per-clip softmax ensembles are built from.
-* ``checkpoint.pt``: weights, optimizer, scheduler, RNG and the curve so far (``torch.load(weights_only=True)``).
+* ``checkpoint.pt``: weights, optimizer, scheduler, RNG and the curve so far (``torch.load(weights_only=True)``),
+  and how far into an epoch a stopped trial got (orchestrator.checkpoints).
+* ``running.json``: the host and PID of the process that runs (or last ran) the trial, and its start point.
 """
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +43,17 @@ from orchestrator import spectra, storage
 from orchestrator.config import (ID_DEFAULTS, TrialConfig, from_dict, resource_bundle, stable_hash, to_dict,
                                  without_defaults)
 from orchestrator.datasets.folds import fold_roles
+from orchestrator.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, unwrap
 from orchestrator.errors import ConfigError
+from orchestrator.interrupts import StopCheck, TrialStopped
 from orchestrator.memory import ceil_mib, host_private_bytes
 from orchestrator.trial_data import EvalSplit, load_trial_data
-from orchestrator.training import (PROTOCOLS, DataFeed, TrialState, TrainStep, build_network, evaluate,
-                                   make_optimizer, make_scheduler, protocol_summary, seed_everything, shuffled,
-                                   train_epoch)
+from orchestrator.training import (PROTOCOLS, DataFeed, EpochProgress, TrialState, TrainStep, build_network,
+                                   evaluate, make_optimizer, make_scheduler, protocol_summary, seed_everything,
+                                   shuffled, train_epoch)
 
-CHECKPOINT_FILE = "checkpoint.pt"
 EVAL_BATCH = 64
+RUNNING_FILE = "running.json"  # host, pid and start point of the process running the trial (see _write_running)
 
 
 class InjectedFault(RuntimeError):
@@ -91,11 +94,12 @@ class TrialPlan:
     def records(self) -> storage.Location:
         return storage.resolve(self.trials_root).join(self.trial_id)
 
-    def job(self, fault: dict | None = None) -> dict[str, Any]:
+    def job(self, fault: dict | None = None, stop_uri: str | None = None) -> dict[str, Any]:
         """The JSON-able description every path hands to ``train_trial``. ``fault`` is a test hook
-        ({"after_epoch": k, "log": path, "times": n}: raise after epoch k while the log has < n lines)."""
+        ({"after_epoch": k, "log": path, "times": n}: raise after epoch k while the log has < n lines);
+        ``stop_uri``: the sweep's stop request the trial polls (``orchestrator.interrupts``)."""
         return {"trial": to_dict(self.cfg), "trial_id": self.trial_id, "num_classes": self.num_classes,
-                "folds": self.folds, "records_uri": self.records.uri, "fault": fault,
+                "folds": self.folds, "records_uri": self.records.uri, "fault": fault, "stop_uri": stop_uri,
                 "dataset": {"uri": self.cfg.data, "version": self.dataset_version, "channels": self.input_channels,
                             "input_stats": self.input_stats}}
 
@@ -165,12 +169,24 @@ class LocalSession:
 
 
 class TuneSession(LocalSession):
-    """A Ray Tune function trainable (a sweep's single-device trial): every epoch's metrics go to Tune."""
+    """A Ray Tune function trainable (a sweep's single-device trial): every epoch's metrics go to Tune; the
+    trial watches its node's drain state (a preemption notice, see orchestrator.interrupts)."""
 
     def report(self, metrics):
         from ray import tune
 
         tune.report(metrics)
+
+    @property
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def node_draining(self) -> bool:
+        from orchestrator.ray_runtime import node_draining
+
+        return node_draining(self.node_id)
 
 
 class TrainSession:
@@ -195,35 +211,7 @@ class TrainSession:
         ray.train.report(metrics)  # every rank must call it; only rank 0's metrics are filled in
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(records: storage.Location, network, optimizer, scheduler, state: TrialState) -> None:
-    """One file, written atomically: weights, optimizer, scheduler, RNG and the curve so far."""
-    tensors, meta = state.to_checkpoint()
-    buffer = io.BytesIO()
-    torch.save({"model": _unwrap(network).state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "meta": meta, **tensors}, buffer)
-    storage.write_bytes(records.join(CHECKPOINT_FILE), buffer.getvalue())
-
-
-def load_checkpoint(records: storage.Location, network, optimizer, scheduler) -> TrialState | None:
-    """The trial's state from its checkpoint (weights etc. loaded in place), or None when there is none."""
-    loc = records.join(CHECKPOINT_FILE)
-    if not storage.exists(loc):
-        return None
-    blob = torch.load(io.BytesIO(storage.read_bytes(loc)), map_location="cpu", weights_only=True)
-    _unwrap(network).load_state_dict(blob["model"])
-    optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["rng"])
-    state = TrialState.from_checkpoint(blob, blob["meta"])
-    state.resumed_at_epoch = state.next_epoch
-    return state
-
-
-def _unwrap(network):
-    return getattr(network, "module", network)  # DDP wraps the model in .module
+# ---------------------------------------------------------------- test hook
 
 
 def _maybe_fail(fault: dict | None, epoch: int) -> None:
@@ -251,6 +239,8 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
     optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
     state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
+    if session.rank == 0:
+        _write_running(records, state, session)
     data = load_trial_data(cfg.data, cfg.fold, (job["folds"]["valid"] or [None])[0], split=cfg.split,
                            max_train_rows=cfg.max_train_clips, seed=cfg.seed, rank=session.rank,
                            world_size=session.world_size, version=job["dataset"]["version"],
@@ -259,36 +249,73 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
                     device_data_budget(cfg, session.device, data.specs.shape))
     step = TrainStep(network, optimizer, cfg, session.device)
     per_worker_batch = max(1, cfg.optim.batch_size // session.world_size)
-    for epoch in range(state.next_epoch, cfg.optim.epochs + 1):
-        start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        # the paper's fresh augmented draw per epoch, in a fresh order per epoch
-        order = shuffled(data.epoch_rows(cfg.augmented, cfg.seed, epoch), cfg.seed * 10_007 + epoch)
-        train_loss, seen = train_epoch(step, feed.batches(data.train_rows[order], data.train_labels[order],
-                                                          per_worker_batch))
-        train_seconds = time.perf_counter() - start
-        scheduler.step()
-        metrics: dict[str, Any] = {"epoch": epoch}
-        if session.rank == 0:  # valid/test are not split across workers: rank 0 evaluates the whole folds
-            valid_result = (evaluate(_unwrap(network), _eval_batches(feed, data.valid), session.device)
-                            if data.valid is not None else None)
-            test_result = evaluate(_unwrap(network), _eval_batches(feed, data.test), session.device)
-            metrics |= {"train_loss": train_loss, "valid_loss": valid_result and valid_result.loss,
-                        "valid_acc": valid_result and valid_result.accuracy, "test_acc": test_result.accuracy,
-                        "lr": lr, "seconds": time.perf_counter() - start, "train_samples": seen * session.world_size,
-                        "samples_per_s": seen * session.world_size / train_seconds}
-            state.record(metrics, valid_result, test_result)  # no valid fold: selects by test (best_epoch)
-            print(f"[{job['trial_id']}] epoch {epoch}/{cfg.optim.epochs}: train_loss {train_loss:.4f} "
-                  f"{_accuracies(metrics)} ({metrics['seconds']:.1f} s, {metrics['samples_per_s']:.1f} samples/s)",
-                  flush=True)
-            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.optim.epochs:
+    # between steps: a preemption notice (SIGTERM here) or the sweep's stop request; DDP ranks would have to
+    # agree on the step, so a multi-worker trial resumes from its last epoch checkpoint instead
+    with StopCheck(job.get("stop_uri"), getattr(session, "node_draining", None)) as stop_check:
+        should_stop = stop_check if session.world_size == 1 else None
+        for epoch in range(state.next_epoch, cfg.optim.epochs + 1):
+            start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            # the paper's fresh augmented draw per epoch, in a fresh order per epoch; a resumed epoch skips the
+            # batches its checkpoint already trained on
+            progress = state.partial or EpochProgress(epoch)
+            assert progress.epoch == epoch, f"checkpoint stopped in epoch {progress.epoch}, not {epoch}"
+            order = shuffled(data.epoch_rows(cfg.augmented, cfg.seed, epoch), cfg.seed * 10_007 + epoch)
+            order = order[progress.steps * per_worker_batch:]
+            progress = train_epoch(step, feed.batches(data.train_rows[order], data.train_labels[order],
+                                                      per_worker_batch), progress, should_stop)
+            progress.seconds += time.perf_counter() - start
+            if progress.stopped:
+                state.partial = progress
                 save_checkpoint(records, network, optimizer, scheduler, state)
-        session.report(metrics)
-        _maybe_fail(job.get("fault"), epoch)
+                raise TrialStopped(progress.stopped, epoch, progress.steps)
+            state.partial = None
+            scheduler.step()
+            metrics = _evaluate_epoch(job, session, network, feed, data, state, lr, progress)
+            if session.rank == 0 and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.optim.epochs):
+                save_checkpoint(records, network, optimizer, scheduler, state)
+            session.report(metrics)
+            _maybe_fail(job.get("fault"), epoch)
     _maybe_fail(job.get("fault"), state.next_epoch - 1)  # a retry that finds every epoch done crashes too
     if session.rank == 0:
         write_records(job, state)
     return state
+
+
+def _write_running(records: storage.Location, state: TrialState, session: Session) -> None:
+    """``running.json``: the host and process that run (or last ran) the trial and where it started from, so a
+    person (or a test) can find the process to inspect or signal."""
+    import os
+    import socket
+
+    storage.write_json(records.join(RUNNING_FILE), {
+        "host": socket.gethostname(), "pid": os.getpid(), "ray_node": getattr(session, "node_id", None),
+        "from_epoch": state.next_epoch,
+        "from_step": state.partial.steps if state.partial else 0,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def _evaluate_epoch(job, session, network, feed, data, state: TrialState, lr: float,
+                    progress: EpochProgress) -> dict[str, Any]:
+    """Valid and test after an epoch (rank 0 evaluates the whole folds: they are not split across workers),
+    recorded into ``state`` and printed; returns the epoch's metrics (just the epoch on other ranks)."""
+    start, epoch = time.perf_counter(), progress.epoch
+    metrics: dict[str, Any] = {"epoch": epoch}
+    if session.rank != 0:
+        return metrics
+    valid_result = (evaluate(unwrap(network), _eval_batches(feed, data.valid), session.device)
+                    if data.valid is not None else None)
+    test_result = evaluate(unwrap(network), _eval_batches(feed, data.test), session.device)
+    world = session.world_size
+    metrics |= {"train_loss": progress.mean_loss, "valid_loss": valid_result and valid_result.loss,
+                "valid_acc": valid_result and valid_result.accuracy, "test_acc": test_result.accuracy,
+                "lr": lr, "seconds": progress.seconds + time.perf_counter() - start,
+                "train_samples": progress.samples * world, "samples_per_s": progress.samples * world / progress.seconds}
+    state.record(metrics, valid_result, test_result)  # no valid fold: selects by test (best_epoch)
+    print(f"[{job['trial_id']}] epoch {epoch}/{job['trial']['optim']['epochs']}: train_loss {progress.mean_loss:.4f} "
+          f"{_accuracies(metrics)} ({metrics['seconds']:.1f} s, {metrics['samples_per_s']:.1f} samples/s)",
+          flush=True)
+    return metrics
 
 
 def _accuracies(metrics: dict[str, Any]) -> str:
@@ -402,6 +429,8 @@ def run_in_process(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None
         try:
             train_trial(plan.job(fault), session)
             return
+        except TrialStopped:
+            raise  # asked to stop (checkpoint written): not a crash to retry
         except Exception as exc:  # noqa: BLE001 - any crash of the loop is retried from the checkpoint
             if attempt == max_failures:
                 raise

@@ -19,11 +19,12 @@ FSDD_MINI = REPO / "data" / "fsdd-mini"
 # 55, 37, 37, 36, 21, 19, 16, 13, 13, 11), collected first: `make test` runs two pytest-xdist workers that take
 # one file at a time in collection order (--no-loadscope-reorder: xdist would order files by test count), so
 # the long files start early and neither worker is left alone with one at the end.
-LONGEST_FIRST = ["test_sweep.py", "test_jobs_submit.py", "test_raw_s3.py", "test_trial.py", "test_trial_memory.py",
-                 "test_models.py",
+LONGEST_FIRST = ["test_interrupts.py", "test_sweep.py", "test_quiet_output.py", "test_jobs_submit.py",
+                 "test_raw_s3.py", "test_trial.py", "test_trial_memory.py", "test_models.py",
                  "test_autoscaling.py", "test_paper_plan.py", "test_preprocess.py", "test_modern_recipe.py",
                  "test_representation_plan.py", "test_tracking.py", "test_soundclr_trial.py",
-                 "test_cluster_localhost.py", "test_s3_preflight.py", "test_protocol.py"]
+                 "test_cluster_localhost.py", "test_s3_preflight.py", "test_protocol.py", "test_sweep_storage_full.py",
+                 "test_dataset_verify.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -87,3 +87,33 @@ def test_read_json_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(storage.RecordError, match="nope.json: missing") as error:
         storage.read_json(storage.resolve(tmp_path / "nope.json"))
     assert error.value.kind == "missing"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_metric_makes_the_record_invalid_and_out_of_every_group(tmp_path, capsys, value):
+    root, folders = three_trials(tmp_path)  # test accuracies 0.7, 0.8, 0.9 at the last epoch
+    path = folders[1] / "summary.json"
+    summary = json.loads(path.read_text())
+    path.write_text(json.dumps(summary | {"last_epoch": value}))  # Python's json writes NaN / Infinity
+    spelled = json.dumps(value)
+    assert spelled in path.read_text()
+    assert main(["query", "--results", str(root), "--group-by", "model", "--metric", "last_epoch",
+                 "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    (group,) = json.loads(captured.out)
+    kept = [json.loads((f / "summary.json").read_text())["last_epoch"] for f in (folders[0], folders[2])]
+    assert group["count"] == 2 and group["mean"] == pytest.approx(sum(kept) / 2)
+    assert captured.err.splitlines()[0] == "1 trial folder(s) not counted (1 invalid record):"
+    assert (f"  {folders[1]}: summary.json holds non-finite last_epoch {spelled}: every metric must be a finite "
+            "number") in captured.err
+    results = load_results(str(root), write=False)
+    assert len(results) == 2 and folders[1].name not in set(results["trial_id"])
+    assert main(["query", "--results", str(root), "--strict"]) == 2
+    assert f"last_epoch {spelled}" in capsys.readouterr().err
+
+
+def test_every_non_finite_number_is_named():
+    from analysis.records import non_finite
+
+    summary = {"a": 1.0, "b": float("nan"), "c": {"d": [0.5, float("-inf")]}, "e": None, "f": True}
+    assert [(k, json.dumps(v)) for k, v in non_finite(summary)] == [("b", "NaN"), ("c.d[1]", "-Infinity")]
