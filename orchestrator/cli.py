@@ -121,7 +121,7 @@ def _train_interruptibly(cfg, args) -> dict:
     """``run_trial`` in this process, where Ctrl-C / SIGTERM makes the trial checkpoint at its next step and
     stop (exit 130 / 143 with the command that resumes it); a second signal stops at once."""
     from orchestrator.interrupts import (INTERRUPTED, DriverSignals, SweepInterrupted, TrialStopped,
-                                         stop_this_process)
+                                         clear_process_stop, stop_this_process)
     from orchestrator.trial import run_trial
 
     def first_signal(signum: int) -> None:
@@ -133,8 +133,10 @@ def _train_interruptibly(cfg, args) -> dict:
         try:
             return run_trial(cfg, args.out, max_failures=args.max_failures, ray_address=args.address)
         except TrialStopped as stop:
-            raise SweepInterrupted(signals.signum or 2, detail=f"the trial stopped in epoch {stop.epoch} after {stop.step} step(s), "
-                                   "checkpoint written") from None
+            raise SweepInterrupted(signals.signum or 2, detail=f"the trial stopped in epoch {stop.epoch} after "
+                                   f"{stop.step} step(s), checkpoint written") from None
+        finally:
+            clear_process_stop()
 
 
 def _add_sweep(sub) -> None:
@@ -225,10 +227,11 @@ def _with_split(plan, split: str | None):
     return dataclasses.replace(plan, split=split) if split else plan
 
 
-def _start(plan, args, *, more_outputs: tuple[str, ...] = ()) -> bool:
+def _start(plan, args, held: contextlib.ExitStack, *, more_outputs: tuple[str, ...] = ()) -> bool:
     """What a sweep or a whole run does before any compute: the cost preview (and question), writable storage
-    (a wrong bucket fails before Ray starts), Ray (``--address``, else ``RAY_ADDRESS``, else a private local
-    one) and what it offers. False when the user declines the cost (nothing started)."""
+    (a wrong bucket fails before Ray starts), the results root's lease (held in ``held``: a second driver
+    exits here), Ray (``--address``, else ``RAY_ADDRESS``, else a private local one) and what it offers. False
+    when the user declines the cost (nothing started)."""
     import os
 
     from orchestrator import storage
@@ -241,6 +244,7 @@ def _start(plan, args, *, more_outputs: tuple[str, ...] = ()) -> bool:
         return False
     for uri in (plan.storage, *more_outputs):
         _check_output(storage.resolve(uri))
+    held.enter_context(results_lease(plan, args))
     print(f"[{args.command}] plan {plan.name}: results -> {plan_root(plan).uri}", file=sys.stderr, flush=True)
     ensure_ray(args.address, log_to_driver=args.verbose, quiet=not args.verbose)
     attached = bool(args.address or os.environ.get("RAY_ADDRESS"))
@@ -301,13 +305,11 @@ def _load_for_run(args):
 
 def cmd_sweep(args) -> int:
     """Run a plan: quiet by default (one line per epoch and per trial), --verbose for Ray's own output."""
-    import contextlib
-
     from orchestrator.sweep import run_sweep
 
     plan = _load_for_run(args)
-    with results_lease(plan, args):  # before Ray starts: a second driver exits at once
-        if not _start(plan, args):
+    with contextlib.ExitStack() as held:
+        if not _start(plan, args, held):
             return 1
         # --json: stdout carries the summary line alone, so every progress line of the run goes to stderr
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -335,13 +337,11 @@ def _add_run(sub) -> None:
 
 def cmd_run(args) -> int:
     """The four stages of orchestrator.pipeline; exit status 1 when a trial failed (rerun to retry it)."""
-    import contextlib
-
     from orchestrator.pipeline import run_plan
 
     plan = _load_for_run(args)
-    with results_lease(plan, args):
-        if not _start(plan, args, more_outputs=(args.report,) if args.report else ()):
+    with contextlib.ExitStack() as held:
+        if not _start(plan, args, held, more_outputs=(args.report,) if args.report else ()):
             return 1
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
             summary = run_plan(plan, args.report, resume=args.resume, smoke=args.smoke, svcca=not args.no_svcca,
@@ -490,6 +490,7 @@ def interrupted_line(stop, argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.interrupts import SweepInterrupted, SweepStorageError
+    from orchestrator.storage import StorageFullError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -499,11 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     except SweepInterrupted as stop:
         print(interrupted_line(stop, argv), file=sys.stderr, flush=True)
         return 128 + (stop.signum or 2)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a sweep's own handling
+    except KeyboardInterrupt as stop:  # a second signal (StopNow), or a Ctrl-C outside a sweep's own handling
         print(f"interrupted at once: trials keep their last checkpoint; resume with: {rerun_command(argv)}",
               file=sys.stderr, flush=True)
-        return 130
-    except SweepStorageError as exc:  # the run ended on a failed write: not a usage error (exit 2) but a failure
+        return 128 + getattr(stop, "signum", 2)
+    except (SweepStorageError, StorageFullError) as exc:  # a failed write ended the run: a failure, not usage
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RethinkError as exc:

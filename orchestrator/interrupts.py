@@ -37,6 +37,8 @@ POLL_SECONDS = 2.0  # how often a trial looks for its sweep's stop request: the 
 STOP_FILE = "stop-request.json"  # under the plan's results root, while its driver is stopping
 
 _state: dict[str, Any] = {"reason": None, "active": 0, "previous": None, "installed": False}
+# the DriverSignals in effect, and when its first signal came (time.monotonic())
+_driver: dict[str, Any] = {"stopping_since": None, "active": None}
 _lock = threading.Lock()
 
 
@@ -82,6 +84,13 @@ def stop_this_process(reason: str) -> None:
     """Ask the trial running in this process to checkpoint at its next step and stop (``rethink-audio train``
     on Ctrl-C: the trial runs in the CLI's own process)."""
     _state["reason"] = reason
+
+
+def clear_process_stop() -> None:
+    """Forget an INTERRUPTED request once its trial has stopped (a later ``train`` in this process, a
+    notebook, must not stop at its first step). A preemption is never forgotten: the node is going away."""
+    if _state["reason"] == INTERRUPTED:
+        _state["reason"] = None
 
 
 def process_stop_reason() -> str | None:
@@ -151,6 +160,18 @@ def clear_stop(stop_uri: str) -> None:
         storage.guarded(loc, lambda: loc.fs.delete_file(loc.path))
 
 
+def active_driver_signals() -> "DriverSignals | None":
+    """The DriverSignals whose ``with`` block this process is in, if any."""
+    return _driver["active"]
+
+
+def driver_stopping_since() -> float | None:
+    """When (``time.monotonic()``) this driver got its first SIGINT/SIGTERM, or None. A plain function: Tune
+    pickles its stoppers and callbacks, and a handle on DriverSignals would drag the process's other signal
+    handlers (and their locks) along."""
+    return _driver["stopping_since"]
+
+
 class SweepInterrupted(Exception):
     """The driver got SIGINT/SIGTERM and stopped cleanly; ``result`` (a sweep's SweepResult) says what finished,
     None when it stopped before phase 2 (datasets, search). The CLI prints one line and exits 128 + signum."""
@@ -164,10 +185,20 @@ class SweepStorageError(StorageError):
     """A trial could not write its records (a full disk, a failed write): the sweep ended at the first one."""
 
 
+class StopNow(KeyboardInterrupt):
+    """The driver's second SIGINT/SIGTERM: stop at once (trials keep their last checkpoint); ``signum`` gives
+    the exit status 128 + signum."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 class DriverSignals:
     """The driver's SIGINT/SIGTERM: the first asks trials to stop at their next step (``on_first`` runs, the
     sweep waits for their checkpoints); a second one stops at once (KeyboardInterrupt). Installed for the
-    ``with`` block only, from the main thread (elsewhere it does nothing, and Ray/Tune's defaults apply)."""
+    ``with`` block only, from the main thread (elsewhere it does nothing, and Ray/Tune's defaults apply). A
+    ``ray.init`` inside the block would put Ray's own SIGTERM handler back: ``ensure_ray`` keeps ours."""
 
     def __init__(self, on_first):
         self.on_first, self.signum, self.at = on_first, None, None
@@ -185,19 +216,22 @@ class DriverSignals:
             self._raise = None
 
     def __enter__(self) -> "DriverSignals":
+        _driver["stopping_since"], _driver["active"] = None, self
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
+        _driver["active"] = None
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt  # the second signal: stop now, trials keep their last checkpoint
+            raise StopNow(signum)  # the second signal: stop now, trials keep their last checkpoint
         self.signum, self.at = signum, time.monotonic()
+        _driver["stopping_since"] = self.at
         if self._raise is not None:
             raise self._raise(signum)
         self.on_first(signum)

@@ -34,16 +34,19 @@ def run_plan(plan, report: str | None = None, *, resume: bool = False, smoke: bo
              attribution: bool = True) -> dict[str, Any]:
     """Run the four stages of ``plan`` on the Ray this process is connected to; ``report`` defaults to
     ``<results>/report``; ``smoke`` turns SVCCA and Integrated Gradients off. Returns the JSON summary."""
-    from orchestrator.sweep import plan_root
+    from orchestrator.interrupts import SweepInterrupted
+    from orchestrator.sweep import driver_signals, plan_root
 
     start = time.time()
     root = plan_root(plan)
     report = report or root.join(REPORT_DIR).uri
     log(f"plan {plan.name}: results -> {root.uri}, report -> {report}")
     storage.write_json(root.join("plan.json"), to_dict(plan))  # what produced the results, even if all is skipped
-    uris, folds, pre_state = stage_preprocess(plan, root)
-    recipes, search_state = stage_search(plan, uris, folds, root)
-    grid_state, counts = stage_grid(plan, uris, folds, recipes, root, resume)
+    with driver_signals(root) as signals:  # Ctrl-C: trials checkpoint at a step, the CLI prints how to resume
+        with signals.at_once(SweepInterrupted):
+            uris, folds, pre_state = stage_preprocess(plan, root)
+        recipes, search_state = stage_search(plan, uris, folds, root)
+        grid_state, counts = stage_grid(plan, uris, folds, recipes, root, resume)
     stages = {"preprocess": pre_state, "search": search_state, "grid": grid_state}
     if grid_state == "skipped" and storage.exists(storage.resolve(report).join("report.md")):
         log(f"stage tables skipped: {report}/report.md exists and no trial finished in this run")
@@ -93,8 +96,10 @@ def stage_search(plan, uris, folds, root):
     """Phase 1 (or the plan's recipe); returns the recipes (orchestrator.search.Recipes) and what happened."""
     from orchestrator.sweep import SEARCH, run_search
 
+    from orchestrator.interrupts import driver_stopping_since
+
     existed = storage.exists(root.join(SEARCH, "best.json"))
-    recipes = run_search(plan, uris, folds, root)
+    recipes = run_search(plan, uris, folds, root, stopping=driver_stopping_since)
     optim = recipes.default
     state = "skipped" if existed or not plan.search.enabled else "ran"
     reason = "search off in the plan, its recipe is used" if not plan.search.enabled else \

@@ -371,7 +371,8 @@ def _hide_cpu_warning(hide: bool):
         return
     import ray.data  # noqa: F401  (configures the "ray.data" logger's handlers)
 
-    consoles = [h for h in logging.getLogger("ray.data").handlers if isinstance(h, logging.StreamHandler)]
+    consoles = [h for h in logging.getLogger("ray.data").handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
     drop = _DropNoCpuWarning()
     for handler in consoles:
         handler.addFilter(drop)

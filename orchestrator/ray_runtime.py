@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 from orchestrator.errors import RethinkError
@@ -55,7 +57,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     log_to_driver = True if log_to_driver is None else log_to_driver
     held: list[logging.LogRecord] = []
     try:
-        with _held_start_records(held) if quiet else contextlib.nullcontext():
+        with _held_start_records(held) if quiet else contextlib.nullcontext(), _sigterm_kept():
             if address:
                 ray.init(address=address, log_to_driver=log_to_driver)
             else:
@@ -79,6 +81,19 @@ class _Hold(logging.Filter):
             self.held.append(record)
             return False
         return True
+
+
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """``ray.init`` replaces this process's SIGTERM handler with ``sys.exit``; keep the caller's own handler (a
+    sweep's or ``train``'s, which checkpoints first: orchestrator.interrupts). Without one, Ray's stays."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(saved):
+            signal.signal(signal.SIGTERM, saved)
 
 
 @contextlib.contextmanager

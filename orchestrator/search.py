@@ -40,7 +40,7 @@ from orchestrator.datasets.folds import default_valid_fold
 from orchestrator.errors import RethinkError
 from orchestrator.plan import Plan, expand_grid
 from orchestrator.interrupts import SweepInterrupted, SweepStorageError
-from orchestrator.sweep import SEARCH, SEARCH_SPACE_DOC, TRIALS, \
+from orchestrator.sweep import MAX_ROUNDS, SEARCH, SEARCH_SPACE_DOC, TRIALS, \
     _keep_credentials_out_of_runtime_envs, _resources, _tune_run_config, fit_quietly_on_failure, search_driver
 
 METRIC = "valid_acc"  # what _fit_trial reports: the best valid accuracy over the trial's epochs
@@ -113,7 +113,13 @@ def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], ro
     found = {s.name: best for s in searches if (best := _saved(root, s, uris)) is not None}
     todo = [s for s in searches if s.name not in found]
     if todo:
-        found |= _run(plan, uris, folds, root, todo, quiet, stopping)
+        for _ in range(MAX_ROUNDS):  # again for the searches that lost a trial to preemption (see _run)
+            done, todo = _run(plan, uris, folds, root, todo, quiet, stopping)
+            found |= done
+            if not todo:
+                break
+            print(f"[sweep] phase 1: {', '.join(s.name for s in todo)} lost a trial to preemption: searching again "
+                  "(finished trials are reused, the preempted one resumes from its checkpoint)", flush=True)
     else:
         done = ", ".join(f"{name} (valid acc {best[METRIC]:.4f})" for name, best in found.items())
         print(f"[sweep] phase 1 already done: {done}", flush=True)
@@ -138,8 +144,10 @@ def _saved(root: storage.Location, search: FoldSearch, uris: dict[str, str]) -> 
 
 
 def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location,
-         searches: list[FoldSearch], quiet: bool = False, stopping=lambda: None) -> dict[str, dict]:
-    """Run ``searches`` side by side in one Tuner; write and return each one's best.json payload."""
+         searches: list[FoldSearch], quiet: bool = False,
+         stopping=lambda: None) -> tuple[dict[str, dict], list[FoldSearch]]:
+    """Run ``searches`` side by side in one Tuner; write each finished one's best.json; returns their payloads
+    and the searches to run again (a trial of theirs was preempted)."""
     from ray import tune
 
     from orchestrator.interrupts import STOP_FILE
@@ -166,8 +174,13 @@ def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: st
         raise SweepStorageError(watch.outcomes.storage_errors[0])
     if stopping() is not None:
         raise SweepInterrupted(0)  # run_sweep raises it again with the signal's number
+    # a search that lost a trial to preemption runs again: its seeded TPE proposes the same recipes, so its
+    # finished trials are reused from their records and the preempted one resumes from its checkpoint
+    lost = {config["search"] for config, result in watch.outcomes.last.values() if result.get("stopped")}
     table = _search_table(watch.outcomes.last.values())
-    return {fs.name: _best_of(plan, root, fs, bases[fs.name], table[table["search"] == fs.name]) for fs in searches}
+    done = {fs.name: _best_of(plan, root, fs, bases[fs.name], table[table["search"] == fs.name])
+            for fs in searches if fs.name not in lost}
+    return done, [fs for fs in searches if fs.name in lost]
 
 
 def _base_trial(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], fs: FoldSearch) -> TrialConfig:
@@ -282,7 +295,6 @@ class FoldSearchers(Searcher):
         self.left = dict.fromkeys(bases, num_samples)
         self.running = dict.fromkeys(bases, 0)
         self.owner: dict[str, str] = {}  # Tune trial id -> search name
-
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # each search has its space; the Tuner's param_space holds constants only
 

@@ -30,12 +30,13 @@ from typing import Any
 
 from orchestrator import spectra, storage
 from orchestrator.config import OptimConfig, TrialConfig, from_dict, resource_bundle, to_dict
-from orchestrator.errors import ConfigError, RethinkError, StorageError
+from orchestrator.errors import ConfigError, RethinkError
 from orchestrator.interrupts import SweepInterrupted, SweepStorageError
 from orchestrator.plan import Plan, expand_grid
 from orchestrator.trial import plan_trial, read_summary
 
 GRID, SEARCH, TRIALS = "grid", "search", "trials"
+MAX_ROUNDS = 50  # Tuner runs of a phase at most: the first, then one more each time trials were preempted
 POINTS = "points.json"  # under grid/: the trial ids of the last phase-2 run (what --resume compares with)
 SEARCH_SPACE_DOC = "lr log-uniform 1e-5..1e-2, weight_decay log-uniform 1e-5..1e-1, batch_size {16, 32, 64}"
 
@@ -114,13 +115,14 @@ def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None, stop_uri:
     from ray import tune
 
     from orchestrator.interrupts import TrialStopped, process_stop_reason
+    from orchestrator.storage import StorageFullError
     from orchestrator.trial import TuneSession, build_trainer, train_trial
 
     plan = plan_trial(cfg, trials_root)
     summary = read_summary(trials_root, plan.trial_id)
     if summary is None:
         if reason := process_stop_reason():  # this node is going away: start nothing on it
-            tune.report({"stopped": reason, "record_id": plan.trial_id})
+            tune.report(_no_score | {"stopped": reason, "record_id": plan.trial_id})
             return None
         try:
             if cfg.num_workers == 1:
@@ -130,11 +132,11 @@ def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None, stop_uri:
 
                 build_trainer(plan, max_failures=0, fault=fault, callbacks=[TuneReportCallback()]).fit()
         except TrialStopped as stop:
-            tune.report({"stopped": stop.reason, "stopped_at": f"epoch {stop.epoch} step {stop.step}",
-                         "record_id": plan.trial_id})
+            tune.report(_no_score | {"stopped": stop.reason, "stopped_at": f"epoch {stop.epoch} step {stop.step}",
+                                     "record_id": plan.trial_id})
             return None
-        except StorageError as exc:  # ends the sweep (tune_watch): a retry would fail the same way
-            tune.report({"storage_error": str(exc), "record_id": plan.trial_id})
+        except StorageFullError as exc:  # ends the sweep (tune_watch): a retry would fail the same way
+            tune.report(_no_score | {"storage_error": str(exc), "record_id": plan.trial_id})
             return None
         finally:
             _release_gpu_memory()  # the next trial reuses this process (reuse_actors)
@@ -144,6 +146,11 @@ def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None, stop_uri:
     metrics = {k: v for k, v in summary.items() if k not in ("trial_id", "reused")}
     tune.report(metrics | {"record_id": summary["trial_id"], "valid_acc": summary.get("valid_selected_valid_acc")})
     return summary
+
+
+# A trial's last report without a score still names the search's metric: Tune checks every result of a searched
+# run for it (and raises without it); the searcher is told the trial has no score (search.FoldSearchers).
+_no_score = {"valid_acc": None}
 
 
 def _release_gpu_memory() -> None:
@@ -332,12 +339,13 @@ def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, f
 
     from orchestrator.interrupts import STOP_FILE
     from orchestrator.trial import trial_id
-    from orchestrator.tune_watch import make_watch
+    from orchestrator.tune_watch import STOP_GRACE_SECONDS, make_watch
 
     _keep_credentials_out_of_runtime_envs()
     points = [{"trial": to_dict(t), "trials_root": root.join(TRIALS).uri,
                "fault": (faults or {}).get(trial_id(t))} for t in trials]
-    watch = make_watch(len(trials), epochs=quiet, stopping=stopping)
+    watch = make_watch(len(trials), epochs=quiet, stopping=stopping,
+                       grace=0 if plan.resources.num_workers > 1 else STOP_GRACE_SECONDS)
     tuner = tune.Tuner(
         tune.with_resources(grid_driver, _resources(plan)),
         # the plan already expanded the grid
@@ -382,7 +390,7 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     SIGINT/SIGTERM (orchestrator.interrupts.DriverSignals): running trials checkpoint at their next step and
     stop, no further trial starts, and the result says ``interrupted`` (a second signal stops at once:
     KeyboardInterrupt). Preempted trials run again, from their checkpoints, until none is left."""
-    from orchestrator.interrupts import STOP_FILE, DriverSignals, clear_stop
+    from orchestrator.interrupts import driver_stopping_since
     from orchestrator.ray_runtime import ensure_ray
 
     start = time.time()
@@ -395,20 +403,12 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     if resume and not storage.exists(root.join("plan.json")):
         raise RethinkError(f"--resume: no sweep to restore at {root.uri}; run without --resume")
     storage.write_json(root.join("plan.json"), to_dict(plan))
-    stop_uri = root.join(STOP_FILE).uri
-    clear_stop(stop_uri)  # an earlier driver's request must not stop this run's trials
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (DriverSignals) decides; Tune's prints Tuner.restore
-    with DriverSignals(lambda signum: _ask_trials_to_stop(stop_uri, signum)) as signals:
+    with driver_signals(root) as signals:
         ensure_ray(ray_address, log_to_driver=False if quiet else None, quiet=quiet)  # not quiet: no preference
         with signals.at_once(SweepInterrupted):
             uris, folds = prepare_datasets(plan, root, quiet)
-        try:
-            with _quiet_tune(quiet):
-                recipes = run_search(plan, uris, folds, root, quiet, stopping=lambda: signals.at)
-        except SweepInterrupted:
-            pass  # raised below, with the signal's number
-        if signals.signum is not None:
-            raise SweepInterrupted(signals.signum)
+        with _quiet_tune(quiet):
+            recipes = run_search(plan, uris, folds, root, quiet, stopping=driver_stopping_since)
         trials = expand_grid(plan, uris, folds, recipes)
         trials_root = root.join(TRIALS).uri
         ids = [plan_trial(t, trials_root).trial_id for t in trials]
@@ -420,6 +420,29 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     if signals.signum is not None:
         raise SweepInterrupted(signals.signum, result)
     return result
+
+
+@contextlib.contextmanager
+def driver_signals(root: storage.Location):
+    """SIGINT/SIGTERM handling of a driver whose trials write under ``root`` (orchestrator.interrupts): the
+    first signal writes the stop request the trials poll (an earlier driver's is cleared first), a second one
+    stops at once. Re-entrant: ``run`` holds it around all its stages and the sweep inside uses the same one.
+    A search that stopped raises SweepInterrupted without the signal's number: it is filled in here."""
+    from orchestrator.interrupts import STOP_FILE, DriverSignals, active_driver_signals, clear_stop
+
+    if (active := active_driver_signals()) is not None:
+        yield active
+        return
+    stop_uri = root.join(STOP_FILE).uri
+    clear_stop(stop_uri)  # an earlier driver's request must not stop this run's trials
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's own prints Tuner.restore hints
+    with DriverSignals(lambda signum: _ask_trials_to_stop(stop_uri, signum)) as signals:
+        try:
+            yield signals
+        except SweepInterrupted as stop:
+            if stop.signum or signals.signum is None:
+                raise
+            raise SweepInterrupted(signals.signum, stop.result, stop.detail) from None
 
 
 def _ask_trials_to_stop(stop_uri: str, signum: int) -> None:
@@ -442,6 +465,8 @@ def _run_phase2(plan: Plan, trials: list[TrialConfig], ids: list[str], root: sto
                 faults: dict[str, dict] | None, quiet: bool, signals) -> tuple[list[str], dict[str, str]]:
     """Run the unfinished trials, again while some were preempted; returns (failed, stopped: id -> reason).
     A storage error in a trial ends the sweep: it is raised here, once, as the trial said it."""
+    from orchestrator.interrupts import driver_stopping_since
+
     trials_root = root.join(TRIALS).uri
     failed: list[str] = []
     stopped: dict[str, str] = {}
@@ -453,9 +478,11 @@ def _run_phase2(plan: Plan, trials: list[TrialConfig], ids: list[str], root: sto
         print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
               f"{f'up to {limit}' if limit else 'all queued: as many'} at once"
               f"{'' if limit else ' as the cluster holds (an autoscaler adds nodes for the rest)'}", flush=True)
-    while pending:
+    for _ in range(MAX_ROUNDS):
+        if not pending:
+            break
         with _quiet_tune(quiet):
-            outcomes = run_grid(plan, pending, root, faults=faults, quiet=quiet, stopping=lambda: signals.at)
+            outcomes = run_grid(plan, pending, root, faults=faults, quiet=quiet, stopping=driver_stopping_since)
         if outcomes.storage_errors:
             raise SweepStorageError(outcomes.storage_errors[0])
         failed += outcomes.failed

@@ -238,20 +238,21 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
                                             job["dataset"].get("channels", 3)))
     optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
-    state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
-    if session.rank == 0:
-        _write_running(records, state, session)
-    data = load_trial_data(cfg.data, cfg.fold, (job["folds"]["valid"] or [None])[0], split=cfg.split,
-                           max_train_rows=cfg.max_train_clips, seed=cfg.seed, rank=session.rank,
-                           world_size=session.world_size, version=job["dataset"]["version"],
-                           cache_gb=cfg.data_cache_gb)
-    feed = DataFeed(data.specs, data.rows_used(evaluates=session.rank == 0), session.device,
-                    device_data_budget(cfg, session.device, data.specs.shape))
-    step = TrainStep(network, optimizer, cfg, session.device)
-    per_worker_batch = max(1, cfg.optim.batch_size // session.world_size)
-    # between steps: a preemption notice (SIGTERM here) or the sweep's stop request; DDP ranks would have to
-    # agree on the step, so a multi-worker trial resumes from its last epoch checkpoint instead
+    # from here on, a preemption notice (SIGTERM, a drain) or the sweep's stop request is held until the next
+    # training step, which checkpoints and stops; DDP ranks would have to agree on the step, so a multi-worker
+    # trial does not stop at a step: it resumes from its last epoch checkpoint
     with StopCheck(job.get("stop_uri"), getattr(session, "node_draining", None)) as stop_check:
+        state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
+        if session.rank == 0:
+            _write_running(records, state, session)
+        data = load_trial_data(cfg.data, cfg.fold, (job["folds"]["valid"] or [None])[0], split=cfg.split,
+                               max_train_rows=cfg.max_train_clips, seed=cfg.seed, rank=session.rank,
+                               world_size=session.world_size, version=job["dataset"]["version"],
+                               cache_gb=cfg.data_cache_gb)
+        feed = DataFeed(data.specs, data.rows_used(evaluates=session.rank == 0), session.device,
+                        device_data_budget(cfg, session.device, data.specs.shape))
+        step = TrainStep(network, optimizer, cfg, session.device)
+        per_worker_batch = max(1, cfg.optim.batch_size // session.world_size)
         should_stop = stop_check if session.world_size == 1 else None
         for epoch in range(state.next_epoch, cfg.optim.epochs + 1):
             start = time.perf_counter()
@@ -276,9 +277,9 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
                 save_checkpoint(records, network, optimizer, scheduler, state)
             session.report(metrics)
             _maybe_fail(job.get("fault"), epoch)
-    _maybe_fail(job.get("fault"), state.next_epoch - 1)  # a retry that finds every epoch done crashes too
-    if session.rank == 0:
-        write_records(job, state)
+        _maybe_fail(job.get("fault"), state.next_epoch - 1)  # a retry that finds every epoch done crashes too
+        if session.rank == 0:
+            write_records(job, state)
     return state
 
 

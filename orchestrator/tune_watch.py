@@ -33,9 +33,10 @@ class Outcomes:
         return [name for name, reason in self.stopped.items() if reason == "preempted"]
 
 
-def make_watch(total: int, epochs: bool, stopping=lambda: None):
+def make_watch(total: int, epochs: bool, stopping=lambda: None, grace: float = STOP_GRACE_SECONDS):
     """The Tune callback for a run of ``total`` trials; ``stopping()`` returns the monotonic time the driver
-    began stopping (None while it is not)."""
+    began stopping (None while it is not); ``grace``: how long running trials then get to checkpoint (0 for
+    multi-worker trials, which do not stop at a step: they resume from their last epoch checkpoint)."""
     from ray import tune
 
     class TuneWatch(tune.Callback):
@@ -107,8 +108,11 @@ def make_watch(total: int, epochs: bool, stopping=lambda: None):
                     if watch.outcomes.storage_errors:
                         return True
                     since = stopping()
-                    return since is not None and (not watch.started
-                                                  or time.monotonic() - since > STOP_GRACE_SECONDS)
+                    if since is None or (watch.started and time.monotonic() - since <= grace):
+                        return False
+                    for name in watch.started:  # still running: Tune ends them; they keep their last checkpoint
+                        watch.outcomes.stopped.setdefault(name, "interrupted")
+                    return True
 
             return DriverStop()
 

@@ -61,17 +61,24 @@ def test_preprocess_and_sweep_print_no_ray_notices_and_verbose_keeps_them(tmp_pa
     assert "Started a local Ray instance." in out and "phase 2: all 1 trials already finished" in out
 
 
-def test_ray_datas_no_cpu_warning_stays_in_its_log_file_in_quiet_mode(capfd):
+def test_ray_datas_no_cpu_warning_stays_in_its_log_file_in_quiet_mode():
+    """Ray Data's console handlers drop the warning in quiet mode; its file handler (ray-data.log) keeps it.
+    Checked on the handlers' own filters: under pytest-xdist the console handler may write to a stream an
+    earlier test's capture left behind, so reading the terminal would test the harness, not the filter."""
+    import ray.data  # noqa: F401  (configures the "ray.data" logger's handlers)
+
     from orchestrator.preprocess import NO_CPU_WARNING, _hide_cpu_warning
 
     logger = logging.getLogger("ray.data.dataset")
     text = f"Warning: {NO_CPU_WARNING}. The Dataset job will hang unless more CPUs are freed up."
+    record = logger.makeRecord(logger.name, logging.WARNING, __file__, 0, text, (), None)
+    other = logger.makeRecord(logger.name, logging.WARNING, __file__, 0, "Warning: something else", (), None)
+    handlers = logging.getLogger("ray.data").handlers
+    consoles = [h for h in handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    files = [h for h in handlers if h not in consoles]
+    assert consoles and files
     with _hide_cpu_warning(True):
-        logger.warning(text)
-        record = logger.makeRecord(logger.name, logging.WARNING, __file__, 0, text, (), None)
-        files = [h for h in logging.getLogger("ray.data").handlers if not isinstance(h, logging.StreamHandler)]
-        assert files and all(h.filter(record) for h in files)  # ray-data.log still gets it
-    assert NO_CPU_WARNING not in capfd.readouterr().err
-    with _hide_cpu_warning(False):
-        logger.warning(text)
-    assert NO_CPU_WARNING in capfd.readouterr().err
+        assert not any(h.filter(record) for h in consoles)  # off the terminal ...
+        assert all(h.filter(other) for h in consoles)  # ... and only that warning
+        assert all(h.filter(record) for h in files)  # ray-data.log still gets it
+    assert all(h.filter(record) for h in consoles)  # --verbose (and after the body): shown
