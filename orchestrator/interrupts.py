@@ -100,32 +100,46 @@ def process_stop_reason() -> str | None:
 
 
 class StopCheck:
-    """Called between training steps: the reason to stop now, or None. Holds the process's "a trial is
-    running here" count while used as a context manager (so SIGTERM means preemption only then)."""
+    """Called between training steps: the reason to stop now, or None, without any I/O of its own.
+
+    Used as a context manager, it holds the process's "a trial is running here" count (SIGTERM means
+    preemption only then) and, when there is something to poll (``stop_uri``, ``notice``: () -> bool), a daemon
+    thread that polls both every ``poll_seconds``: a training step never waits on storage (an S3 HEAD takes
+    tens of ms) or on Ray's GCS. The first poll happens on entry, so a trial started after a stop request
+    stops before its first step."""
 
     def __init__(self, stop_uri: str | None = None, notice=None, poll_seconds: float = POLL_SECONDS):
-        self.stop_uri, self.notice, self.poll_seconds = stop_uri, notice, poll_seconds  # notice: () -> bool
-        self._next_poll = 0.0  # the first call polls at once: a trial started after the request stops early
+        self.stop_uri, self.notice, self.poll_seconds = stop_uri, notice, poll_seconds
+        self._found: str | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "StopCheck":
         with _lock:
             _state["active"] += 1
+        if self.stop_uri is not None or self.notice is not None:
+            self._poll()
+            self._thread = threading.Thread(target=self._loop, name="stop-check", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._done.set()
         with _lock:
             _state["active"] -= 1
 
     def __call__(self) -> str | None:
-        if _state["reason"] is not None:
-            return _state["reason"]
-        if (self.stop_uri is None and self.notice is None) or time.monotonic() < self._next_poll:
-            return None
-        self._next_poll = time.monotonic() + self.poll_seconds
+        return _state["reason"] or self._found
+
+    def _loop(self) -> None:
+        while self._found is None and not self._done.wait(self.poll_seconds):
+            self._poll()
+
+    def _poll(self) -> None:
         if self.notice is not None and _noticed(self.notice):
-            _state["reason"] = PREEMPTED  # the node is going away: sticky, like a SIGTERM
-            return PREEMPTED
-        return INTERRUPTED if self.stop_uri and _stop_requested(self.stop_uri) else None
+            _state["reason"] = self._found = PREEMPTED  # the node is going away: sticky, like a SIGTERM
+        elif self.stop_uri is not None and _stop_requested(self.stop_uri):
+            self._found = INTERRUPTED
 
 
 def _noticed(notice) -> bool:
