@@ -48,9 +48,10 @@ class TrialStopped(Exception):
     Not a failure: the sweep resumes the trial from that checkpoint (at once on another node when preempted,
     on ``--resume`` when the driver was interrupted)."""
 
-    def __init__(self, reason: str, epoch: int, step: int):
-        super().__init__(f"{reason} during epoch {epoch} after {step} step(s); checkpoint written")
-        self.reason, self.epoch, self.step = reason, epoch, step
+    def __init__(self, reason: str, epoch: int, step: int, saved: bool = True):
+        super().__init__(f"{reason} during epoch {epoch} after {step} step(s); "
+                         + ("checkpoint written" if saved else "nothing trained since the last checkpoint"))
+        self.reason, self.epoch, self.step, self.saved = reason, epoch, step, saved
 
 
 def watch_sigterm() -> bool:

@@ -132,8 +132,8 @@ def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None, stop_uri:
 
                 build_trainer(plan, max_failures=0, fault=fault, callbacks=[TuneReportCallback()]).fit()
         except TrialStopped as stop:
-            tune.report(_no_score | {"stopped": stop.reason, "stopped_at": f"epoch {stop.epoch} step {stop.step}",
-                                     "record_id": plan.trial_id})
+            where = f"epoch {stop.epoch} step {stop.step}" if stop.saved else None  # None: nothing new trained
+            tune.report(_no_score | {"stopped": stop.reason, "stopped_at": where, "record_id": plan.trial_id})
             return None
         except StorageFullError as exc:  # ends the sweep (tune_watch): a retry would fail the same way
             tune.report(_no_score | {"storage_error": str(exc), "record_id": plan.trial_id})
@@ -417,8 +417,8 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
     finished = sum(read_summary(trials_root, i) is not None for i in ids)
     result = SweepResult(root.uri, len(trials), finished, failed, time.time() - start, recipes.default,
                          interrupted=signals.signum, stopped=stopped)
-    if signals.signum is not None:
-        raise SweepInterrupted(signals.signum, result)
+    if signals.signum is not None and finished < len(trials):  # a signal that came too late to stop anything
+        raise SweepInterrupted(signals.signum, result)            # is not an interruption: the sweep is done
     return result
 
 

@@ -254,6 +254,7 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
         step = TrainStep(network, optimizer, cfg, session.device)
         per_worker_batch = max(1, cfg.optim.batch_size // session.world_size)
         should_stop = stop_check if session.world_size == 1 else None
+        started_at = (state.next_epoch, state.partial.steps if state.partial else 0)
         for epoch in range(state.next_epoch, cfg.optim.epochs + 1):
             start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -267,9 +268,11 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
                                                       per_worker_batch), progress, should_stop)
             progress.seconds += time.perf_counter() - start
             if progress.stopped:
-                state.partial = progress
-                save_checkpoint(records, network, optimizer, scheduler, state)
-                raise TrialStopped(progress.stopped, epoch, progress.steps)
+                trained = (epoch, progress.steps) != started_at  # else the checkpoint on disk (if any) is as good
+                if trained:
+                    state.partial = progress
+                    save_checkpoint(records, network, optimizer, scheduler, state)
+                raise TrialStopped(progress.stopped, epoch, progress.steps, saved=trained)
             state.partial = None
             scheduler.step()
             metrics = _evaluate_epoch(job, session, network, feed, data, state, lr, progress)

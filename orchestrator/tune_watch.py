@@ -55,7 +55,8 @@ def make_watch(total: int, epochs: bool, stopping=lambda: None, grace: float = S
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.outcomes.last[str(trial)] = (trial.config, result)
-            if result.get("stopped"):
+            # a trial that stopped before training anything counts as not started (preempted ones run again)
+            if result.get("stopped") and (result.get("stopped_at") or result["stopped"] == "preempted"):
                 self.outcomes.stopped[str(trial)] = result["stopped"]
                 self.stopped_at[str(trial)] = result.get("stopped_at")
             if result.get("storage_error"):
@@ -81,6 +82,10 @@ def make_watch(total: int, epochs: bool, stopping=lambda: None, grace: float = S
         def on_trial_complete(self, iteration, trials, trial, **info):
             if str(trial) in self.storage_failed:
                 self.on_trial_error(iteration, trials, trial)
+                return
+            last = self.outcomes.last.get(str(trial), ({}, {}))[1]
+            if last.get("stopped") and str(trial) not in self.outcomes.stopped:  # stopped before it trained
+                self.started.pop(str(trial), None)
                 return
             reason = self.outcomes.stopped.get(str(trial))
             if reason is None:
