@@ -62,6 +62,14 @@ class S3Endpoint:
         return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
                             aws_secret_access_key=self.secret_key, region_name=self.region)
 
+    def upload(self, folder: Path, bucket: str, prefix: str) -> None:
+        """Create ``bucket`` and put every file below ``folder`` there as an object under ``prefix``."""
+        client = self.client()
+        client.create_bucket(Bucket=bucket)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            client.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(folder).as_posix()}",
+                              Body=path.read_bytes())
+
     def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
         """Every object under ``prefix``: key -> bytes."""
         client = self.client()

@@ -149,12 +149,7 @@ def test_a_damaged_parquet_file_is_named_with_the_fix_and_nothing_is_left(cache,
 
 def test_a_version_on_s3_is_cached_from_s3(cache, tmp_path, s3):
     uri = write_version(tmp_path / "v1")
-    client = s3.client()
-    client.create_bucket(Bucket="cached")
-    for path in (tmp_path / "v1").rglob("*"):
-        if path.is_file():
-            client.put_object(Bucket="cached", Key=f"versions/v1/{path.relative_to(tmp_path / 'v1').as_posix()}",
-                              Body=path.read_bytes())
+    s3.upload(tmp_path / "v1", "cached", "versions/v1")
     mapped = data_cache.open_version("s3://cached/versions/v1")
     assert mapped_rows(mapped) == parquet_rows(uri)
     assert json.loads((mapped.path / data_cache.MANIFEST).read_text())["uri"] == "s3://cached/versions/v1"

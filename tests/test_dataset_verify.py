@@ -79,12 +79,7 @@ def test_a_preprocessed_version_is_checked_and_named_with_its_own_preprocess_com
 def test_a_version_on_s3_names_the_damaged_object(tmp_path, s3):  # noqa: F811
     write_version(tmp_path / "v")
     truncate(tmp_path / "v" / "data" / "fold=2" / "part-0.parquet")
-    client = s3.client()
-    client.create_bucket(Bucket="versions")
-    for path in (tmp_path / "v").rglob("*"):
-        if path.is_file():
-            client.put_object(Bucket="versions", Key=f"fsdd/v/{path.relative_to(tmp_path / 'v').as_posix()}",
-                              Body=path.read_bytes())
+    s3.upload(tmp_path / "v", "versions", "fsdd/v")
     with pytest.raises(DatasetError, match=r"s3://versions/fsdd/v/data/fold=2/part-0.parquet cannot be read"):
         spectra.verify_version("s3://versions/fsdd/v")
 

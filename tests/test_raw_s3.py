@@ -36,11 +36,7 @@ SAME = ["clip_id", "label", "label_name", "fold", "split", "group", "duration", 
 
 def upload(s3, folder: Path, prefix: str = "ESC-50-master") -> None:
     """Every file below ``folder`` as an object under ``prefix`` in the test bucket."""
-    client = s3.client()
-    client.create_bucket(Bucket=BUCKET)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{path.relative_to(folder).as_posix()}",
-                          Body=path.read_bytes())
+    s3.upload(folder, BUCKET, prefix)
 
 
 @pytest.fixture
