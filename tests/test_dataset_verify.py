@@ -1,6 +1,6 @@
 """A damaged dataset version is found before any trial starts: ``spectra.verify_version`` reads every Parquet
 footer (no data pages) and compares the rows with the card's; a sweep on a damaged version exits 2 with one
-``error:`` line naming the file and how to rebuild it (issue 24, item 4)."""
+``error:`` line naming the file and how to rebuild it."""
 
 from __future__ import annotations
 

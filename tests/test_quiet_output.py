@@ -1,4 +1,4 @@
-"""Quiet means quiet (issue 24, item 7): in the default (quiet) mode of ``preprocess`` and ``sweep``, none of
+"""Quiet means quiet: in the default (quiet) mode of ``preprocess`` and ``sweep``, none of
 Ray's own notices reach the terminal -- the token-authentication warning and "Started a local Ray instance."
 (written to the Ray session's logs instead), Ray Data's ``concurrency`` deprecation (the new ``compute`` API is
 used) and its "no available CPUs" warning (kept in ``ray-data.log``); ``--verbose`` still shows Ray's lines."""
