@@ -7,7 +7,7 @@ Modules, in the order data flows:
 * :mod:`analysis.ensembles`: deep ensembles (softmax averaged over seeds) per configuration and fold.
 * :mod:`analysis.tables` (+ :mod:`analysis.references`, :mod:`analysis.render`): Tables I-III and the
   cutoff / fusion / freeze ablations in Markdown, LaTeX and CSV, under all three protocols; every
-  difference paired on (fold, seed) with a bootstrap CI (:mod:`analysis.stats`).
+  difference paired on (fold, seed), with a t-interval and sign-flip p from 5 pairs up (:mod:`analysis.stats`).
 * :mod:`analysis.svcca`, :mod:`analysis.attribution` (+ :mod:`analysis.trialnet`): SVCCA per block and
   Integrated Gradients from a trial's initial and final networks.
 * :mod:`analysis.figures`: Fig. 2a/2b/2c, Fig. 3 and learning curves (PNG + SVG).

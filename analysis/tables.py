@@ -17,8 +17,10 @@ protocol: train on every other fold, no validation fold, so "—" for valid_sele
 results hold several recipes, a ``recipe`` column says what differs (e.g. ``lr 1e-4 · 70 ep``).
 
 Every difference a table shows is paired (:mod:`analysis.stats`): the mean of per-run differences over the
-(fold, seed) runs both sides have, with a bootstrap 95 % CI and the number of pairs (Table II: pairs are
-folds). Each table lists them in ``Table.comparisons`` so the report can name the intervals that include 0.
+(fold, seed) runs both sides have and the number of pairs (Table II: pairs are folds); from 5 pairs up with
+a 95 % t-interval and an exact sign-flip p-value, below that with the differences themselves. Each table
+lists them in ``Table.comparisons`` so the report can name the intervals that include 0 and the
+comparisons with too few pairs for one.
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ def _comparable(group: pd.DataFrame) -> list[pd.DataFrame]:
 def _difference(group: pd.DataFrame, data: pd.DataFrame) -> dict:
     """The "pretrained − random" row of one comparable unit (:func:`_comparable`): differences of the means
     (``<protocol>_mean``) and, paired on (fold, seed) over the runs in ``data``, the mean paired difference
-    with its bootstrap CI and pairs (``<protocol>_diff``, ``_ci_low``, ``_ci_high``, ``_pairs``)."""
+    with its interval, p-value and pairs (:func:`analysis.stats.diff_columns`, prefix ``<protocol>``)."""
     p, r = (group[group["init"] == i].iloc[0] for i in ("pretrained", "random"))
     pretrained, random = _arm(data, p, "pretrained"), _arm(data, r, "random")
     row = {k: p[k] for k in GROUP} | {"init": "pretrained − random", "difference": True}
@@ -218,7 +220,8 @@ def table_ensembles(results: pd.DataFrame, ensembles: pd.DataFrame, per_fold: pd
 
     ``ensembles`` is :func:`analysis.ensembles.ensemble_summary` output (may be empty); ``per_fold`` its
     input (:func:`analysis.ensembles.ensemble_per_fold`): given, the ensemble gain is paired over folds
-    (:func:`_gain_over_folds`) and shown with its CI; without it, as the difference of the two means.
+    (:func:`_gain_over_folds`) and shown as :func:`analysis.stats.fmt_paired` writes it; without it, as the
+    difference of the two means.
     """
     name, title = "table2_single_vs_ensemble", "Table II. Single model vs deep ensemble of the seeds"
     if results.empty:
@@ -354,7 +357,8 @@ SETTING = ["dataset", "model", "method", "init"]  # what two compared split mode
 
 def table_settings(results: pd.DataFrame) -> Table:
     """Each pair of split modes / recipes run for the same (dataset, model, method, init), paired on
-    (fold, seed): "A − B" per protocol with its bootstrap CI (sides in split, then recipe label order)."""
+    (fold, seed): "A − B" per protocol as :func:`analysis.stats.fmt_paired` writes it (sides in split, then
+    recipe label order)."""
     name, title = "table_settings_paired", "Split modes and recipes compared, paired on (fold, seed)"
     rows, comparisons = [], []
     for _, group in results.groupby(SETTING, sort=True):
