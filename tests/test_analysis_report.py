@@ -43,11 +43,13 @@ def test_report_opens_with_tables_one_and_two(report):
     # the legend lists every recipe (in recipe-id order, which a new config field may reshuffle)
     assert re.search(r"## Recipes\n\n.*\n\n(- `\w{8}`: .*\n)*- `\w{8}`: 3 ep; split nested; 8 trial\(s\)", text)
     assert "best_epoch: the best test accuracy over epochs" in text
-    # paired comparisons: Table II's gain over 2 folds spans 0 (tests/test_stats.py works it out)
+    # paired comparisons: Table II's gain over 2 folds, too few pairs for an interval (tests/test_stats.py)
     paired = text[text.index("## Paired comparisons"):text.index("## Recipes")]
-    assert ("nested 3 ep pretrained: ensemble − single model: the 95 % CI includes 0 under valid_selected "
-            "+3.75 [-2.50, +10.00] (n=2): no evidence of a difference.") in paired
-    assert "+30.00 [+26.25, +33.75] (n=4)" in text  # Table I's pretrained − random, best_epoch
+    assert "Student-t interval" in paired and "exact over all 2^n flips" in paired
+    assert ("nested 3 ep pretrained: ensemble − single model: fewer than 5 matched pairs, no interval, no evidence "
+            "either way: valid_selected +3.75 (pairs: -2.50, +10.00; too few pairs for an interval).") in paired
+    # Table I's pretrained − random, best_epoch
+    assert "+30.00 (pairs: +30.00, +25.00, +35.00, +30.00; too few pairs for an interval)" in text
     assert "3 classes, 36 clips" in text and "resized to 32 × 32" in text  # from the dataset card
     assert re.search(r"## Skipped\n\n- trial folder densenet201-pretrained-ce-fold1-seed2-\w+: unfinished", text)
     assert "Model cutoff" in text and "no finished trials with init 'cutoff:K'" in text

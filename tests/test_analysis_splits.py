@@ -75,7 +75,8 @@ def test_table1_never_pools_the_splits_and_labels_them(results):
     assert paper["runs"] == "4 (2 seeds × 2 folds)"
     diff = rows["paper", "pretrained − random"]
     assert (diff["best_epoch"], diff["last_epoch"], diff["valid_selected"], diff["best − valid_selected"]) == (
-        "+31.25 [+27.50, +35.00] (n=4)", "+32.50 [+27.50, +37.50] (n=4)", "—", "—")
+        "+31.25 (pairs: +35.00, +35.00, +30.00, +25.00; too few pairs for an interval)",
+        "+32.50 (pairs: +35.00, +40.00, +30.00, +25.00; too few pairs for an interval)", "—", "—")
     assert "recipe" not in table.display.columns and "paper = trained on the k-1" in table.note
 
 
@@ -131,7 +132,8 @@ def test_two_learning_rates_give_two_rows(tmp_path):
     got = [(r["recipe"], r["init"], r["valid_selected"]) for r in table.display.to_dict("records")]
     assert sorted(got) == sorted([
         ("lr 1e-4 · bs 32", "pretrained", "65.00 ± 7.07"), ("lr 1e-4 · bs 32", "random", "40.00 ± 0.00"),
-        ("lr 1e-4 · bs 32", "pretrained − random", "+25.00 [+20.00, +30.00] (n=2)"), ("lr 1e-3 · bs 64", "pretrained", "85.00 ± 7.07")])
+        ("lr 1e-4 · bs 32", "pretrained − random", "+25.00 (pairs: +20.00, +30.00; too few pairs for an interval)"),
+        ("lr 1e-3 · bs 64", "pretrained", "85.00 ± 7.07")])
     paper_recipe = [init for recipe, init, _ in got if recipe == "lr 1e-4 · bs 32"]
     assert paper_recipe == ["pretrained", "random", "pretrained − random"]  # the difference of its own recipe
     per_fold = ensemble_per_fold(load_predictions(str(tmp_path / "results"), results))
@@ -151,7 +153,8 @@ def test_random_init_on_its_own_schedule_is_still_compared(tmp_path):
     got = [(r["init"], r["recipe"], r["valid_selected"])
            for r in table_pretrained_vs_random(load_results(str(tmp_path / "results"))).display.to_dict("records")]
     assert got == [("pretrained", "lr 1e-4 · milestones none", "80.00"),
-                   ("random", "lr 1e-3 · milestones 300,350", "50.00"), ("pretrained − random", "", "+30.00 (n=1, no CI)")]
+                   ("random", "lr 1e-3 · milestones 300,350", "50.00"),
+                   ("pretrained − random", "", "+30.00 (pairs: +30.00; too few pairs for an interval)")]
 
 
 # ---------------------------------------------------------------- what a recipe is

@@ -93,10 +93,12 @@ def test_table1_pretrained_vs_random_known_numbers(results):
         "runs": "4 (2 seeds × 2 folds)"}
     assert (got["random"]["best_epoch"], got["random"]["last_epoch"], got["random"]["valid_selected"],
             got["random"]["best − valid_selected"]) == ("60.00 ± 0.00", "55.00 ± 0.00", "55.00 ± 0.00", "+5.00")
-    diff = got["pretrained − random"]
-    assert (diff["best_epoch"], diff["last_epoch"], diff["valid_selected"], diff[
-        "best − valid_selected"]) == ("+30.00 [+26.25, +33.75] (n=4)", "+26.25 [+22.50, +30.00] (n=4)",
-                                      "+28.75 [+20.00, +35.00] (n=4)", "+1.25")  # CIs: see tests/test_stats.py
+    diff = got["pretrained − random"]  # 4 pairs, (fold, seed) (1, 0) (1, 1) (2, 0) (2, 1): no interval
+    few = "too few pairs for an interval"
+    assert (diff["best_epoch"], diff["last_epoch"], diff["valid_selected"], diff["best − valid_selected"]) == (
+        f"+30.00 (pairs: +30.00, +25.00, +35.00, +30.00; {few})",
+        f"+26.25 (pairs: +30.00, +30.00, +25.00, +20.00; {few})",
+        f"+28.75 (pairs: +35.00, +30.00, +15.00, +35.00; {few})", "+1.25")
     numbers = table.numbers.set_index("init")
     assert numbers.loc["pretrained", "valid_selected_std"] == pytest.approx(100 * (0.026875 / 3) ** 0.5)
     assert "| ESC-50 | densenet201 | nested | pretrained | 90.00 ± 4.08 |" in table.to_markdown()
@@ -144,9 +146,10 @@ def test_cutoff_table_against_full_model(tmp_path):
     assert table.display["init"].tolist() == ["pretrained (full, 4 blocks)", "cutoff:3 (block 4 removed)",
                                               "cutoff:2 (blocks 3-4 removed)"]
     assert table.display["valid_selected"].tolist() == ["85.00 ± 7.07", "75.00 ± 7.07", "60.00 ± 0.00"]
-    # paired on seed: cutoff:3 -10, -10 (every resample -10); cutoff:2 -20, -30 (resample means -20, -25, -30)
+    # paired on seed: cutoff:3 -10, -10; cutoff:2 -20, -30; two pairs: no interval
     assert table.display["Δ vs pretrained (valid_selected)"].tolist() == [
-        "+0.00", "-10.00 [-10.00, -10.00] (n=2)", "-25.00 [-30.00, -20.00] (n=2)"]
+        "+0.00", "-10.00 (pairs: -10.00, -10.00; too few pairs for an interval)",
+        "-25.00 (pairs: -20.00, -30.00; too few pairs for an interval)"]
     table1 = table_pretrained_vs_random(load_results(str(tmp_path / "results")))
     assert table1.display["init"].tolist() == ["pretrained"]  # no random trials: no difference row
 

@@ -51,7 +51,7 @@ def test_representation_plan_smoke_trains_soundnet8_on_four_features(ray_local, 
     assert main(["tables", "--results", str(root), "--out", str(out), "--json"]) == 0
     capsys.readouterr()
     markdown = (out / "tables" / "table_representations.md").read_text()
-    assert "Input representation vs accuracy" in markdown and markdown.count("(n=1, no CI)") == 3
+    assert "Input representation vs accuracy" in markdown and markdown.count("; too few pairs for an interval)") == 3
     numbers = pd.read_csv(out / "tables" / "table_representations.csv")
     assert numbers["features"].tolist() == ["logspec 1ch", "logmel 1ch", "mfcc 1ch", "gammatone 1ch"]
     # one (fold, seed) run each: every other feature paired with log-mel once (no interval from one pair)
