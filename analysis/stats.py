@@ -221,10 +221,9 @@ def runs(frame: pd.DataFrame, value: str, keys: tuple[str, ...] = ("fold", "seed
     return (frame.set_index(list(keys))[value] * 100).astype(float)
 
 
-CI_NOTE = (f"from {MIN_PAIRS} pairs up: {LEVEL:.0%} Student-t interval of the mean difference and p, the "
-           f"two-sided sign-flip permutation p-value of the mean (exact over all 2^n flips up to {EXACT_FLIPS} "
-           f"pairs, {N_FLIPS:,} seeded random flips above); fewer pairs: the differences themselves, "
-           f"'{TOO_FEW}'")
-PAIRING_NOTE = ("mean of the paired differences over the (fold, seed) runs both sides have, "
-                f"[{CI_NOTE}], n = pairs; "
-                f"'{ZERO_MARK}' marks an interval that includes 0 (no evidence of a difference).")
+CI_NOTE = (f"from {MIN_PAIRS} pairs up, [low, high] is the {LEVEL:.0%} Student-t interval of the mean difference "
+           "and p the two-sided sign-flip permutation p-value of the mean (exact over all 2^n flips up to "
+           f"{EXACT_FLIPS} pairs, {N_FLIPS:,} seeded random flips above); below {MIN_PAIRS} pairs the differences "
+           f"themselves are listed, without interval or p ('{TOO_FEW}')")
+PAIRING_NOTE = ("mean of the paired differences over the (fold, seed) runs both sides have, n = pairs; "
+                f"{CI_NOTE}; '{ZERO_MARK}' marks an interval that includes 0 (no evidence of a difference).")

@@ -249,7 +249,7 @@ def table_ensembles(results: pd.DataFrame, ensembles: pd.DataFrame, per_fold: pd
             "member's epoch, as in the paper). Ensemble gain = ensemble − single under that selected "
             "protocol, paired over folds: per test fold, the ensemble's accuracy minus its members' mean "
             "accuracy (pairs = folds: the seeds are what the ensemble averages, so they cannot pair), "
-            f"[{CI_NOTE}], n = folds; '~0': the interval includes 0. "
+            f"n = folds; {CI_NOTE}; '~0': the interval includes 0. "
             f"{PROTOCOL_NOTE}")
     return Table(name, title, display, numbers, note, comparisons=comparisons)
 
