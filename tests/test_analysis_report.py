@@ -6,11 +6,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import records_fixture as F
-from analysis.report import build_report
+from analysis.collect import load_results
+from analysis.report import attribution_candidates, attribution_caption, build_report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,3 +103,27 @@ def test_analysis_never_imports_ray_and_query_needs_no_torch():
             "print(light, sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "[]"]
+
+
+def test_integrated_gradients_ranks_by_the_epoch_each_split_selects(tmp_path):
+    """Under split paper valid_selected is NaN, so the trial is ranked by best_epoch (what that split selects);
+    a dataset's nested configurations rank before its paper ones, and the caption states the rule."""
+    data = F.write_dataset(tmp_path / "ds")
+    trials = tmp_path / "results" / "trials"
+    for seed in (0, 1):
+        F.write_trial(trials, data, valid=None, test=[.50, .60], seed=seed, split="paper")  # densenet201
+        F.write_trial(trials, data, valid=None, test=[.80, .90 - .1 * seed], seed=seed, split="paper",
+                      model="resnet18")
+    paper = load_results(str(tmp_path / "results"))
+    ranked = attribution_candidates(paper)
+    assert ranked[["model", "protocol", "seed", "fold"]].values.tolist() == [
+        ["resnet18", "best_epoch", 0, 1], ["densenet201", "best_epoch", 0, 1]]
+    assert ranked["score"].tolist() == pytest.approx([85.0, 60.0])
+    F.write_trial(trials, data, valid=[.6, .7], test=[.60, .55], seed=0, model="resnet18")  # nested: first
+    ranked = attribution_candidates(load_results(str(tmp_path / "results")))
+    assert ranked[["model", "split", "protocol"]].values.tolist()[0] == ["resnet18", "nested", "valid_selected"]
+    attr = SimpleNamespace(clip_ids=[1, 2], completeness_error=lambda: 0.05)
+    caption = attribution_caption(attribution_candidates(paper).iloc[0], attr, 16)
+    assert caption.startswith("Fig. 3: Integrated Gradients, ESC-50, resnet18 pretrained, split paper, seed 0 fold 1 "
+                              "(2 clips, 16 steps")
+    assert "the highest mean best_epoch (85.00 %; the epoch split paper selects" in caption
