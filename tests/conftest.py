@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))  # for tests/layouts.py
 
 REPO = TESTS.parent
 FSDD_MINI = REPO / "data" / "fsdd-mini"

@@ -11,10 +11,9 @@ import pytest
 from s3_fixture import REPO
 
 import records_fixture as F
+from jobs import analyze, paper, preprocess, sweep
 from orchestrator.cli import main
 
-sys.path.insert(0, str(REPO))  # jobs/ is not an installed package: it travels as the job's working dir
-from jobs import analyze, paper, preprocess, sweep  # noqa: E402
 
 
 def test_each_job_is_one_cli_command_with_the_job_defaults():
