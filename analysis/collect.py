@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 import pyarrow as pa
 
-from analysis import store
 from analysis.recipes import recipe_id, recipe_labels, recipe_of
 from analysis.records import read_trial
 from orchestrator import spectra, storage
@@ -69,7 +68,7 @@ def scan_results(uri: str, *, write: bool = True) -> Scan:
     Raises StorageError when ``uri`` holds no trial folders at all (wrong URI is the usual cause).
     """
     root, trials = locate(uri)
-    names = [n for n in store.list_dirs(trials) if not n.startswith(".")]  # hidden: tool state, not trials
+    names = [n for n in storage.list_dirs(trials) if not n.startswith(".")]  # hidden: tool state, not trials
     if not names:
         raise StorageError(f"no trial folders under {trials.uri}: pass the results root a sweep wrote "
                            f"(STORAGE/<plan name>/, holding {TRIALS_DIR}/) or a trials folder written by "
@@ -87,7 +86,7 @@ def scan_results(uri: str, *, write: bool = True) -> Scan:
         rows = [_row(config, summary, scan.cards.get(config["dataset"]["uri"], {})) for config, summary in configs]
         scan.results = _typed(_labelled(_disambiguate(pd.DataFrame(rows)), [c["trial"] for c, _ in configs]))
     if write:
-        store.write_parquet(root.join(RESULTS_FILE), pa.Table.from_pandas(scan.results, preserve_index=False))
+        storage.write_parquet(root.join(RESULTS_FILE), pa.Table.from_pandas(scan.results, preserve_index=False))
     return scan
 
 
@@ -235,7 +234,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 def _read_per_trial(uri: str, results: pd.DataFrame, filename: str) -> list[pd.DataFrame]:
     """``filename`` (Parquet) of every trial in ``results``, in the same order."""
     _, trials = locate(uri)
-    return _parallel(lambda t: store.read_parquet(trials.join(t, filename)).to_pandas(),
+    return _parallel(lambda t: storage.read_parquet(trials.join(t, filename)).to_pandas(),
                      results["trial_id"].tolist())
 
 

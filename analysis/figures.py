@@ -23,8 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis import store
 from analysis.render import dataset_label
+from orchestrator import storage
 from orchestrator.storage import Location
 
 if TYPE_CHECKING:  # only a type here: importing it would load torch and captum for every figure
@@ -48,7 +48,7 @@ def save_figure(fig: Figure, out: Location, stem: str) -> list[str]:
         buffer = io.BytesIO()
         # no bbox_inches="tight": constrained layout already fits the margins, and "tight" costs a redraw
         fig.savefig(buffer, format=fmt, dpi=120)
-        written.append(store.write_bytes(out.join(f"{stem}.{fmt}"), buffer.getvalue()))
+        written.append(storage.write_bytes(out.join(f"{stem}.{fmt}"), buffer.getvalue()))
     return written
 
 

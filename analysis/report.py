@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import collect, figures, store
+from analysis import collect, figures
 from analysis.collect import PROTOCOLS, SELECTED, Scan, features_label, load_epochs, load_predictions, scan_results
 from analysis.document import Document
 from analysis.ensembles import ensemble_per_fold, ensemble_summary
@@ -96,7 +96,7 @@ def build_report(results_uri: str, out_uri_or_dir: str, *, svcca: bool = True, a
 
 
 def _write(loc: storage.Location, text: str) -> str:
-    return store.write_text(loc, text)
+    return storage.write_text(loc, text)
 
 
 def _write_csv(loc: storage.Location, frame: pd.DataFrame, written: dict, name: str) -> None:

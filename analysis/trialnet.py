@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from analysis import store
 from orchestrator import spectra, storage
 from orchestrator.config import TrialConfig, from_dict
 from orchestrator.errors import StorageError
@@ -78,7 +77,7 @@ def _checkpoint(trial_uri: str) -> storage.Location | None:
     loc = storage.resolve(trial_uri)
     if storage.exists(loc.join(CHECKPOINT_FILE)):
         return loc.join(CHECKPOINT_FILE)
-    legacy = [n for n in store.list_dirs(loc) if n.startswith(CHECKPOINT_PREFIX)]
+    legacy = [n for n in storage.list_dirs(loc) if n.startswith(CHECKPOINT_PREFIX)]
     return loc.join(max(legacy), LEGACY_STATE_FILE) if legacy else None
 
 
@@ -112,7 +111,7 @@ def final_network(info: TrialInfo) -> nn.Module:
     skeleton = info.cfg if kind == "cutoff" else dataclasses.replace(info.cfg, init="random")
     with preserved_rng():
         network = build_network(skeleton, info.num_classes, info.input_stats, info.input_channels)
-    blob = torch.load(io.BytesIO(store.read_bytes(state_file)), map_location="cpu", weights_only=True)
+    blob = torch.load(io.BytesIO(storage.read_bytes(state_file)), map_location="cpu", weights_only=True)
     network.load_state_dict(blob["model"])
     return network.eval()
 

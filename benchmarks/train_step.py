@@ -7,6 +7,8 @@ plain fp32 step, so the CPU figure measures its overhead (target >= 0.95x) and t
 drift in machine load hits both alike (ABBA order). Prints one JSON object.
 
     python benchmarks/train_step.py [--models efficientnet_lite0 densenet201] [--steps 5] [--warmup 2]
+
+(with the project installed, e.g. `make install`, or with ``PYTHONPATH=.`` from the repository root)
 """
 
 from __future__ import annotations
@@ -15,18 +17,15 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from orchestrator.config import OptimConfig, TrialConfig  # noqa: E402
-from orchestrator.models import create_model  # noqa: E402
-from orchestrator.training import DataFeed, TrainStep, batched, make_optimizer, shuffled, train_epoch  # noqa: E402
+from orchestrator.config import OptimConfig, TrialConfig
+from orchestrator.models import create_model
+from orchestrator.training import DataFeed, TrainStep, batched, make_optimizer, shuffled, train_epoch
 
 
 def plain_step(model, optimizer):

@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from orchestrator import storage  # noqa: E402
-from orchestrator.config import OptimConfig  # noqa: E402
-from orchestrator.models import create_model, list_models  # noqa: E402
-from orchestrator.training import TrialState, make_optimizer, make_scheduler  # noqa: E402
+from orchestrator import storage
+from orchestrator.config import OptimConfig
+from orchestrator.models import create_model, list_models
+from orchestrator.training import TrialState, make_optimizer, make_scheduler
 
 MB = 2**20
 CONTEXT_GB = 1.0  # CUDA context + caching-allocator slack, a rule of thumb

@@ -9,7 +9,7 @@ Each measured trial is a real ``rethink-audio train`` process (EfficientNet-Lite
   page cache any later process shares); ``anon``: anonymous memory, what a process allocated for itself
   (heap, tensors, arrays) and what ``RLIMIT_DATA`` limits.
 
-Datasets, all 3 x 128 x 250 float16 (the issue's setup): ``small``, the bundled FSDD subset with 2 augmented
+Datasets, all 3 x 128 x 250 float16 (the paper's input size): ``small``, the bundled FSDD subset with 2 augmented
 copies per clip (1,800 rows, 330 MB; preprocessed once under ``--work``); ``large``, the same real
 spectrograms repeated under new clip ids to ``--large-gb``; ``tiny``, the small one's test and validation
 folds (folds 1 and 2, originals only: the same evaluation batches) and eight clips of each training fold with
@@ -44,7 +44,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from orchestrator import data_cache, spectra  # noqa: E402
 
@@ -165,7 +164,7 @@ def worktree(ref: str, work: Path) -> Path:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """The issue's figures per code, against the tiny version's runs at the same concurrency: what two
+    """The memory figures per code, against the tiny version's runs at the same concurrency: what two
     concurrent trials add (sum of PSS) per byte of dataset; what one trial's private memory adds (its
     anonymous peak; the larger of two); the slope of both between the small and the large version."""
     found = {(r["dataset"], r["concurrent"], r["code"]): r for r in rows}

@@ -2,13 +2,13 @@
 
 Ray's own helper (``ray.cluster_utils.AutoscalingCluster``) runs ``ray stop --force`` when it starts and
 stops, which ends every Ray process of the user on the machine, and the pip wheel lacks the base config it
-reads. This module starts the same thing through :func:`local_head.start_local_head` instead: ``ray start
+reads. This module starts the same thing through :func:`cluster.local_head.start_local_head` instead: ``ray start
 --head --block --autoscaling-config=...`` with ``RAY_FAKE_CLUSTER=1``, in a session of its own, token auth,
 every port on 127.0.0.1. The autoscaler (a child of that head) launches worker raylets on this machine as
 pending tasks and actors ask for resources. They join the head's temp dir, so :meth:`LocalHead.stop` ends
 them with the head: exactly this cluster's processes, by session and temp dir, never ``ray stop``.
 
-    python cluster/local_autoscaler.py      # a head with 1 CPU, workers {CPU: 1, trial_slot: 1} x 0..3;
+    python -m cluster.local_autoscaler      # a head with 1 CPU, workers {CPU: 1, trial_slot: 1} x 0..3;
                                             # prints the address; Ctrl-C stops it (and only it)
 """
 
@@ -21,8 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_head import LocalHead, free_port, start_local_head  # noqa: E402  (cluster/local_head.py)
+from cluster.local_head import LocalHead, free_port, start_local_head
 
 HEAD_TYPE = "ray.head.default"  # the head node type name the fake provider expects
 EMPTY_LISTS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",

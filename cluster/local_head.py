@@ -6,7 +6,7 @@ its own, with its own ``--temp-dir``, its own free ports on 127.0.0.1 and its ow
 :meth:`LocalHead.stop` ends exactly the processes of that session (and their descendants) and checks that
 none is left.
 
-    python cluster/local_head.py            # prints the dashboard address and a `ray job submit` line;
+    python -m cluster.local_head            # prints the dashboard address and a `ray job submit` line;
                                             # Ctrl-C stops the head (and only it)
 
 Only the Linux ``/proc`` filesystem is used to find processes and listening sockets (no psutil needed).
@@ -287,7 +287,7 @@ def main() -> int:
     print("submit from this repository with:")
     print(f"  RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={head.root / 'auth_token'} .venv/bin/ray job submit "
           f"--address {head.dashboard_url} --runtime-env jobs/runtime_env.yaml -- "
-          "python jobs/sweep.py plans/demo.yaml --smoke --storage runs")
+          "python -m jobs.sweep plans/demo.yaml --smoke --storage runs")
     print("Ctrl-C stops this head (and nothing else)")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # sigwait needs them blocked
     signal.sigwait({signal.SIGINT, signal.SIGTERM})

@@ -1,18 +1,15 @@
-"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/analyze.py TARGET [--smoke] [--out URI]`
+"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python -m jobs.analyze TARGET [--smoke] [--out URI]`
 
 The tables/figures/report of finished trials: ``rethink-audio tables --results TARGET --json``. TARGET is a
-plan YAML (results = STORAGE/<plan name>, ``--storage``/``--smoke`` as for jobs/sweep.py) or a results URI
+plan YAML (results = STORAGE/<plan name>, ``--storage``/``--smoke`` as for jobs.sweep) or a results URI
 (local path or s3://); the report goes to ``--out`` (default ``<results>/report``). ``--smoke`` turns off
 SVCCA and Integrated Gradients, which rebuild networks on CPU. Analysis reads trial records only, in this
 job's driver process: it starts no Ray.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the working dir, when not pip-installed
-
-from jobs._shared import run_cli  # noqa: E402
+from jobs._shared import run_cli
 
 
 def arguments(argv: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/paper.py PLAN [--smoke] [--storage URI]`
+"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python -m jobs.paper PLAN [--smoke] [--storage URI]`
 
 A whole plan as one job: ``rethink-audio run PLAN --yes --json``, i.e. **preprocess** -> **search** ->
 **grid** -> **tables**, each stage skipped when its outputs exist (orchestrator.pipeline), so submitting the
@@ -7,11 +7,8 @@ same command again after an interruption, or after a finished run, redoes only w
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the working dir, when not pip-installed
-
-from jobs._shared import JOB_DEFAULTS, run_cli  # noqa: E402
+from jobs._shared import JOB_DEFAULTS, run_cli
 
 
 def arguments(argv: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/preprocess.py --dataset esc50 --root DIR --out s3://...`
+"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python -m jobs.preprocess --dataset esc50 --root DIR --out s3://...`
 
 Thin entrypoint: the same arguments as `rethink-audio preprocess`, plus ``--smoke`` (32 x 32 features, no
 augmented copies: the sizes a plan's --smoke uses). Checks the output location before any compute, connects
@@ -8,11 +8,8 @@ folder inside the job's working dir such as data/fsdd-mini).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the working dir, when not pip-installed
-
-from jobs._shared import run_cli  # noqa: E402
+from jobs._shared import run_cli
 
 SMOKE = ["--height", "32", "--width", "32", "--augment-copies", "0"]  # later flags win in argparse
 

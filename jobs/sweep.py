@@ -1,4 +1,4 @@
-"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/sweep.py PLAN [--smoke] [--storage URI] [--resume]`
+"""`ray job submit --runtime-env jobs/runtime_env.yaml -- python -m jobs.sweep PLAN [--smoke] [--storage URI] [--resume]`
 
 ``rethink-audio sweep PLAN --yes --json`` on the job's cluster (datasets -> phase 1 search -> phase 2 grid,
 see orchestrator.sweep): the storage is checked before anything else, the cost preview is logged, and the log
@@ -6,11 +6,8 @@ ends with a one-line JSON summary. Every ``rethink-audio sweep`` option applies 
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the working dir, when not pip-installed
-
-from jobs._shared import JOB_DEFAULTS, run_cli  # noqa: E402
+from jobs._shared import JOB_DEFAULTS, run_cli
 
 
 def arguments(argv: list[str]) -> list[str]:

@@ -147,15 +147,37 @@ def write_json(loc: Location, payload: Any) -> None:
     write_bytes(loc, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
 
-def write_parquet(loc: Location, table) -> None:
-    """Write an Arrow table as one Parquet file at ``loc``, atomically (see ``write_bytes``). The file is built
-    in memory first (record tables are small), so a full disk can say how many bytes it needed."""
+def write_parquet(loc: Location, table) -> str:
+    """Write an Arrow table as one Parquet file at ``loc``, atomically (see ``write_bytes``); returns the URI
+    written. The file is built in memory first (record tables are small), so a full disk can say how many
+    bytes it needed."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    write_bytes(loc, sink.getvalue())
+    return write_bytes(loc, sink.getvalue())
+
+
+def read_parquet(loc: Location):
+    """The Parquet file at ``loc`` as an Arrow table."""
+    import pyarrow.parquet as pq
+
+    return guarded(loc, lambda: pq.read_table(loc.path, filesystem=loc.fs))
+
+
+def write_text(loc: Location, text: str) -> str:
+    """Write UTF-8 text at ``loc``, atomically (see ``write_bytes``); returns the URI written."""
+    return write_bytes(loc, text.encode())
+
+
+def list_dirs(loc: Location) -> list[str]:
+    """Names of the sub-folders of the folder at ``loc``, sorted (empty when it does not exist)."""
+    if not exists(loc):
+        return []
+    selector = pafs.FileSelector(loc.path, recursive=False, allow_not_found=True)
+    infos = guarded(loc, lambda: loc.fs.get_file_info(selector))
+    return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
 
 
 def write_bytes(loc: Location, data) -> str:

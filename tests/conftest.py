@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))  # for tests/layouts.py
 
 REPO = TESTS.parent
 FSDD_MINI = REPO / "data" / "fsdd-mini"
 
 
-# The files that take longest (seconds in `make test` on the 2-core machine, 2026-12-02: 170, 82, 65, 64, 57,
-# 55, 37, 37, 36, 21, 19, 16, 13, 13, 11), collected first: `make test` runs two pytest-xdist workers that take
-# one file at a time in collection order (--no-loadscope-reorder: xdist would order files by test count), so
-# the long files start early and neither worker is left alone with one at the end.
+# The files that take longest in `make test` on a 2-core machine, longest first, are collected first: `make
+# test` runs two pytest-xdist workers that take one file at a time in collection order (--no-loadscope-reorder:
+# xdist would order files by test count), so the long files start early and neither worker is left alone with
+# one at the end. Keep the list in step with the slowest files (`pytest --durations`) when they change.
 LONGEST_FIRST = ["test_interrupts.py", "test_sweep.py", "test_quiet_output.py", "test_jobs_submit.py",
                  "test_raw_s3.py", "test_trial.py", "test_trial_memory.py", "test_models.py",
                  "test_autoscaling.py", "test_paper_plan.py", "test_preprocess.py", "test_modern_recipe.py",

@@ -15,7 +15,6 @@ import shutil
 import signal
 import string
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -25,10 +24,9 @@ from typing import Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "cluster"))
+from cluster.local_head import LOOPBACK_ONLY, kill_pids, session_pids
 
-from local_head import LOOPBACK_ONLY, kill_pids, session_pids  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 # Variables that would point boto3/pyarrow somewhere else than the test endpoint
 FOREIGN_AWS = ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE",

@@ -12,6 +12,7 @@ from analysis import trialnet
 from analysis.attribution import integrated_gradients, trial_attributions
 from analysis.svcca import svcca, svcca_details, trial_block_similarity
 from orchestrator.errors import StorageError
+from svcca_reference import reference_svcca
 
 
 def test_svcca_of_a_layer_with_itself_is_one():
@@ -43,16 +44,6 @@ def test_svcca_keeps_the_directions_for_99_percent_of_variance():
     result = svcca_details(a, b)
     assert (result.dims_a, result.dims_b, result.points) == (3, 3, 2000)
     assert result.similarity > 0.99
-
-
-def reference_svcca(a: np.ndarray, b: np.ndarray, keep: float = 0.99) -> float:
-    """SVCCA written the textbook way: np.linalg.svd, keep 99 % of variance, QR, CCA by SVD."""
-    def reduce(x):
-        x = x - x.mean(axis=0)
-        u, s, _ = np.linalg.svd(x, full_matrices=False)
-        k = int(np.searchsorted(np.cumsum(s ** 2) / (s ** 2).sum(), keep) + 1)
-        return np.linalg.qr(u[:, :k] * s[:k])[0]
-    return float(np.linalg.svd(reduce(a).T @ reduce(b), compute_uv=False).mean())
 
 
 def test_svcca_matches_the_textbook_computation():

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sweep import REPO, summaries, write_plan
+from sweep_helpers import REPO, summaries, write_plan
 
-sys.path.insert(0, str(REPO / "cluster"))
-from local_autoscaler import start_autoscaling_head  # noqa: E402  (cluster/local_autoscaler.py)
+from cluster.local_autoscaler import start_autoscaling_head
 
 WORKER = {"resources": {"CPU": 1, "trial_slot": 1, "object_store_memory": 200 * 1024 ** 2},
           "min_workers": 0, "max_workers": 3}

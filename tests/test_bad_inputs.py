@@ -1,6 +1,6 @@
-"""Probe: every bad input of issue 15 through the CLI. Each must end in one clear ``error:`` line with exit
-status 2, run no code it was handed, and write nothing outside the output folder. No Ray is started (the
-Ray start failure is simulated)."""
+"""Bad inputs through the CLI (files, plans, queries, storage, Ray). The rule: each ends in one clear
+``error:`` line with exit status 2, runs no code it was handed, and writes nothing outside the output folder.
+No Ray is started (the Ray start failure is simulated)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import ray
 import yaml
 from s3_fixture import REPO
 
-sys.path.insert(0, str(REPO / "cluster"))
-import validate  # noqa: E402  (cluster/validate.py)
+from cluster import validate
+
 
 AWS = REPO / "cluster" / "aws-gpu.yaml"
 RAYJOB = REPO / "cluster" / "rayjob.yaml"
@@ -99,8 +99,8 @@ def test_rayjob_manifest_runs_the_paper_job_with_token_auth_on_gpu_groups():
     job = yaml.safe_load(RAYJOB.read_text())
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
     spec = job["spec"]
-    script, plan = spec["entrypoint"].split()[1:3]
-    assert script.endswith("jobs/paper.py") and plan.endswith("plans/paper.yaml")
+    python, flag, module, plan = spec["entrypoint"].split()[:4]
+    assert (python, flag, module) == ("python", "-m", "jobs.paper") and plan.endswith("plans/paper.yaml")
     assert (REPO / "jobs" / "paper.py").is_file() and (REPO / "plans" / "paper.yaml").is_file()
     assert spec["shutdownAfterJobFinishes"] is True and spec["activeDeadlineSeconds"] > 0
     cluster = spec["rayClusterSpec"]
@@ -119,6 +119,8 @@ def test_rayjob_manifest_runs_the_paper_job_with_token_auth_on_gpu_groups():
     assert not any(k.startswith("AWS_") for k in runtime_env.get("env_vars", {}))
     dockerfile = (REPO / "cluster" / "Dockerfile").read_text()
     assert "constraints.txt" in dockerfile and "/home/ray/rethink-audio" in dockerfile
+    # the package is installed with jobs/ in place, so `python -m jobs.paper` imports from any directory
+    assert dockerfile.index("COPY --chown=ray:users jobs") < dockerfile.index("pip install")
 
 
 def test_runtime_env_is_valid_for_ray_and_carries_no_credentials():

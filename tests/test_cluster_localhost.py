@@ -16,8 +16,7 @@ import sys
 
 from s3_fixture import REPO, ray_tmpdir, subprocess_env
 
-sys.path.insert(0, str(REPO / "cluster"))
-from local_head import is_loopback, kill_pids, listening_addresses, session_pids  # noqa: E402
+from cluster.local_head import is_loopback, kill_pids, listening_addresses, session_pids
 
 PROBE = """
 import json, sys

@@ -13,7 +13,7 @@ import yaml
 from orchestrator import cli, cost
 from orchestrator.cli import main
 from orchestrator.plan import load_plan
-from test_sweep import REPO
+from sweep_helpers import REPO
 
 RATES = {("densenet201", "a10g"): (400.0, "test row")}
 PRICES = {"as_of": "test", "region": "test",
@@ -189,7 +189,6 @@ def test_sweep_under_the_threshold_does_not_ask(tmp_path, monkeypatch, capsys):
 def test_jobs_log_the_preview_and_never_ask(tmp_path, monkeypatch, capsys):
     """Jobs run the CLI with --yes: the preview goes to the job log (stderr), nothing is asked, even above the
     threshold and without a terminal."""
-    sys.path.insert(0, str(REPO))
     from jobs import paper, sweep
     from orchestrator.cli import build_parser, confirm_cost
 

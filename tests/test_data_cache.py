@@ -156,9 +156,9 @@ def test_a_version_on_s3_is_cached_from_s3(cache, tmp_path, s3):
 
 
 def test_batches_from_the_mapping_equal_the_in_memory_batches(cache, tmp_path):
-    """The feed gathers from the mapping what the earlier in-memory path took from its private copy."""
+    """The feed gathers from the mapping exactly the batches a private in-memory copy of the rows gives."""
     data = load_trial_data(write_version(tmp_path / "v1"), 1, None, seed=5)
-    private = (np.array(data.specs[data.train_rows]), data.train_labels)  # the old path's training arrays
+    private = (np.array(data.specs[data.train_rows]), data.train_labels)  # a private in-memory copy
     rows = data.epoch_rows("draw", seed=5, epoch=2)
     feed = DataFeed(data.specs, data.rows_used(), torch.device("cpu"))
     order = shuffled(rows, 17)

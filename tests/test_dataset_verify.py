@@ -17,7 +17,7 @@ from versions import write_version
 from orchestrator import spectra
 from orchestrator.errors import DatasetError, RethinkError
 from s3_fixture import s3  # noqa: F401  (the moto S3 fixture)
-from test_sweep import write_plan
+from sweep_helpers import write_plan
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from test_sweep import write_plan
+from sweep_helpers import write_plan
 
 from orchestrator.cli import main
 from orchestrator.config import OptimConfig, TrialConfig

@@ -3,10 +3,10 @@
 One module fixture does the expensive part once: it starts moto and a token-authenticated head whose
 environment carries fake AWS credentials (as an instance role would provide them), submits
 
-1. ``python jobs/sweep.py plans/demo.yaml --smoke --storage s3://bucket/runs`` with jobs/runtime_env.yaml
+1. ``python -m jobs.sweep plans/demo.yaml --smoke --storage s3://bucket/runs`` with jobs/runtime_env.yaml
    (working dir upload): the demo plan's dataset is preprocessed into S3 and both trials write their Tune
    state, Train checkpoints and records there;
-2. ``python jobs/paper.py`` on the same plan: preprocess, search and grid are skipped (their outputs
+2. ``python -m jobs.paper`` on the same plan: preprocess, search and grid are skipped (their outputs
    exist), the tables are built into S3;
 
 records what the tests below check, and stops exactly that head (never ``ray stop``).
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,8 +25,8 @@ import pytest
 import yaml
 from s3_fixture import FOREIGN_AWS, REPO, S3Endpoint, files_under, find_secrets, moto_server
 
-sys.path.insert(0, str(REPO / "cluster"))
-from local_head import is_loopback, listening_addresses, pids_mentioning, session_pids, start_local_head  # noqa: E402
+from cluster.local_head import is_loopback, listening_addresses, pids_mentioning, session_pids, start_local_head
+
 
 BUCKET = "bucket"
 STORAGE = f"s3://{BUCKET}/runs"
@@ -90,8 +89,8 @@ def submitted():
             runtime_env = yaml.safe_load((REPO / "jobs" / "runtime_env.yaml").read_text())
             runtime_env["working_dir"] = str(REPO)  # the file says "." = where `ray job submit` runs
             client = head.client()
-            for name, script in (("sweep", "jobs/sweep.py"), ("paper", "jobs/paper.py")):
-                entrypoint = f"python {script} plans/demo.yaml --smoke --storage {STORAGE}"
+            for name in ("sweep", "paper"):
+                entrypoint = f"python -m jobs.{name} plans/demo.yaml --smoke --storage {STORAGE}"
                 record.statuses[name], record.logs[name], record.job_infos[name] = run_job(
                     client, entrypoint, runtime_env)
                 if record.statuses[name] != "SUCCEEDED":

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 from s3_fixture import REPO, fake_credentials, s3  # noqa: F401
 
+from cluster.local_head import free_port
 from orchestrator import lease, storage
 from orchestrator.errors import StorageError
 from orchestrator.lease import LeaseHeld, acquire, read_lease
 
-sys.path.insert(0, str(REPO / "cluster"))
-from local_head import free_port  # noqa: E402
 
 HOST = socket.gethostname()
 
@@ -269,7 +268,7 @@ def test_missing_bucket_is_a_storage_error(s3):
 
 
 def test_a_second_sweep_driver_exits_2_at_once_naming_the_holder(tmp_path, capsys):
-    from test_sweep import write_plan
+    from sweep_helpers import write_plan
 
     from orchestrator.cli import main
 

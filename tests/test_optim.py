@@ -101,8 +101,9 @@ def test_optim_fields_are_validated():
             OptimConfig(**bad)
 
 
-# Ids computed with the code before this change (commit 75e5fa6): configs that mean the same training
-# must keep them; configs whose training changed (hybrid's projection / positiveless, the mask fill) must not.
+# Trial ids pinned from an earlier version of the code. The rule: a config that means the same training keeps
+# its id (finished results are reused); a config whose training changed (hybrid's projection / positiveless,
+# the mask fill) gets a new one.
 OLD_IDS = {
     "ce": "resnet18-pretrained-ce-fold1-seed0-a982319c",
     "ce_random": "resnet18-random-ce-fold1-seed0-3d329c7b",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.cli import main
 from orchestrator.errors import ConfigError
 from orchestrator.plan import expand_grid, load_plan, smoke
 
@@ -15,10 +16,17 @@ PLANS = Path(__file__).resolve().parent.parent / "plans"
 PAPER_FOLDS = {"esc50": [1, 2, 3, 4, 5], "us8k": list(range(1, 11)), "gtzan": [1, 2, 3, 4, 5]}
 
 
-@pytest.mark.parametrize("name", ["demo", "paper", "soundclr", "soundclr-us8k", "recipes"])
-def test_shipped_plans_validate(name):
-    plan = load_plan(PLANS / f"{name}.yaml")
-    assert plan.name == name and plan.datasets
+@pytest.mark.parametrize("path", sorted(PLANS.glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_shipped_plan_validates_and_previews_offline(path, capsys):
+    """What ``rethink-audio plan PLAN`` checks, for every plan under plans/: the plan loads and validates, its
+    smoke version too, and the cost preview prints (no Ray, no data read). Plans that share a results root
+    (recipes-*.yaml) are named after it."""
+    plan = load_plan(path)
+    assert path.stem.startswith(plan.name) and plan.datasets and plan.models and plan.seeds
+    assert smoke(plan).name == f"{plan.name}-smoke"
+    capsys.readouterr()
+    assert main(["plan", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"## Cost preview: plan {plan.name},")
 
 
 def test_soundclr_plans_are_the_published_recipe():

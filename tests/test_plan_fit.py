@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_sweep import REPO
+from sweep_helpers import REPO
 
-sys.path.insert(0, str(REPO / "cluster"))
-import fit  # noqa: E402  (cluster/fit.py)
+from cluster import fit
 
 PLANS = sorted((REPO / "plans").glob("*.yaml"))
 GIB = 2**30

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_sweep import write_plan
+from sweep_helpers import write_plan
 
 REPO = Path(__file__).resolve().parent.parent
 RAY_NOTICES = ("Token authentication is", "Started a local Ray instance", "``concurrency`` is deprecated",

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from s3_fixture import REPO, fake_credentials, ray_tmpdir, run_isolated, s3, subprocess_env  # noqa: F401
 
+from cluster.local_head import free_port
 from layouts import make_esc50
 from orchestrator import spectra
 from orchestrator.cli import main
@@ -26,8 +27,6 @@ from orchestrator.errors import StorageError
 from orchestrator.config import FeatureConfig
 from orchestrator.preprocess import PreprocessRequest, preprocess, version_of
 
-sys.path.insert(0, str(REPO / "cluster"))
-from local_head import free_port  # noqa: E402
 
 BUCKET = "raw-audio"
 ROOT = f"s3://{BUCKET}/ESC-50-master"

@@ -9,11 +9,10 @@ import time
 import pytest
 from s3_fixture import REPO, fake_credentials, ray_tmpdir, run_isolated, s3, subprocess_env  # noqa: F401
 
+from cluster.local_head import free_port
 from orchestrator import storage
 from orchestrator.errors import StorageError
 
-sys.path.insert(0, str(REPO / "cluster"))
-from local_head import free_port  # noqa: E402
 
 
 def closed_endpoint() -> str:

@@ -21,7 +21,7 @@ from analysis.svcca import (BlockGeometry, block_geometry, clips_needed, points_
                             svcca_details, trial_block_similarity)
 from orchestrator import storage
 from orchestrator.models import create_model
-from test_analysis_networks import reference_svcca
+from svcca_reference import reference_svcca
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_sweep import write_plan
+from sweep_helpers import write_plan
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ from orchestrator.plan import load_plan
 from orchestrator.plan_check import PlanError
 from orchestrator.sweep import run_sweep
 from orchestrator.tracking import EPOCH_METRICS, flatten, local_uri
-from test_sweep import write_plan as sweep_plan
+from sweep_helpers import write_plan as sweep_plan
 
 def write_plan(tmp_path: Path, **overrides) -> Path:
     """tests/test_sweep.py's tiny FSDD plan (test fold 2, 32 x 32 inputs, 64 training clips per epoch), named

@@ -151,9 +151,15 @@ def test_single_worker_trial_on_a_named_cluster_runs_as_one_ray_task(tiny_fsdd, 
 
     cfg = tiny_trial(tiny_fsdd, optim=OptimConfig(epochs=1, lr=1e-3, batch_size=16))
     summary = run_trial(cfg, str(tmp_path), ray_address=ray.get_runtime_context().gcs_address)
-    assert summary["epochs"] == 1 and not summary["reused"] and 0 <= summary["last_epoch"] <= 1
+    assert summary["epochs"] == 1 and not summary["reused"]
     _, epochs, saved, predictions = read_records(tmp_path / trial_id(cfg))
     assert saved["trial_id"] == trial_id(cfg) and len(predictions) == 200
+    # last_epoch is the test-fold accuracy after the final (here the only) epoch: the curve's last test_acc,
+    # and the accuracy of the softmax rows the trial stored for that protocol
+    last = predictions[predictions["protocol"] == "last_epoch"]
+    stored = (np.stack(last["probs"]).argmax(1) == last["label"]).mean()
+    assert summary["last_epoch_epoch"] == 1 and summary["last_epoch"] == epochs["test_acc"].iloc[-1]
+    assert summary["last_epoch"] == pytest.approx(stored, abs=1e-9)
     # (numbers may differ from an in-process run in the last digits: a 1-CPU Ray task trains on one thread)
     assert run_trial(cfg, str(tmp_path), ray_address="unused: the trial is finished")["reused"]
 
