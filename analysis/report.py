@@ -21,12 +21,13 @@ from typing import Any
 import pandas as pd
 
 from analysis import collect, figures, store
-from analysis.collect import PROTOCOLS, Scan, features_label, load_epochs, load_predictions, scan_results
+from analysis.collect import Scan, features_label, load_epochs, load_predictions, scan_results
 from analysis.document import Document
 from analysis.ensembles import ensemble_per_fold, ensemble_summary
 from analysis.render import Table, dataset_label
 from analysis.stats import CI_NOTE, fmt_paired
 from analysis.tables import PROTOCOL_NOTE, build_tables
+from orchestrator.study import PROTOCOLS
 from orchestrator import storage
 from orchestrator.errors import RethinkError
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from orchestrator.errors import ConfigError, ConfigValueError
+from orchestrator.study import AUGMENT_HASH_DEFAULTS, SPLIT_MODES, without_defaults
 
 T = TypeVar("T")
 
@@ -104,21 +105,6 @@ def _section(cls: type, keys: list[str]) -> type | None:
 def to_dict(obj: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(obj)))
-
-
-def without_defaults(payload: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``payload`` less the fields ``defaults`` names ("section.key" paths) while they hold the value given
-    there: how a field added after results existed stays out of a hash at its old-behaviour value, so ids and
-    version names written before it keep matching (any other value is a new id)."""
-    payload = json.loads(json.dumps(payload))  # a deep copy; nested sections are edited below
-    for path, default in defaults.items():
-        *parents, key = path.split(".")
-        section = payload
-        for name in parents:
-            section = section.get(name) if isinstance(section, dict) else None
-        if isinstance(section, dict) and key in section and section[key] == default:
-            del section[key]
-    return payload
 
 
 def stable_hash(payload: Any, length: int = 12) -> str:
@@ -227,7 +213,7 @@ class AugmentConfig:
         """What the dataset version hashes: every field, except fields added later while they hold the value
         that reproduces the old output (``kind: paper``), so versions written before they existed keep their
         names and are reused."""
-        return without_defaults(to_dict(self), {"kind": "paper"})
+        return without_defaults(to_dict(self), AUGMENT_HASH_DEFAULTS)
 
 
 SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
@@ -409,24 +395,8 @@ def check_gpu_share(gpus: float, num_workers: int, key: str) -> None:
                           f"{num_workers}); DDP ranks need a whole GPU each")
 
 
-def resource_bundle(cpus: float, gpus: float, custom: dict[str, float], memory: int = 0) -> dict[str, float]:
-    """One worker's Ray resource request: CPUs, custom resources, the GPU share when there is one, and its
-    private host memory in bytes when known (``orchestrator.memory``: the dataset is shared, not counted)."""
-    bundle = {"CPU": cpus, **custom}
-    if gpus > 0:
-        bundle["GPU"] = gpus
-    if memory > 0:
-        bundle["memory"] = memory
-    return bundle
-
-
 # Phase 1's batch sizes (orchestrator.search's space); the largest sizes a searching plan's memory request.
 SEARCH_BATCH_SIZES = (16, 32, 64)
-
-# How a trial's folds are used. nested: train on k-2 folds, a whole validation fold picks the epoch
-# (valid_selected), the test fold is never read for a choice. paper: train on the k-1 folds that are not the
-# test fold, as the paper does; there is no validation fold, so only best_epoch and last_epoch exist.
-SPLIT_MODES = ("nested", "paper")
 
 # How a trial trains on a dataset's augmented copies (``augment.copies`` K per clip, made offline). draw: the
 # paper's protocol, every epoch each training clip once as is plus one of its K copies drawn afresh; all:
@@ -490,20 +460,3 @@ class TrialConfig:
                 if getattr(self.optim, key):
                     raise ConfigValueError(f"optim.{key} applies to loss 'ce' only, not {self.loss.name!r} (SupCon "
                                       f"needs one hard label per sample): set optim.{key}: 0 or loss.name: ce")
-
-
-# Fields added after results existed ("section.key" paths), left out of the id while they hold the value that
-# reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
-# not retrained), while any other value is a different trial.
-ID_DEFAULTS: dict[str, Any] = {
-    # the old behaviour: no split modes; every stored copy, every epoch; inputs as they are
-    "split": "nested", "augmented": "all", "standardize": False,
-    # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
-    "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
-    "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0,  # no mixup, hard labels: all trials before them
-    # None: a cross-entropy trial (no projection, no contrastive term). A hybrid trial resolves these to
-    # SoundCLR's linear / zero, which is not what hybrid trials ran before (an MLP head, positiveless anchors
-    # excluded), so they rightly get new ids.
-    "loss.projection": None, "loss.positiveless": None,
-    "mask.fill": "mean",  # masks were filled with the sample mean before; the new default (max) is a new trial
-}

@@ -157,7 +157,7 @@ class PlanMemory:
 
 def _dataset_shape(dataset) -> tuple[int, int, int] | None:
     """(rows, channels, pixels) of a plan dataset, from its card or its preprocess settings and official size."""
-    from orchestrator.cost import dataset_size
+    from orchestrator.dataset_sizes import dataset_size
 
     size = dataset_size(dataset)
     if size is None:

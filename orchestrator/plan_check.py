@@ -26,12 +26,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError
-
-# Test folds each catalog dataset declares (GTZAN / folder: 1..options.folds, default 5); FSDD's speakers
-# are 1-6 in the full release (a subset may hold fewer: then the card decides, after preprocessing).
-DECLARED_FOLDS: dict[str, list[int]] = {"esc50": list(range(1, 6)), "esc10": list(range(1, 6)),
-                                        "us8k": list(range(1, 11)), "fsdd": list(range(1, 7))}
-SEEDED_FOLDS_DEFAULT = 5
+from orchestrator.study import OFFICIAL_FOLDS, SEEDED_FOLDS_DEFAULT, declared_folds, resource_bundle
 
 
 class PlanError(ConfigError):
@@ -235,13 +230,11 @@ def _preprocess_folds(pre: Any, where: str, problems: list[str]) -> list[int] | 
     if unknown:
         problems.append(f"{where}.preprocess.options: dataset {spec.name} has no option(s) {unknown}; valid: "
                         f"{list(spec.options) or 'none'}")
-    if spec.name in DECLARED_FOLDS:
-        return DECLARED_FOLDS[spec.name]
     k = options.get("folds", SEEDED_FOLDS_DEFAULT) if isinstance(options, dict) else SEEDED_FOLDS_DEFAULT
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+    if spec.name not in OFFICIAL_FOLDS and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
         problems.append(f"{where}.preprocess.options.folds must be an integer >= 2, got {k!r}")
         return None
-    return list(range(1, k + 1))
+    return declared_folds(spec.name, k)
 
 
 def _card_folds(data: Any, base: Path, where: str, problems: list[str]) -> list[int] | None:
@@ -401,12 +394,8 @@ def _check_numbers(raw: dict, problems: list[str]) -> None:
 def trial_request(plan) -> dict[str, float]:
     """What one trial asks Ray for: CPUs and GPUs over its workers, plus custom resources if the plan has any."""
     res = plan.resources
-    workers = getattr(res, "num_workers", 1)
-    request = {"CPU": workers * getattr(res, "cpus_per_worker", 1.0),
-               "GPU": workers * getattr(res, "gpus_per_worker", 0.0)}
-    for name, amount in (getattr(res, "custom", None) or {}).items():
-        request[name] = workers * float(amount)
-    return {k: v for k, v in request.items() if v > 0}
+    bundle = resource_bundle(res.cpus_per_worker, res.gpus_per_worker, res.custom)
+    return {name: res.num_workers * float(amount) for name, amount in bundle.items() if amount > 0}
 
 
 def cluster_shortfalls(request: dict[str, float], cluster: dict[str, float]) -> list[str]:
