@@ -447,3 +447,22 @@ def gib(value: float | None) -> str:
 
 def _fmt(resources: dict[str, float]) -> str:
     return "{" + ", ".join(f"{k}: {gib(v) if k == 'memory' else f'{v:g}'}" for k, v in resources.items()) + "}"
+
+
+# ---------------------------------------------------------------- table
+
+
+def _plan_label(shape: TrialShape) -> str:
+    """A row's first cell: the bundles, and the largest dataset version a node maps for this plan."""
+    data = f", largest data version {gib(shape.shared_bytes(1))}" if shape.memory else ""
+    return f"{shape.plan} ({shape.workers} x {_fmt(shape.bundle)}{data})"
+
+
+def table(shapes: list[TrialShape], nodes: list[NodeType]) -> str:
+    """A Markdown table: a row per plan, a column per node type."""
+    head = ["plan (workers x bundle, data)"] + [n.label + (" (head)" if n.head else "") for n in nodes]
+    offers = ["node offers (max nodes)"] + [f"{_fmt(n.resources)} x{n.max_nodes}" for n in nodes]
+    ram = ["node RAM (reserve)"] + [f"{gib(n.ram_bytes)} ({gib(n.reserve_bytes)})" for n in nodes]
+    rows = [[_plan_label(s)] + [cell(s, n) for n in nodes] for s in shapes]
+    lines = ["| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), offers, ram] + rows]
+    return "\n".join(lines)

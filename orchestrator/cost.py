@@ -20,7 +20,7 @@ longest trial): the ideal packing, a lower bound. Dollars = GPU-hours x instance
 
 Memory (``orchestrator.memory``): the host memory private to each trial (what its Ray Train workers or Ray task ask Ray for as ``memory``),
 its GPU memory, and each dataset version's bytes, mapped once per node and shared by the trials there. With a
-cluster file, trials at once per node follow ``cluster/fit.py``'s rule: the fewest of what CPUs / GPUs allow,
+cluster file, trials at once per node follow ``orchestrator.cluster_fit``'s rule: the fewest of what CPUs / GPUs allow,
 Ray's ``memory`` resource / the private memory, and what the node's RAM holds next to the shared data.
 """
 
@@ -80,7 +80,7 @@ class Deployment:
 
 @dataclass(frozen=True)
 class NodeMemory:
-    """Trials one node of an instance type of the cluster holds by resources and by memory (``cluster/fit.py``)."""
+    """Trials one node of an instance type of the cluster holds by resources and by memory (``orchestrator.cluster_fit``)."""
 
     instance: str
     node_types: tuple[str, ...]
@@ -198,7 +198,7 @@ def estimate(plan, gpu: str | None = None, cluster: str | Path | None = None, *,
                       gpus_per_trial=plan.resources.num_workers * plan.resources.gpus_per_worker,
                       memory=plan_memory(plan))
     result.notes += _notes(result, plan, rates)
-    shape = None  # cluster/fit.py's TrialShape: the bundle, private memory included, and the data per node
+    shape = None  # orchestrator.cluster_fit's TrialShape: the bundle, private memory included, and the data per node
     if cluster_nodes:
         shape = cluster_fit.plan_shape(plan, result.memory)
         hosts = [n for n in cluster_nodes if n["gpus"] > 0 or not uses_gpu]
@@ -281,7 +281,7 @@ def _by_instance(nodes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
 
 def _node_memory(shape: Any, nodes: list[dict[str, Any]]) -> list[NodeMemory]:
     """Per instance type (its first node type stands for the others, as in the wall time), how many trials of
-    ``shape`` (``cluster/fit.py``'s ``TrialShape``) one node holds and what decides it."""
+    ``shape`` (``orchestrator.cluster_fit.TrialShape``) one node holds and what decides it."""
     out = []
     for instance, members in _by_instance(nodes).items():
         node = members[0]["node"]
@@ -296,7 +296,7 @@ def _node_memory(shape: Any, nodes: list[dict[str, Any]]) -> list[NodeMemory]:
 def _deployments(result: Estimate, plan, nodes: list[dict[str, Any]], prices: dict[str, Any],
                  shape: Any = None) -> list[Deployment]:
     """Wall time and dollars per GPU instance type of the cluster (or, without one, per priced instance
-    type of the chosen GPU, with no wall time); trials at once follow ``cluster/fit.py``'s rule for ``shape``,
+    type of the chosen GPU, with no wall time); trials at once follow ``orchestrator.cluster_fit``'s rule for ``shape``,
     memory included."""
     groups = _by_instance([n for n in nodes if n["gpus"] > 0 and n["gpu"] == result.gpu])
     if not nodes:
