@@ -199,6 +199,7 @@ MEL_SCALES = ("htk", "slaney")
 # logmel (the paper's), logspec (log power of every FFT bin), mfcc (the DCT-II of the log-mel bands, first
 # n_mfcc), gammatone (log power through a 4th-order gammatone filterbank on the ERB scale). orchestrator/features.py.
 FEATURE_KINDS = ("logmel", "logspec", "mfcc", "gammatone")
+NUM_CHANNELS = (1, 3)  # 3: one channel per (window, hop) pair (the paper); 1: the first pair only
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class FeatureConfig:
         problems: list[str] = []
         if self.kind not in FEATURE_KINDS:
             problems.append(f"features.kind must be one of {FEATURE_KINDS}, got {self.kind!r}")
-        if self.num_channels not in (1, 3):
+        if self.num_channels not in NUM_CHANNELS:
             problems.append(f"features.num_channels must be 1 or 3, got {self.num_channels!r}")
         if self.num_channels == 1 and self.variant == "mono3x":
             problems.append("features.variant mono3x replicates one channel 3 times: use num_channels 3 with it")
