@@ -32,8 +32,8 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """One cycle per strongly connected component of more than one module (Tarjan), as a closed path."""
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The modules of each strongly connected component of more than one module (Tarjan), sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -56,7 +56,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if member == node:
                     break
             if len(component) > 1:
-                found.append(_closed_path(graph, set(component)))
+                found.append(sorted(component))
 
     for node in sorted(graph):
         if node not in index:
@@ -64,7 +64,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def _closed_path(graph: dict[str, set[str]], component: set[str]) -> list[str]:
+def closed_path(graph: dict[str, set[str]], component: set[str]) -> list[str]:
     """A path inside ``component`` from its first module back to itself (what to show in the failure)."""
     start = min(component)
     paths = [[start]]
@@ -79,10 +79,14 @@ def _closed_path(graph: dict[str, set[str]], component: set[str]) -> list[str]:
 
 
 def test_the_finder_lists_a_circle():
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
-    assert cycles({"a": {"b"}, "b": set()}) == []
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"f"}, "f": {"e"}}
+    assert circles(graph) == [["a", "b", "c"], ["e", "f"]]
+    assert closed_path(graph, {"a", "b", "c"}) == ["a", "b", "c", "a"]
+    assert circles({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_import_circle():
-    found = [c for c in cycles(import_graph()) if frozenset(c) not in KNOWN]
-    assert found == [], "import circle(s): " + "; ".join(" -> ".join(c) for c in found)
+    graph = import_graph()
+    found = [c for c in circles(graph) if frozenset(c) not in KNOWN]
+    assert found == [], "import circle(s): " + "; ".join(
+        f"{', '.join(c)} (e.g. {' -> '.join(closed_path(graph, set(c)))})" for c in found)
