@@ -31,7 +31,6 @@ from orchestrator.config import OptimConfig, TrialConfig
 from orchestrator.losses import make_loss, split_outputs
 from orchestrator.models import ClassifierWithProjection, create_model, parse_init, standardize_input
 from orchestrator.spec_augment import SpecMask
-from orchestrator.study import PROTOCOLS
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 

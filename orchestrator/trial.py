@@ -46,11 +46,11 @@ from orchestrator.errors import ConfigError
 from orchestrator.interrupts import StopCheck, TrialStopped
 from orchestrator.memory import ceil_mib, host_private_bytes
 from orchestrator.trial_data import EvalSplit, load_trial_data
-from orchestrator.training import (PROTOCOLS, DataFeed, EpochProgress, TrialState, TrainStep, build_network,
+from orchestrator.training import (DataFeed, EpochProgress, TrialState, TrainStep, build_network,
                                    evaluate, make_optimizer, make_scheduler, protocol_summary, seed_everything,
                                    shuffled, train_epoch)
-from orchestrator.study import (EXECUTION_ONLY, ID_DEFAULTS, fold_roles, resource_bundle, selected_protocol,
-                                without_defaults)
+from orchestrator.study import (EXECUTION_ONLY, ID_DEFAULTS, PROTOCOLS, fold_roles, resource_bundle,
+                                selected_protocol, without_defaults)
 
 EVAL_BATCH = 64
 RUNNING_FILE = "running.json"  # host, pid and start point of the process running the trial (see _write_running)

@@ -90,3 +90,15 @@ def test_no_import_circle():
     found = [c for c in circles(graph) if frozenset(c) not in KNOWN]
     assert found == [], "import circle(s): " + "; ".join(
         f"{', '.join(c)} (e.g. {' -> '.join(closed_path(graph, set(c)))})" for c in found)
+
+
+def test_study_facts_need_neither_torch_ray_nor_pandas():
+    """orchestrator.study is what the plan check, the cost preview, the cluster fit and the analysis read
+    without paying for torch, Ray or pandas (checked in a fresh interpreter: this one has them loaded)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, orchestrator.study; "
+            "print(sorted(m for m in ('torch', 'ray', 'pandas') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip() == "[]"
