@@ -80,7 +80,8 @@ class Deployment:
 
 @dataclass(frozen=True)
 class NodeMemory:
-    """Trials one node of an instance type of the cluster holds by resources and by memory (``orchestrator.cluster_fit``)."""
+    """Trials one node of an instance type of the cluster holds by resources and by memory
+    (``orchestrator.cluster_fit``)."""
 
     instance: str
     node_types: tuple[str, ...]

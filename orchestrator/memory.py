@@ -3,7 +3,8 @@
 No torch, no Ray. Three quantities:
 
 * **host memory private to a trial's process** (:func:`host_private_bytes`): what a trial's Ray Train workers
-  or Ray task ask Ray for (``memory``), and what ``orchestrator.cluster_fit`` packs nodes by. The process itself (Python, torch, timm, pyarrow, pandas, a Ray worker),
+  or Ray task ask Ray for (``memory``), and what ``orchestrator.cluster_fit`` packs nodes by. The process itself
+  (Python, torch, timm, pyarrow, pandas, a Ray worker),
   the model's weights, gradients and Adam moments, activations (on CPU), the checkpoint being serialised, a few
   batch buffers. Not the dataset: a dataset version is mapped read-only from the node's data cache
   (``orchestrator.data_cache``), one copy per node shared by every trial there.

@@ -33,7 +33,8 @@ SPLIT_MODES = ("nested", "paper")
 # The epoch each split mode selects, the one predictions.parquet keeps beside last_epoch.
 SELECTED = {"nested": "valid_selected", "paper": "best_epoch"}
 # The protocols a trial of each split mode has predictions for.
-SPLIT_PROTOCOLS = {split: tuple(p for p in PROTOCOLS if p in ("last_epoch", chosen)) for split, chosen in SELECTED.items()}
+SPLIT_PROTOCOLS = {split: tuple(p for p in PROTOCOLS if p in ("last_epoch", chosen))
+                   for split, chosen in SELECTED.items()}
 
 
 def selected_protocol(split: str | None) -> str:

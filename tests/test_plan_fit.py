@@ -190,8 +190,8 @@ def test_unreadable_inputs_fail_with_one_line(tmp_path):
     with pytest.raises(fit.FitError, match=r"bad.yaml: cannot read the plan: .*num_worker"):
         fit.trial_shape(bad)
     bad.write_text("available_node_types: {gpu: {node_config: {InstanceType: x9.huge}, max_workers: 1}}\n")
-    with pytest.raises(fit.FitError, match="instance type 'x9.huge' is not in orchestrator/cluster_fit.py INSTANCE_TYPES; add "
-                                           r"it with its vCPUs, GPUs and RAM \(ram_gib\)"):
+    with pytest.raises(fit.FitError, match="instance type 'x9.huge' is not in orchestrator/cluster_fit.py "
+                                           r"INSTANCE_TYPES; add it with its vCPUs, GPUs and RAM \(ram_gib\)"):
         fit.node_types(bad)
     bad.write_text("apiVersion: ray.io/v1\nkind: RayCluster\nspec: {headGroupSpec: {template: {spec: {containers: "
                    "[{name: h, resources: {limits: {cpu: '2'}}}]}}}}\n")
