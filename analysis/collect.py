@@ -21,16 +21,10 @@ from analysis.recipes import recipe_id, recipe_labels, recipe_of
 from analysis.records import read_trial
 from orchestrator import spectra, storage
 from orchestrator.errors import StorageError
+from orchestrator.study import PROTOCOLS, parse_init
 
 RESULTS_FILE = "results.parquet"
 TRIALS_DIR = "trials"
-# Same names and order as orchestrator.training.PROTOCOLS (not imported: that would pull in torch).
-PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
-# The protocols predictions.parquet holds: last_epoch, and the selected epoch: valid_selected for split
-# "nested", best_epoch for split "paper" (no validation fold: the test fold picks, as in the paper).
-STORED_PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
-SPLIT_PROTOCOLS = {"nested": ("last_epoch", "valid_selected"), "paper": ("best_epoch", "last_epoch")}
-SELECTED = {"nested": "valid_selected", "paper": "best_epoch"}  # each split's stored epoch choice
 # What makes two trials the same configuration (they then differ only in seed and fold): recipe is the
 # rest of the trial config (analysis.recipes), so trials trained differently are never averaged together.
 CONFIG_KEYS = ["dataset", "model", "init", "loss", "mask", "split", "recipe"]
@@ -103,7 +97,7 @@ def load_results(uri: str, *, write: bool = True) -> pd.DataFrame:
 
 
 def load_predictions(uri: str, results: pd.DataFrame | None = None,
-                     protocols: Iterable[str] = STORED_PROTOCOLS) -> pd.DataFrame:
+                     protocols: Iterable[str] = PROTOCOLS) -> pd.DataFrame:
     """Per-clip test-fold softmax of every finished trial, with the trial's configuration columns.
 
     Columns: trial_id, clip_id, fold, label, protocol, epoch, probs (float32 array) + CONFIG_KEYS + method,
@@ -155,12 +149,6 @@ def _read_cards(uris: set[str], warnings: list[str]) -> dict[str, dict]:
     return cards
 
 
-def _split_init(init: str) -> tuple[str, int | None]:
-    """``"fusion:2"`` -> ("fusion", 2); ``"pretrained"`` -> ("pretrained", None)."""
-    kind, _, k = init.partition(":")
-    return kind, (int(k) if k.strip().isdigit() else None)
-
-
 def _dataset_name(config: dict, card: dict) -> str:
     """The card's name; else the version folder's prefix (``esc50-paper3ch-<hash>`` -> ``esc50``)."""
     if card.get("name"):
@@ -181,7 +169,7 @@ def features_label(card: dict) -> str | None:
 def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
     """One results row from a trial's config.json, summary.json and its dataset card."""
     trial, optim = config["trial"], config["trial"].get("optim", {})
-    kind, k = _split_init(trial["init"])
+    kind, k = parse_init(trial["init"])
     mask = trial.get("mask") is not None
     row = {
         "trial_id": config["trial_id"], "dataset_name": _dataset_name(config, card),

@@ -8,24 +8,19 @@ Everything else is recipe (optimiser, schedule, split mode, augmentation use, lo
 cap, ...), so a config field added later joins the recipe without touching this module.
 
 Records written before a field existed lack its key; it is filled with the value that reproduces the old
-behaviour (:data:`MISSING_MEANS`, = ``orchestrator.config.ID_DEFAULTS``), else with the field's current
-default, so old and new records of one recipe pool together.
+behaviour (``orchestrator.study.ID_DEFAULTS``: the value that keeps a trial's id as before the field existed),
+else with the field's current default, so old and new records of one recipe pool together.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import ID_DEFAULTS, TrialConfig, stable_hash, to_dict
+from orchestrator.config import TrialConfig, stable_hash, to_dict
+from orchestrator.study import HOW_IT_RAN, ID_DEFAULTS
 
-# Varies within a pool, or is a column of its own (flattened "section.key" names).
-NOT_RECIPE = frozenset({
-    "seed", "fold", "valid_fold", "data", "model", "init", "loss.name", "weights", "download_weights",
-    "num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "custom_resources", "checkpoint_every",
-    "data_cache_gb",
-})
-# What a missing key meant when the record was written: the value that keeps a trial's id as before it existed.
-MISSING_MEANS: dict[str, Any] = ID_DEFAULTS
+# Varies within a pool, or is a column of its own (flattened "section.key" names), or says how a trial ran.
+NOT_RECIPE = frozenset({"seed", "fold", "valid_fold", "data", "model", "init", "loss.name", *HOW_IT_RAN})
 # Short names for the label; other keys show as their name without the "optim." prefix.
 _NAMES = {"optim.lr": "lr", "optim.weight_decay": "wd", "optim.batch_size": "bs", "max_train_clips": "train clips ≤"}
 _ORDER = ["optim.lr", "optim.batch_size", "optim.weight_decay", "optim.epochs"]
@@ -53,7 +48,7 @@ def recipe_of(trial: dict[str, Any]) -> dict[str, Any]:
     (``mask.freq_masks``, ...) are recipe."""
     own = flatten(trial)
     flat = _DEFAULTS | own
-    for path, old in MISSING_MEANS.items():  # only inside sections the record has (no mask.* without masks)
+    for path, old in ID_DEFAULTS.items():  # only inside sections the record has (no mask.* without masks)
         section = path.rpartition(".")[0]
         if path not in own and (not section or any(k.startswith(f"{section}.") for k in own)):
             flat[path] = old

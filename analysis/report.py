@@ -21,12 +21,13 @@ from typing import Any
 import pandas as pd
 
 from analysis import collect, figures
-from analysis.collect import PROTOCOLS, SELECTED, Scan, features_label, load_epochs, load_predictions, scan_results
+from analysis.collect import Scan, features_label, load_epochs, load_predictions, scan_results
 from analysis.document import Document
 from analysis.ensembles import ensemble_per_fold, ensemble_summary
 from analysis.render import Table, dataset_label
 from analysis.stats import CI_NOTE, MIN_PAIRS, fmt_paired
 from analysis.tables import PROTOCOL_NOTE, build_tables
+from orchestrator.study import PROTOCOLS, SELECTED
 from orchestrator import storage
 from orchestrator.errors import RethinkError
 
@@ -195,7 +196,7 @@ def attribution_candidates(results: pd.DataFrame) -> pd.DataFrame:
     nested ranks before paper: a number the test fold did not choose is the fairer ranking where a dataset
     has both."""
     pretrained = results[results["init"] == "pretrained"]
-    # SELECTED (the epoch each split selects) moves to orchestrator/study.py at merge
+    # the epoch each split selects (orchestrator.study.SELECTED): best_epoch under paper, valid_selected under nested
     protocol = pretrained["split"].map(SELECTED)
     scored = pretrained.assign(protocol=protocol, score=[100 * r[p] for r, p in
                                                           zip(pretrained.to_dict("records"), protocol)])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.collect import PROTOCOLS, SELECTED
+from orchestrator.study import PROTOCOLS, SELECTED
 from analysis.render import Table, dataset_label, fmt_mean_std
 from analysis.stats import (PAIRING_NOTE, Comparison, count_columns, diff_columns, fmt_paired, from_columns,
                             paired_difference, runs)

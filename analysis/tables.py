@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.collect import PROTOCOLS, SELECTED, SPLIT_PROTOCOLS
+from orchestrator.study import PROTOCOLS, SELECTED, SPLIT_PROTOCOLS
 from analysis.references import references_for
 from analysis.representations import table_representations
 from analysis.render import Table, dataset_label, fmt_mean_std, fmt_signed

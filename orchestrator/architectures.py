@@ -17,13 +17,8 @@ import torch
 from torch import nn
 
 from orchestrator.errors import ConfigError
+from orchestrator.study import INIT_MODES, NUM_BLOCKS, parse_init  # noqa: F401  (re-exported by models)
 
-NUM_BLOCKS = 4
-# Valid range of k for each init mode; None: the mode takes no ":k".
-INIT_MODES: dict[str, tuple[int, int] | None] = {
-    "pretrained": None, "random": None, "fusion": (0, NUM_BLOCKS), "freeze": (0, NUM_BLOCKS),
-    "cutoff": (1, NUM_BLOCKS),
-}
 
 
 @dataclass(frozen=True)
@@ -203,25 +198,3 @@ def get_spec(name: str) -> ArchSpec:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
-
-
-def parse_init(mode: str) -> tuple[str, int | None]:
-    """Split an init mode such as ``"fusion:2"`` into ``("fusion", 2)``; ``"random"`` gives ``("random", None)``."""
-    valid = "pretrained, random, fusion:K (K 0-4), freeze:K (K 0-4), cutoff:K (K 1-4)"
-    if not isinstance(mode, str):
-        raise ConfigError(f"init mode must be a string, got {mode!r}; valid modes: {valid}")
-    kind, sep, arg = mode.strip().lower().partition(":")
-    if kind not in INIT_MODES:
-        raise ConfigError(f"unknown init mode {mode!r}; valid modes: {valid}")
-    bounds = INIT_MODES[kind]
-    if bounds is None:
-        if sep:
-            raise ConfigError(f"init mode {kind!r} takes no ':K' (got {mode!r}); valid modes: {valid}")
-        return kind, None
-    arg = arg.strip()
-    if not (arg.isascii() and arg.isdigit()):
-        raise ConfigError(f"init mode {mode!r} needs a block index, e.g. '{kind}:2' (K {bounds[0]}-{bounds[1]})")
-    k = int(arg)
-    if not bounds[0] <= k <= bounds[1]:
-        raise ConfigError(f"init mode {mode!r}: K must be in {bounds[0]}-{bounds[1]}")
-    return kind, k

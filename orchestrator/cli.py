@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from analysis.cli import register as register_analysis
-from orchestrator.config import AugmentConfig, FeatureConfig
+from orchestrator.config import (AUGMENTED_MODES, FEATURE_KINDS, FEATURE_VARIANTS, MEL_SCALES, NUM_CHANNELS,
+                                 SCHEDULE_PRESETS, AugmentConfig, FeatureConfig)
 from orchestrator.errors import ConfigError, RethinkError, user_message
+from orchestrator.study import SPLIT_MODES
 
 
 class LeaseLost(RethinkError):
@@ -32,14 +34,14 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--dataset", required=True, help="esc50, esc10, us8k, gtzan, fsdd or folder")
     p.add_argument("--root", required=True, help="dataset folder in its official layout")
     p.add_argument("--out", required=True, help="output root: local path or s3://bucket/prefix")
-    p.add_argument("--features", default="paper3ch", choices=["paper3ch", "mono3x"],
+    p.add_argument("--features", default="paper3ch", choices=FEATURE_VARIANTS,
                    help="paper3ch: 3 window/hop pairs (default); mono3x: 25/10 ms replicated")
-    p.add_argument("--mel-scale", default="htk", choices=["htk", "slaney"],
+    p.add_argument("--mel-scale", default="htk", choices=MEL_SCALES,
                    help="htk: the paper's torchaudio mel spectrogram (default); slaney: the earlier librosa "
                         "recipe, which finds dataset versions built before htk became the default")
-    p.add_argument("--kind", default="logmel", choices=["logmel", "logspec", "mfcc", "gammatone"],
+    p.add_argument("--kind", default="logmel", choices=FEATURE_KINDS,
                    help="what each channel holds: log-mel (the paper, default), log spectrogram, MFCC, gammatone")
-    p.add_argument("--num-channels", type=int, default=3, choices=[1, 3],
+    p.add_argument("--num-channels", type=int, default=3, choices=NUM_CHANNELS,
                    help="3: one per window/hop pair (default); 1: the 25 ms / 10 ms pair only")
     p.add_argument("--n-mfcc", type=int, default=40, help="MFCC coefficients kept with --kind mfcc (default 40)")
     p.add_argument("--augment-copies", type=int, default=0, help="K pitch/stretch copies per clip (default 0)")
@@ -65,16 +67,16 @@ def _add_train(sub) -> None:
     p.add_argument("--weights", default=None, help="ImageNet weights file or s3:// URI (torchvision models)")
     p.add_argument("--fold", type=int, required=True, help="test fold")
     p.add_argument("--valid-fold", type=int, default=None, help="default: the fold after the test fold")
-    p.add_argument("--split", default="nested", choices=["nested", "paper"],
+    p.add_argument("--split", default="nested", choices=SPLIT_MODES,
                    help="nested: train / a whole valid fold / test (valid_selected); paper: train on every fold "
                         "but the test fold, no valid fold (the paper's protocol; best_epoch and last_epoch only)")
-    p.add_argument("--augmented", default="draw", choices=["draw", "all", "none"],
+    p.add_argument("--augmented", default="draw", choices=AUGMENTED_MODES,
                    help="the dataset's augmented copies: draw one per clip afresh each epoch (the paper), use "
                         "all every epoch, or none")
     p.add_argument("--standardize", action="store_true",
                    help="standardise each input channel with the training folds' mean/std (not the paper)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--schedule", default="paper", choices=["paper", "paper-random", "soundclr"],
+    p.add_argument("--schedule", default="paper", choices=list(SCHEDULE_PRESETS),
                    help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350; "
                         "soundclr: AdamW 5e-4, batch 128, 800 epochs, 10 warm-up epochs then x0.98 per epoch")
     p.add_argument("--epochs", type=int, default=None, help="override the schedule's epochs")
@@ -216,7 +218,7 @@ def confirm_cost(plan, args) -> bool:
 
 
 def _add_split_override(p) -> None:
-    p.add_argument("--split", default=None, choices=["nested", "paper"],
+    p.add_argument("--split", default=None, choices=SPLIT_MODES,
                    help="override the plan's split mode (README 'Protocols'); trials of both modes can share "
                         "one results root: they have different ids and the tables label them")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from orchestrator.errors import ConfigError, ConfigValueError
+from orchestrator.study import AUGMENT_HASH_DEFAULTS, SPLIT_MODES, without_defaults
 
 T = TypeVar("T")
 
@@ -27,34 +28,96 @@ STRICT: dict[str, Any] = {"extra": "forbid", "strict": True}
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> T:
     """Build config dataclass ``cls`` from plan/JSON data, validated by pydantic (strict types, tuple lengths,
-    unions, unknown keys); every problem becomes one line ``where.key.path: what is wrong (got value)``.
-
-    The classes' own ``__post_init__`` checks (ranges, allowed names) run too and keep their messages.
-    """
+    unions, unknown keys) and by the classes' own checks (``__post_init__``: ranges, allowed names); every
+    problem becomes one line ``where.key.path: what is wrong (got value)``, all of them in one ConfigError."""
     built, problems = _validate(cls, data, where)
     if problems:
         raise ConfigError("; ".join(problems))
     return built
 
 
-def schema_problems(cls: type, data: dict[str, Any], where: str) -> list[str]:
-    """Every unknown key and wrongly typed value of ``data`` against ``cls``, worded as :func:`from_dict` words
-    them; the classes' own value checks (``__post_init__``) are left to the caller."""
-    try:
-        return _validate(cls, data, where, own_checks=False)[1]
-    except ConfigError:  # a check that is not a ConfigValueError stops validation: the caller's checks report it
-        return []
+def config_problems(cls: type, data: dict[str, Any] | None, where: str) -> list[str]:
+    """Every problem of ``data`` as ``cls``, worded as :func:`from_dict` words them (empty: it is valid)."""
+    return _validate(cls, data, where)[1]
 
 
-def _validate(cls: type[T], data: dict[str, Any] | None, where: str,
-              own_checks: bool = True) -> tuple[T | None, list[str]]:
+_ROUNDS = 8  # a section is dropped per round; plans nest about four deep
+
+
+def _validate(cls: type[T], data: dict[str, Any] | None, where: str) -> tuple[T | None, list[str]]:
+    """``(instance, [])`` or ``(None, every problem)``. pydantic runs a class's own checks only once its fields
+    are valid, so after each failing round the fields at fault are dropped (they fall back to their defaults)
+    and the rest is validated again: the enclosing classes' own checks then report too. A class whose own
+    field was dropped for its type is not checked again (it would judge the default, not the user's value),
+    and keys missing in a later round are only the dropped ones."""
     from pydantic import ValidationError  # imported where configuration enters, not with the config classes
 
-    try:
-        return _adapter(cls).validate_json(json.dumps(data or {}, default=str)), []
-    except ValidationError as exc:
-        errors = [e for e in exc.errors() if own_checks or e["type"] != "value_error"]
-        return None, [_problem(cls, error, where) for error in errors]
+    data = json.loads(json.dumps(data or {}, default=str))
+    problems: list[str] = []
+    retyped: set[tuple] = set()  # classes (locations) one of whose fields was dropped for a wrong type
+    for round_ in range(_ROUNDS):
+        try:
+            built = _adapter(cls).validate_json(json.dumps(data))
+        except ValidationError as exc:
+            errors = exc.errors()
+            shown = [e for e in errors if round_ == 0 or (
+                e["type"] != "missing" and not (e["type"] == "value_error" and tuple(e["loc"]) in retyped))]
+            problems += [p for e in shown for p in _problem(cls, e, where) if p not in problems]
+            dropped = _drop(cls, data, [e["loc"] for e in errors])
+            retyped |= {tuple(path[:-1]) for path, e in zip(dropped, errors)
+                        if path and e["type"] not in ("value_error", "unexpected_keyword_argument")}
+            if not any(dropped):
+                break
+            continue
+        return (None if problems else built), problems
+    return None, problems
+
+
+def _drop(cls: type, data: dict[str, Any], locs: list[tuple]) -> list[list[str]]:
+    """Remove from ``data`` the config field at fault for each error location (see :func:`_field_path`); the
+    path dropped for each location ([] when none)."""
+    dropped = []
+    for loc in locs:
+        path = _field_path(cls, loc)
+        section = data
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, dict) else None
+        if path and isinstance(section, dict) and path[-1] in section:
+            del section[path[-1]]
+            dropped.append(path)
+        else:
+            dropped.append([])
+    return dropped
+
+
+def _field_path(cls: type, loc: tuple) -> list[str]:
+    """The leading part of ``loc`` that names a field of a config dataclass: through optionals and mappings of
+    config classes (``datasets.fsdd.preprocess``), up to a list index or a scalar. Never a mapping's entry
+    itself: an entry dropped would be a problem of its own (an empty ``datasets``), so the field goes too."""
+    path: list[str] = []
+    entry_of: type | None = None  # the config class of a mapping's entries, when the path is at such a mapping
+    at_entry = False
+    for part in loc:
+        if entry_of is not None and not isinstance(part, int):
+            path.append(part)
+            cls, entry_of, at_entry = entry_of, None, True
+            continue
+        if isinstance(part, int) or cls is None or not dataclasses.is_dataclass(cls):
+            break
+        path.append(part)
+        hint = typing.get_type_hints(cls).get(part)
+        cls, at_entry = _dataclass_in(hint), False
+        if typing.get_origin(hint) is dict:
+            entry_of = _dataclass_in(typing.get_args(hint)[1])
+    return path[:-1] if at_entry else path
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The config dataclass ``hint`` is, or is an optional of; None for anything else (dicts, tuples, scalars)."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and dataclasses.is_dataclass(args[0]) else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,21 +127,36 @@ def _adapter(cls: type) -> Any:
     return TypeAdapter(cls)
 
 
-def _problem(cls: type, error: dict[str, Any], where: str) -> str:
-    """One pydantic error as ``path: message``; an unknown key lists the valid keys of its section."""
+def _problem(cls: type, error: dict[str, Any], where: str) -> list[str]:
+    """One pydantic error as ``path: message`` lines; an unknown key lists the valid keys of its section, a
+    class's own check (ConfigValueError) gives each of its problems, named where the section really is."""
     loc = error["loc"]
     path = _path(loc, where) or cls.__name__
-    if error["type"] == "value_error":  # a class's own check (ConfigValueError): its message names the key
-        return str(error["ctx"]["error"])
+    if error["type"] == "value_error":
+        exc = error["ctx"]["error"]
+        return [_placed(p, getattr(exc, "section", ""), _path(loc, where))
+                for p in getattr(exc, "problems", [str(exc)])]
     if error["type"] == "unexpected_keyword_argument":
         section = _section(cls, [str(part) for part in loc[:-1] if not isinstance(part, int)])
         valid = f"; valid keys: {', '.join(sorted(f.name for f in dataclasses.fields(section)))}" if section else ""
-        return f"unknown key(s) {path}{valid}"
+        return [f"unknown key(s) {path}{valid}"]
     if error["type"] == "missing":
-        return (f"{_path(loc[:-1], where)}: too few values ({loc[-1]} given)" if isinstance(loc[-1], int)
-                else f"missing key {path}")
+        return [f"{_path(loc[:-1], where)}: too few values ({loc[-1]} given)" if isinstance(loc[-1], int)
+                else f"missing key {path}"]
     got = f" (got {error['input']!r})" if not isinstance(error.get("input"), dict) else ""
-    return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{got}"
+    return [f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{got}"]
+
+
+def _placed(problem: str, section: str, where: str) -> str:
+    """``problem`` of a section usually at ``section`` (``optim.lr must be > 0``), named at ``where`` instead
+    (``plan.random_optim.lr must be > 0``); a problem of a section without a name gets ``where: `` before it."""
+    if not where or where == section:
+        return problem
+    if not section:
+        return f"{where}: {problem}"
+    if problem.startswith(section) and problem[len(section):len(section) + 1] in (".", " "):
+        return where + problem[len(section):]
+    return problem
 
 
 def _path(loc: tuple, where: str) -> str:
@@ -106,21 +184,6 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(obj)))
 
 
-def without_defaults(payload: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``payload`` less the fields ``defaults`` names ("section.key" paths) while they hold the value given
-    there: how a field added after results existed stays out of a hash at its old-behaviour value, so ids and
-    version names written before it keep matching (any other value is a new id)."""
-    payload = json.loads(json.dumps(payload))  # a deep copy; nested sections are edited below
-    for path, default in defaults.items():
-        *parents, key = path.split(".")
-        section = payload
-        for name in parents:
-            section = section.get(name) if isinstance(section, dict) else None
-        if isinstance(section, dict) and key in section and section[key] == default:
-            del section[key]
-    return payload
-
-
 def stable_hash(payload: Any, length: int = 12) -> str:
     """A short content hash of a JSON-serialisable payload (sorted keys), used for version folders."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -136,6 +199,7 @@ MEL_SCALES = ("htk", "slaney")
 # logmel (the paper's), logspec (log power of every FFT bin), mfcc (the DCT-II of the log-mel bands, first
 # n_mfcc), gammatone (log power through a 4th-order gammatone filterbank on the ERB scale). orchestrator/features.py.
 FEATURE_KINDS = ("logmel", "logspec", "mfcc", "gammatone")
+NUM_CHANNELS = (1, 3)  # 3: one channel per (window, hop) pair (the paper); 1: the first pair only
 
 
 @dataclass(frozen=True)
@@ -166,30 +230,32 @@ class FeatureConfig:
     n_mfcc: int = 40  # MFCC coefficients kept (kind mfcc); the paper does not give its value
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.kind not in FEATURE_KINDS:
-            raise ConfigValueError(f"features.kind must be one of {FEATURE_KINDS}, got {self.kind!r}")
-        if self.num_channels not in (1, 3):
-            raise ConfigValueError(f"features.num_channels must be 1 or 3, got {self.num_channels!r}")
+            problems.append(f"features.kind must be one of {FEATURE_KINDS}, got {self.kind!r}")
+        if self.num_channels not in NUM_CHANNELS:
+            problems.append(f"features.num_channels must be 1 or 3, got {self.num_channels!r}")
         if self.num_channels == 1 and self.variant == "mono3x":
-            raise ConfigValueError("features.variant mono3x replicates one channel 3 times: use num_channels 3 with it")
+            problems.append("features.variant mono3x replicates one channel 3 times: use num_channels 3 with it")
         if not 1 <= self.n_mfcc <= self.n_mels:
-            raise ConfigValueError(f"features.n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
+            problems.append(f"features.n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.variant not in FEATURE_VARIANTS:
-            raise ConfigValueError(f"features.variant must be one of {FEATURE_VARIANTS}, got {self.variant!r}")
+            problems.append(f"features.variant must be one of {FEATURE_VARIANTS}, got {self.variant!r}")
         if self.mel_scale not in MEL_SCALES:
-            raise ConfigValueError(f"features.mel_scale must be one of {MEL_SCALES} (htk: the paper's torchaudio "
-                              f"defaults; slaney: the earlier librosa recipe), got {self.mel_scale!r}")
+            problems.append(f"features.mel_scale must be one of {MEL_SCALES} (htk: the paper's torchaudio "
+                            f"defaults; slaney: the earlier librosa recipe), got {self.mel_scale!r}")
         if len(self.windows_ms) != 3 or len(self.hops_ms) != 3:
-            raise ConfigValueError("features.windows_ms and features.hops_ms need exactly 3 values (one per channel)")
+            problems.append("features.windows_ms and features.hops_ms need exactly 3 values (one per channel)")
         if any(h <= 0 for h in self.hops_ms) or any(w <= 0 for w in self.windows_ms):
-            raise ConfigValueError("features.windows_ms and features.hops_ms must be positive")
-        if max(self.windows_ms) > self.n_fft_ms:
-            raise ConfigValueError("features.windows_ms cannot exceed features.n_fft_ms")
+            problems.append("features.windows_ms and features.hops_ms must be positive")
+        if self.windows_ms and max(self.windows_ms) > self.n_fft_ms:
+            problems.append("features.windows_ms cannot exceed features.n_fft_ms")
         for name in ("n_mels", "height"):
             if getattr(self, name) < 1:
-                raise ConfigValueError(f"features.{name} must be >= 1")
+                problems.append(f"features.{name} must be >= 1")
         if self.width is not None and self.width < 1:
-            raise ConfigValueError("features.width must be >= 1")
+            problems.append("features.width must be >= 1")
+        raise_problems(problems, "features")
 
 
 AUGMENT_KINDS = ("paper", "soundclr")
@@ -213,21 +279,24 @@ class AugmentConfig:
     kind: str = "paper"  # paper | soundclr (class docstring)
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.copies < 0:
-            raise ConfigValueError("augment.copies must be >= 0")
+            problems.append("augment.copies must be >= 0")
         lo, hi = self.stretch_range
         if not 0 < lo <= hi:
-            raise ConfigValueError("augment.stretch_range must be 0 < low <= high")
+            problems.append("augment.stretch_range must be 0 < low <= high")
         if self.pitch_semitones[0] > self.pitch_semitones[1]:
-            raise ConfigValueError("augment.pitch_semitones must be (low, high) with low <= high")
+            problems.append("augment.pitch_semitones must be (low, high) with low <= high")
         if self.kind not in AUGMENT_KINDS:
-            raise ConfigValueError(f"augment.kind must be one of {AUGMENT_KINDS}, got {self.kind!r}")
+            problems.append(f"augment.kind must be one of {AUGMENT_KINDS}, got {self.kind!r}")
+        raise_problems(problems, "augment")
+
 
     def identity(self) -> dict[str, Any]:
         """What the dataset version hashes: every field, except fields added later while they hold the value
         that reproduces the old output (``kind: paper``), so versions written before they existed keep their
         names and are reused."""
-        return without_defaults(to_dict(self), {"kind": "paper"})
+        return without_defaults(to_dict(self), AUGMENT_HASH_DEFAULTS)
 
 
 SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
@@ -281,19 +350,23 @@ class OptimConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing (paper: 0; DeiT/ConvNeXt: 0.1)
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         for key, ok, rule in (("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
                               ("batch_size", self.batch_size >= 1, ">= 1"), ("epochs", self.epochs >= 1, ">= 1"),
                               ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"), ("gamma", self.gamma > 0, "> 0"),
                               ("mixup_alpha", self.mixup_alpha >= 0, ">= 0 (0: off)"),
-                              ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)")):
+                              ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                              ("step_size", self.step_size >= 0, ">= 0")):
             if not ok:
-                raise ConfigValueError(f"optim.{key} must be {rule}, got {getattr(self, key)!r}")
+                problems.append(f"optim.{key} must be {rule}, got {getattr(self, key)!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigValueError(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            problems.append(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
-            raise ConfigValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            problems.append(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.schedule != "step" and self.milestones:
-            raise ConfigValueError("optim.milestones only apply to schedule 'step'; remove them or use schedule: step")
+            problems.append("optim.milestones only apply to schedule 'step'; remove them or use schedule: step")
+        raise_problems(problems, "optim")
+
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "OptimConfig":
@@ -321,8 +394,10 @@ class MaskConfig:
     fill: str = "max"
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.fill not in MASK_FILLS:
-            raise ConfigValueError(f"mask.fill must be one of {MASK_FILLS}, got {self.fill!r}")
+            problems.append(f"mask.fill must be one of {MASK_FILLS}, got {self.fill!r}")
+        raise_problems(problems, "mask")
 
 
 LOSSES = ("ce", "hybrid")
@@ -371,22 +446,24 @@ class LossConfig:
     positiveless: str | None = None  # zero (SoundCLR) | exclude: anchors without a positive; None: zero
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.name == "supcon":
-            raise ConfigValueError(SUPCON_REMOVED)
-        if self.name not in LOSSES:
-            raise ConfigValueError(f"loss.name must be one of {LOSSES}, got {self.name!r}")
+            problems.append(SUPCON_REMOVED)
+        elif self.name not in LOSSES:
+            problems.append(f"loss.name must be one of {LOSSES}, got {self.name!r}")
         if not 0 <= self.alpha <= 1 or self.temperature <= 0:
-            raise ConfigValueError("loss.alpha must be in [0, 1] and loss.temperature > 0")
+            problems.append("loss.alpha must be in [0, 1] and loss.temperature > 0")
         if self.name == "hybrid" and self.alpha == 1:
-            raise ConfigValueError("loss.alpha 1 gives cross-entropy weight 0: the classifier head is never trained "
-                              "(chance accuracy); use alpha < 1 (SoundCLR: 0.5)")
+            problems.append("loss.alpha 1 gives cross-entropy weight 0: the classifier head is never trained "
+                            "(chance accuracy); use alpha < 1 (SoundCLR: 0.5)")
         for key, valid, default in (("projection", PROJECTIONS, DEFAULT_PROJECTION),
                                     ("positiveless", POSITIVELESS, DEFAULT_POSITIVELESS)):
             value = getattr(self, key)
             if value is not None and value not in valid:
-                raise ConfigValueError(f"loss.{key} must be one of {valid}, got {value!r}")
+                problems.append(f"loss.{key} must be one of {valid}, got {value!r}")
             if value is None and self.name != "ce":
                 object.__setattr__(self, key, default)  # frozen dataclass: resolve the default once, here
+        raise_problems(problems, "loss")
 
 
 # Checkpoint every 10 epochs by default, and always after the last. Measured (benchmarks/trial_footprint.py,
@@ -397,36 +474,44 @@ class LossConfig:
 CHECKPOINT_EVERY = 10
 
 
-def check_gpu_share(gpus: float, num_workers: int, key: str) -> None:
+def gpu_share_problems(gpus: float, num_workers: int, key: str) -> list[str]:
     """GPUs per worker: 0 (CPU), a fraction of one GPU (several single-worker trials share it), or a whole
     number. DDP trials (several workers) need whole GPUs: NCCL cannot put two ranks on one device."""
     if gpus < 0:
-        raise ConfigValueError(f"{key} must be >= 0, got {gpus}")
+        return [f"{key} must be >= 0, got {gpus}"]
     if gpus > 1 and gpus != int(gpus):
-        raise ConfigValueError(f"{key} {gpus}: above 1 it must be a whole number of GPUs")
+        return [f"{key} {gpus}: above 1 it must be a whole number of GPUs"]
     if num_workers > 1 and 0 < gpus < 1:
-        raise ConfigValueError(f"{key} {gpus}: fractional GPUs only for single-worker trials (num_workers is "
-                          f"{num_workers}); DDP ranks need a whole GPU each")
+        return [f"{key} {gpus}: fractional GPUs only for single-worker trials (num_workers is {num_workers}); "
+                "DDP ranks need a whole GPU each"]
+    return []
 
 
-def resource_bundle(cpus: float, gpus: float, custom: dict[str, float], memory: int = 0) -> dict[str, float]:
-    """One worker's Ray resource request: CPUs, custom resources, the GPU share when there is one, and its
-    private host memory in bytes when known (``orchestrator.memory``: the dataset is shared, not counted)."""
-    bundle = {"CPU": cpus, **custom}
-    if gpus > 0:
-        bundle["GPU"] = gpus
-    if memory > 0:
-        bundle["memory"] = memory
-    return bundle
+def run_setting_problems(config: Any, prefix: str) -> list[str]:
+    """The settings a plan hands to each of its trials as they are (split mode, augmented copies, checkpoint
+    period, data cache cap), checked by one rule for ``Plan`` (``prefix`` "plan.") and ``TrialConfig``."""
+    problems = []
+    if config.split not in SPLIT_MODES:
+        problems.append(f"{prefix}split must be one of {SPLIT_MODES}, got {config.split!r}")
+    if config.augmented not in AUGMENTED_MODES:
+        problems.append(f"{prefix}augmented must be one of {AUGMENTED_MODES}, got {config.augmented!r}")
+    if config.checkpoint_every < 1:
+        problems.append(f"{prefix}checkpoint_every must be >= 1 (epochs between checkpoints), "
+                        f"got {config.checkpoint_every}")
+    if config.data_cache_gb < 0:
+        problems.append(f"{prefix}data_cache_gb must be >= 0 (GB; 0: RETHINK_AUDIO_DATA_CACHE_GB, else half the "
+                        f"disk), got {config.data_cache_gb}")
+    return problems
+
+
+def raise_problems(problems: list[str], section: str) -> None:
+    """A config class's own check: every problem it found at once (``section``: where its keys usually are)."""
+    if problems:
+        raise ConfigValueError(problems, section)
 
 
 # Phase 1's batch sizes (orchestrator.search's space); the largest sizes a searching plan's memory request.
 SEARCH_BATCH_SIZES = (16, 32, 64)
-
-# How a trial's folds are used. nested: train on k-2 folds, a whole validation fold picks the epoch
-# (valid_selected), the test fold is never read for a choice. paper: train on the k-1 folds that are not the
-# test fold, as the paper does; there is no validation fold, so only best_epoch and last_epoch exist.
-SPLIT_MODES = ("nested", "paper")
 
 # How a trial trains on a dataset's augmented copies (``augment.copies`` K per clip, made offline). draw: the
 # paper's protocol, every epoch each training clip once as is plus one of its K copies drawn afresh; all:
@@ -469,41 +554,19 @@ class TrialConfig:
     # RETHINK_AUDIO_DATA_CACHE_GB, else half of the cache folder's disk
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.num_workers < 1:
-            raise ConfigValueError("num_workers must be >= 1")
-        if self.split not in SPLIT_MODES:
-            raise ConfigValueError(f"split must be one of {SPLIT_MODES}, got {self.split!r}")
-        if self.augmented not in AUGMENTED_MODES:
-            raise ConfigValueError(f"augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
+            problems.append("num_workers must be >= 1")
+        problems += run_setting_problems(self, "")
         if self.split == "paper" and self.valid_fold is not None:
-            raise ConfigValueError("valid_fold is only for split 'nested': split 'paper' has no validation fold")
-        if self.checkpoint_every < 1:
-            raise ConfigValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if self.data_cache_gb < 0:
-            raise ConfigValueError(f"data_cache_gb must be >= 0 (0: the environment's or half the disk), "
-                                   f"got {self.data_cache_gb}")
-        check_gpu_share(self.gpus_per_worker if self.use_gpu else 0.0, self.num_workers, "gpus_per_worker")
+            problems.append("valid_fold is only for split 'nested': split 'paper' has no validation fold")
+        problems += gpu_share_problems(self.gpus_per_worker if self.use_gpu else 0.0, self.num_workers,
+                                       "gpus_per_worker")
         if self.loss.name != "ce":
             # Both act on the cross-entropy of hard labels; the hybrid's SupCon term needs each sample's one
             # class for its positives, which a mixed sample does not have.
             for key in ("mixup_alpha", "label_smoothing"):
                 if getattr(self.optim, key):
-                    raise ConfigValueError(f"optim.{key} applies to loss 'ce' only, not {self.loss.name!r} (SupCon "
-                                      f"needs one hard label per sample): set optim.{key}: 0 or loss.name: ce")
-
-
-# Fields added after results existed ("section.key" paths), left out of the id while they hold the value that
-# reproduces the old behaviour: trials of configurations that predate a field keep their ids (and are reused,
-# not retrained), while any other value is a different trial.
-ID_DEFAULTS: dict[str, Any] = {
-    # the old behaviour: no split modes; every stored copy, every epoch; inputs as they are
-    "split": "nested", "augmented": "all", "standardize": False,
-    # Adam + StepLR/MultiStepLR without warm-up: the paper's recipe, the only one before these fields
-    "optim.optimizer": "adam", "optim.warmup_epochs": 0, "optim.schedule": "step",
-    "optim.mixup_alpha": 0.0, "optim.label_smoothing": 0.0,  # no mixup, hard labels: all trials before them
-    # None: a cross-entropy trial (no projection, no contrastive term). A hybrid trial resolves these to
-    # SoundCLR's linear / zero, which is not what hybrid trials ran before (an MLP head, positiveless anchors
-    # excluded), so they rightly get new ids.
-    "loss.projection": None, "loss.positiveless": None,
-    "mask.fill": "mean",  # masks were filled with the sample mean before; the new default (max) is a new trial
-}
+                    problems.append(f"optim.{key} applies to loss 'ce' only, not {self.loss.name!r} (SupCon "
+                                    f"needs one hard label per sample): set optim.{key}: 0 or loss.name: ce")
+        raise_problems(problems, "")

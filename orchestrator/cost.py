@@ -2,7 +2,7 @@
 
 No Ray, no dataset reads beyond cheap ones: a ``data:`` dataset's ``dataset.json`` card (clip counts per
 fold, augmented copies, input shape), a local FSDD/folder root's file listing; every other dataset's size
-comes from ``OFFICIAL_CLIPS`` (published clip counts) and the plan check's declared folds.
+comes from published clip counts and the declared folds (``orchestrator.dataset_sizes``).
 
 The arithmetic, per trial (the same as cluster/README.md "Costs of plans/paper.yaml"):
 
@@ -20,15 +20,13 @@ longest trial): the ideal packing, a lower bound. Dollars = GPU-hours x instance
 
 Memory (``orchestrator.memory``): the host memory private to each trial (what its Ray Train workers or Ray task ask Ray for as ``memory``),
 its GPU memory, and each dataset version's bytes, mapped once per node and shared by the trials there. With a
-cluster file, trials at once per node follow ``cluster/fit.py``'s rule: the fewest of what CPUs / GPUs allow,
+cluster file, trials at once per node follow ``orchestrator.cluster_fit``'s rule: the fewest of what CPUs / GPUs allow,
 Ray's ``memory`` resource / the private memory, and what the node's RAM holds next to the shared data.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,38 +34,18 @@ from typing import Any
 
 import yaml
 
-from orchestrator.datasets.folds import default_valid_fold
-from orchestrator.errors import ConfigError, RethinkError
+from orchestrator import cluster_fit
+from orchestrator.dataset_sizes import DatasetSize, dataset_size
+from orchestrator.errors import ConfigError
 from orchestrator.memory import PlanMemory, plan_memory
+from orchestrator.study import fold_roles
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 THROUGHPUT_FILE = DATA_DIR / "throughput.csv"
 PRICES_FILE = DATA_DIR / "prices.yaml"
-FIT_FILE = Path(__file__).resolve().parent.parent / "cluster" / "fit.py"
 PAPER_PIXELS = 128 * 250  # the input the throughput table is measured (or estimated) at
 EVAL_SPEEDUP = 3.0  # forward only: evaluation runs ~3x faster than training (cluster/README.md)
 DEFAULT_GPU = "a10g"
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".au")
-
-# Published clip counts. GTZAN has 1,000 clips of which 999 decode (jazz.00054 is corrupt); FSDD 3,000
-# recordings of 6 speakers. Fold lists come from orchestrator.plan_check.DECLARED_FOLDS (GTZAN / folder:
-# options.folds, default 5), the same ones the plan check uses.
-OFFICIAL_CLIPS = {"esc50": 2000, "esc10": 400, "us8k": 8732, "gtzan": 999, "fsdd": 3000}
-
-
-@dataclass(frozen=True)
-class DatasetSize:
-    """What the estimate needs to know about one dataset of a plan."""
-
-    clips_per_fold: dict[int, float]  # original clips per fold
-    copies: int  # augmented copies per clip (0: none)
-    pixels: int  # height x width of one input
-    source: str  # where the counts come from (shown in the preview)
-
-    @property
-    def folds(self) -> list[int]:
-        return sorted(self.clips_per_fold)
-
 
 @dataclass
 class Row:
@@ -102,7 +80,8 @@ class Deployment:
 
 @dataclass(frozen=True)
 class NodeMemory:
-    """Trials one node of an instance type of the cluster holds by resources and by memory (``cluster/fit.py``)."""
+    """Trials one node of an instance type of the cluster holds by resources and by memory
+    (``orchestrator.cluster_fit``)."""
 
     instance: str
     node_types: tuple[str, ...]
@@ -173,69 +152,14 @@ def load_prices(path: Path = PRICES_FILE) -> dict[str, Any]:
                           f"on_demand, spot}}}}): {exc}") from None
 
 
-# ---------------------------------------------------------------- dataset sizes
-
-
-def dataset_size(dataset) -> DatasetSize | None:
-    """Size of one ``DatasetPlan``: its card when it names a finished version, else the official sizes;
-    None when neither is known (a ``folder`` dataset whose root cannot be listed)."""
-    if dataset.data is not None:
-        return _card_size(dataset.data)
-    from orchestrator.datasets import get_dataset
-    from orchestrator.plan_check import DECLARED_FOLDS, SEEDED_FOLDS_DEFAULT
-
-    pre = dataset.preprocess
-    name = get_dataset(pre.dataset).name
-    pixels = pre.features.height * (pre.features.width or get_dataset(name).width)
-    folds = DECLARED_FOLDS.get(name) or list(range(1, int(pre.options.get("folds", SEEDED_FOLDS_DEFAULT)) + 1))
-    listed = _listed_clips(name, Path(pre.root)) if "://" not in pre.root else None
-    if listed:
-        count, speakers, source = listed
-        folds = list(range(1, speakers + 1)) if speakers else folds  # FSDD: a subset may have fewer speakers
-    elif name in OFFICIAL_CLIPS:
-        count, source = OFFICIAL_CLIPS[name], "official size"
-    else:
-        return None
-    return DatasetSize({f: count / len(folds) for f in folds}, pre.augment.copies, pixels, source)
-
-
-def _listed_clips(name: str, root: Path) -> tuple[int, int, str] | None:
-    """(clips, speakers or 0, source) from a local directory listing, for datasets whose size varies by
-    copy: FSDD (the bundled subset has 600 recordings) and generic folders."""
-    if name == "fsdd" and (root / "recordings").is_dir():
-        files = [p.name for p in (root / "recordings").glob("*.wav")]
-        speakers = {f.split("_")[1] for f in files if f.count("_") == 2}
-        return (len(files), len(speakers), f"{len(files)} files listed") if files else None
-    if name == "folder" and root.is_dir():
-        count = sum(1 for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-        return (count, 0, f"{count} files listed") if count else None
-    return None
-
-
-def _card_size(uri: str) -> DatasetSize | None:
-    """Counts from a dataset version's card; None (size unknown) when the card cannot be read here."""
-    from orchestrator import spectra
-
-    try:
-        card = spectra.read_card(uri)
-        per_fold = {int(f): float(n) for f, n in card["counts"]["per_fold"].items()}
-        _, height, width = card["spec"]["shape"]
-        copies = int((card.get("augment") or {}).get("copies", 0))
-    except (RethinkError, OSError, KeyError, TypeError, ValueError):
-        return None
-    return DatasetSize(per_fold, copies, int(height) * int(width), f"card {uri}")
-
-
 # ---------------------------------------------------------------- per trial
 
 
 def samples_per_epoch(size: DatasetSize, trial) -> tuple[float, float]:
     """(train, eval) samples of one epoch of ``trial`` (a ``TrialConfig``) on a dataset of ``size``."""
-    folds = size.folds
-    eval_folds = {trial.fold}
-    if trial.split == "nested" and trial.fold in folds:
-        eval_folds.add(default_valid_fold(folds, trial.fold) if trial.valid_fold is None else trial.valid_fold)
-    train = sum(n for f, n in size.clips_per_fold.items() if f not in eval_folds)
+    roles = fold_roles(size.folds, trial.fold, trial.valid_fold, trial.split)
+    eval_folds = {roles.test, *roles.valid}
+    train = sum(size.clips_per_fold[f] for f in roles.train)
     if trial.max_train_clips:
         train = min(train, trial.max_train_clips)
     factor = {"draw": 2, "all": 1 + size.copies}.get(trial.augmented, 1) if size.copies else 1
@@ -275,13 +199,13 @@ def estimate(plan, gpu: str | None = None, cluster: str | Path | None = None, *,
                       gpus_per_trial=plan.resources.num_workers * plan.resources.gpus_per_worker,
                       memory=plan_memory(plan))
     result.notes += _notes(result, plan, rates)
-    shape = None  # cluster/fit.py's TrialShape: the bundle, private memory included, and the data per node
+    shape = None  # orchestrator.cluster_fit's TrialShape: the bundle, private memory included, and the data per node
     if cluster_nodes:
-        shape = _fit_module().plan_shape(plan, result.memory)
+        shape = cluster_fit.plan_shape(plan, result.memory)
         hosts = [n for n in cluster_nodes if n["gpus"] > 0 or not uses_gpu]
         result.node_memory = _node_memory(shape, hosts)
         # Ray's scheduler counts its memory resource, not RAM or the shared data: say where it would over-commit
-        result.notes += [line for n in hosts if (line := _fit_module().overcommit(shape, n["node"]))]
+        result.notes += [line for n in hosts if (line := cluster_fit.overcommit(shape, n["node"]))]
     if uses_gpu:
         result.deployments = _deployments(result, plan, cluster_nodes, prices, shape)
     return result
@@ -336,57 +260,16 @@ def _notes(result: Estimate, plan, rates) -> list[str]:
 # ---------------------------------------------------------------- clusters and prices
 
 
-def _fit_module():
-    """``cluster/fit.py`` (node types and the trial-fit rule), loaded once from the repository: it is a
-    script next to the cluster files, not part of the installed package."""
-    name = "rethink_cluster_fit"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FIT_FILE)
-    if spec is None or not FIT_FILE.exists():
-        raise ConfigError(f"{FIT_FILE} is missing: --cluster needs the repository's cluster/fit.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
 def _cluster_nodes(path: Path, prices: dict[str, Any]) -> list[dict[str, Any]]:
     """Worker node types of a cluster file with their instance type, GPU kind and the cluster's node cap."""
-    fit = _fit_module()
-    try:
-        types = [n for n in fit.node_types(path) if not n.head]
-    except fit.FitError as exc:
-        raise ConfigError(str(exc)) from None
-    raw = yaml.safe_load(path.read_text())
-    instances = _instance_types(raw)
-    cap = int(raw.get("max_workers", 10**9)) if "available_node_types" in raw else 10**9
     nodes = []
-    for node in types:
-        instance = instances.get(node.name)
-        priced = prices["instances"].get(instance, {})
-        nodes.append({"name": node.name, "instance": instance, "resources": node.resources, "node": node,
+    for node in (n for n in cluster_fit.node_types(path) if not n.head):
+        cap = node.cluster_max_workers if node.cluster_max_workers is not None else 10**9
+        priced = prices["instances"].get(node.instance, {})
+        nodes.append({"name": node.name, "instance": node.instance, "resources": node.resources, "node": node,
                       "max_nodes": min(node.max_nodes, cap), "cap": cap, "gpu": priced.get("gpu"),
                       "gpus": int(node.resources.get("GPU", 0))})
     return nodes
-
-
-def _instance_types(raw: dict[str, Any]) -> dict[str, str]:
-    """Node type / group name -> EC2 instance type (launcher ``InstanceType``; KubeRay node affinity on
-    ``node.kubernetes.io/instance-type``)."""
-    if "available_node_types" in raw:
-        return {name: (spec.get("node_config") or {}).get("InstanceType")
-                for name, spec in raw["available_node_types"].items()}
-    found = {}
-    spec = raw.get("spec") or {}
-    for group in (spec.get("rayClusterSpec") or spec).get("workerGroupSpecs") or []:
-        affinity = (((group.get("template") or {}).get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
-        terms = (affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
-        for term in terms:
-            for expr in term.get("matchExpressions") or []:
-                if expr.get("key") == "node.kubernetes.io/instance-type" and expr.get("values"):
-                    found[group.get("groupName")] = expr["values"][0]
-    return found
 
 
 def _by_instance(nodes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -399,12 +282,11 @@ def _by_instance(nodes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
 
 def _node_memory(shape: Any, nodes: list[dict[str, Any]]) -> list[NodeMemory]:
     """Per instance type (its first node type stands for the others, as in the wall time), how many trials of
-    ``shape`` (``cluster/fit.py``'s ``TrialShape``) one node holds and what decides it."""
-    fit = _fit_module()
+    ``shape`` (``orchestrator.cluster_fit.TrialShape``) one node holds and what decides it."""
     out = []
     for instance, members in _by_instance(nodes).items():
         node = members[0]["node"]
-        limits = fit.node_fit(shape, node)
+        limits = cluster_fit.node_fit(shape, node)
         out.append(NodeMemory(
             str(instance or node.name), tuple(m["name"] for m in members), node.ram_bytes, node.reserve_bytes,
             node.resources.get("memory", 0.0), limits.by_resources, limits.by_memory, limits.by_ram,
@@ -415,9 +297,8 @@ def _node_memory(shape: Any, nodes: list[dict[str, Any]]) -> list[NodeMemory]:
 def _deployments(result: Estimate, plan, nodes: list[dict[str, Any]], prices: dict[str, Any],
                  shape: Any = None) -> list[Deployment]:
     """Wall time and dollars per GPU instance type of the cluster (or, without one, per priced instance
-    type of the chosen GPU, with no wall time); trials at once follow ``cluster/fit.py``'s rule for ``shape``,
+    type of the chosen GPU, with no wall time); trials at once follow ``orchestrator.cluster_fit``'s rule for ``shape``,
     memory included."""
-    fit = _fit_module() if nodes else None
     groups = _by_instance([n for n in nodes if n["gpus"] > 0 and n["gpu"] == result.gpu])
     if not nodes:
         groups = {k: [] for k, v in prices["instances"].items() if v["gpu"] == result.gpu}
@@ -427,7 +308,7 @@ def _deployments(result: Estimate, plan, nodes: list[dict[str, Any]], prices: di
         slots = nodes_count = 0
         if members:
             nodes_count = min(sum(m["max_nodes"] for m in members), members[0]["cap"])
-            per_node = fit.node_fit(shape, members[0]["node"]).per_node
+            per_node = cluster_fit.node_fit(shape, members[0]["node"]).per_node
             slots = nodes_count * per_node // plan.resources.num_workers
             if plan.max_concurrent_trials:
                 slots = min(slots, plan.max_concurrent_trials)

@@ -18,7 +18,15 @@ class ConfigError(RethinkError):
 class ConfigValueError(ConfigError, ValueError):
     """A config class's own check failed (``__post_init__``). Also a ValueError, so that pydantic collects it
     with the plan's other problems instead of stopping at it; only the config classes raise it (code that
-    catches ValueError elsewhere never sees a ConfigError it should let through)."""
+    catches ValueError elsewhere never sees a ConfigError it should let through).
+
+    ``problems``: every problem the check found, each starting with ``section`` (the section's usual key path,
+    e.g. ``optim``), which a caller that knows where the section really is (``plan.random_optim``) replaces."""
+
+    def __init__(self, problems: str | list[str], section: str = ""):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.section = section
+        super().__init__("; ".join(self.problems))
 
 
 class ManifestError(RethinkError):

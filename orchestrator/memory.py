@@ -3,7 +3,8 @@
 No torch, no Ray. Three quantities:
 
 * **host memory private to a trial's process** (:func:`host_private_bytes`): what a trial's Ray Train workers
-  or Ray task ask Ray for (``memory``), and what ``cluster/fit.py`` packs nodes by. The process itself (Python, torch, timm, pyarrow, pandas, a Ray worker),
+  or Ray task ask Ray for (``memory``), and what ``orchestrator.cluster_fit`` packs nodes by. The process itself
+  (Python, torch, timm, pyarrow, pandas, a Ray worker),
   the model's weights, gradients and Adam moments, activations (on CPU), the checkpoint being serialised, a few
   batch buffers. Not the dataset: a dataset version is mapped read-only from the node's data cache
   (``orchestrator.data_cache``), one copy per node shared by every trial there.
@@ -157,7 +158,7 @@ class PlanMemory:
 
 def _dataset_shape(dataset) -> tuple[int, int, int] | None:
     """(rows, channels, pixels) of a plan dataset, from its card or its preprocess settings and official size."""
-    from orchestrator.cost import dataset_size
+    from orchestrator.dataset_sizes import dataset_size
 
     size = dataset_size(dataset)
     if size is None:

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from orchestrator.config import (AUGMENTED_MODES, CHECKPOINT_EVERY, SPLIT_MODES, AugmentConfig, FeatureConfig,
-                                 STRICT, LossConfig, MaskConfig, OptimConfig, TrialConfig, check_gpu_share, from_dict,
-                                 to_dict)
-from orchestrator.errors import ConfigError, ConfigValueError
-from orchestrator.plan_check import check_plan_file
+from orchestrator.config import (CHECKPOINT_EVERY, LOSSES, SCHEDULE_PRESETS, STRICT, SUPCON_REMOVED, AugmentConfig,
+                                 FeatureConfig, LossConfig, MaskConfig, OptimConfig, TrialConfig, config_problems,
+                                 from_dict, gpu_share_problems, raise_problems, run_setting_problems)
+from orchestrator.errors import ConfigError
+from orchestrator.plan_check import PlanError, load_yaml, plan_problems
+from orchestrator.study import parse_init
 from orchestrator.tracking import check_uri, local_uri
 
 
@@ -47,8 +46,10 @@ class DatasetPlan:
     folds: tuple[int, ...] = ()  # test folds to run; empty: every fold of the dataset
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if (self.data is None) == (self.preprocess is None):
-            raise ConfigValueError("each dataset needs exactly one of 'data' (a version URI) or 'preprocess'")
+            problems.append("each dataset needs exactly one of 'data' (a version URI) or 'preprocess'")
+        raise_problems(problems, "")
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,11 @@ class SearchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.per_fold and self.fold is not None:
-            raise ConfigValueError(f"plan.search.fold {self.fold} and plan.search.per_fold: per_fold searches every "
-                              "phase-2 test fold on its own; remove plan.search.fold (or set per_fold: false)")
+            problems.append(f"plan.search.fold {self.fold} and plan.search.per_fold: per_fold searches every "
+                            "phase-2 test fold on its own; remove plan.search.fold (or set per_fold: false)")
+        raise_problems(problems, "plan.search")
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,16 @@ class TrackingConfig:
     experiment: str | None = None  # MLflow experiment; default: the plan's name
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.mlflow is not None:
-            check_uri(self.mlflow)
+            try:
+                check_uri(self.mlflow)
+            except ConfigError as exc:  # reported with the plan's other problems
+                problems.append(str(exc))
         elif self.experiment is not None:
-            raise ConfigValueError("plan.tracking.experiment without plan.tracking.mlflow: add the tracking URI "
-                              "(e.g. mlflow: sqlite:///mlflow.db) or remove plan.tracking")
+            problems.append("plan.tracking.experiment without plan.tracking.mlflow: add the tracking URI "
+                            "(e.g. mlflow: sqlite:///mlflow.db) or remove plan.tracking")
+        raise_problems(problems, "plan.tracking")
 
 
 @dataclass(frozen=True)
@@ -129,13 +137,17 @@ class Resources:
     # label such as {"g5.xlarge": 1}, or a fake per-trial resource for tests of the autoscaler
 
     def __post_init__(self) -> None:
-        if self.num_workers < 1 or self.cpus_per_worker < 0:
-            raise ConfigValueError("plan.resources.num_workers must be >= 1 and cpus_per_worker >= 0")
-        check_gpu_share(self.gpus_per_worker, self.num_workers, "plan.resources.gpus_per_worker")
+        problems: list[str] = []
+        if self.num_workers < 1:
+            problems.append(f"plan.resources.num_workers must be >= 1, got {self.num_workers}")
+        if self.cpus_per_worker < 0:
+            problems.append(f"plan.resources.cpus_per_worker must be >= 0, got {self.cpus_per_worker:g}")
+        problems += gpu_share_problems(self.gpus_per_worker, self.num_workers, "plan.resources.gpus_per_worker")
         for name, amount in self.custom.items():
             if amount < 0 or name in ("CPU", "GPU", "memory"):
-                raise ConfigValueError(f"plan.resources.custom.{name}: a custom resource needs an amount >= 0 and "
-                                  "a name other than CPU, GPU, memory")
+                problems.append(f"plan.resources.custom.{name}: a custom resource needs an amount >= 0 and "
+                                "a name other than CPU, GPU, memory")
+        raise_problems(problems, "plan.resources")
 
 
 @dataclass(frozen=True)
@@ -174,57 +186,114 @@ class Plan:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow runs of every trial (opt-in)
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         if not self.datasets:
-            raise ConfigValueError("plan.datasets must name at least one dataset")
-        if self.split not in SPLIT_MODES:
-            raise ConfigValueError(f"plan.split must be one of {SPLIT_MODES}, got {self.split!r}")
-        if self.augmented not in AUGMENTED_MODES:
-            raise ConfigValueError(f"plan.augmented must be one of {AUGMENTED_MODES}, got {self.augmented!r}")
-        if self.checkpoint_every < 1:
-            raise ConfigValueError(f"plan.checkpoint_every must be >= 1 (epochs between checkpoints), "
-                              f"got {self.checkpoint_every}")
-        if self.data_cache_gb < 0:
-            raise ConfigValueError(f"plan.data_cache_gb must be >= 0 (GB; 0: RETHINK_AUDIO_DATA_CACHE_GB, else half "
-                                   f"the disk), got {self.data_cache_gb}")
-        for a in self.ablations:
+            problems.append("plan.datasets must name at least one dataset (a mapping name -> {data: ...} or "
+                            "{preprocess: ...})")
+        for key in ("models", "inits", "losses", "seeds"):
+            if not getattr(self, key):
+                problems.append(f"plan.{key} must be a non-empty list, got [] (a sweep needs at least one; "
+                                "remove the key to use the default)")
+        problems += run_setting_problems(self, "plan.")
+        problems += _loss_problems(self.losses)
+        problems += _init_problems({f"plan.inits[{i}]": mode for i, mode in enumerate(self.inits)})
+        for i, a in enumerate(self.ablations):
+            where = f"plan.ablations[{i}]"
             if a.dataset not in self.datasets:
-                raise ConfigValueError(f"ablation dataset {a.dataset!r} is not in plan.datasets {list(self.datasets)}")
+                problems.append(f"{where}: ablation dataset {a.dataset!r} is not in plan.datasets "
+                                f"{list(self.datasets)}")
+            if not a.inits:
+                problems.append(f"{where}.inits must be a non-empty list of init modes")
+            problems += _init_problems({f"{where}.inits[{j}]": mode for j, mode in enumerate(a.inits)})
+        if self.search.enabled:
+            if self.search.dataset is not None and self.search.dataset not in self.datasets:
+                problems.append(f"plan.search.dataset {self.search.dataset!r} is not in plan.datasets "
+                                f"{list(self.datasets)}")
+            problems += _init_problems({"plan.search.init": self.search.init})
+        for key in ("max_concurrent_trials", "max_failures", "max_folds", "max_train_clips"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                problems.append(f"plan.{key} must be an integer >= 0, got {value!r}")
+        raise_problems(problems, "plan")
+
+
+def _loss_problems(losses: tuple[str, ...]) -> list[str]:
+    """Each loss of the grid a known one (``supcon`` with the reason it is gone)."""
+    return [f"plan.losses[{i}]: {SUPCON_REMOVED}" if loss == "supcon" else
+            f"plan.losses[{i}]: unknown loss {loss!r}; valid: {', '.join(LOSSES)}"
+            for i, loss in enumerate(losses) if loss not in LOSSES]
+
+
+def _init_problems(modes: dict[str, str]) -> list[str]:
+    """``key: what is wrong`` for each init mode (key path -> mode) :func:`orchestrator.study.parse_init` refuses."""
+    problems = []
+    for where, mode in modes.items():
+        try:
+            parse_init(mode)
+        except ConfigError as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
 
 
 def load_plan(path: str | Path, storage: str | None = None) -> Plan:
-    """Read and validate a plan file; ``storage`` overrides the plan's storage URI."""
+    """Read and validate a plan file; ``storage`` overrides the plan's storage URI. Every problem of the plan
+    (repeated YAML keys, unknown keys, bad values, models, folds, weights, tracking) comes in one PlanError."""
     path = Path(path)
-    check_plan_file(path, storage)  # every problem at once (duplicate keys, models, inits, folds, ...)
+    raw = _read_plan(path, storage)
+    problems = check_plan(raw, path.parent)
+    if problems:
+        raise PlanError(str(path), problems)
+    return plan_from_mapping(raw, path.parent)
+
+
+def check_plan(raw: dict[str, Any], base: Path) -> list[str]:
+    """Every problem of a plan file's mapping: the config classes' own (types, keys, values) and the plan
+    check's look at the registries, the catalog and this machine (:func:`orchestrator.plan_check.plan_problems`)."""
+    expanded, problems = _with_presets(raw)
+    return problems + config_problems(Plan, expanded, "plan") + plan_problems(raw, base)
+
+
+def _read_plan(path: Path, storage: str | None) -> dict[str, Any]:
+    """The mapping of the plan file at ``path`` (a repeated key is a PlanError), with ``storage`` if given."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"plan file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"plan file {path} cannot be read: {exc.strerror or exc}") from None
+    raw = load_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a plan is a YAML mapping (name, storage, datasets, ...)")
-    if storage:
-        raw = raw | {"storage": storage}
-    return plan_from_mapping(raw, path.parent)
+    return raw | {"storage": storage} if storage else raw
 
 
 def plan_from_mapping(raw: dict[str, Any], base: Path) -> Plan:
     """The ``Plan`` of a plan file's mapping: presets expanded, typed and validated by the schema, relative
-    paths resolved against ``base``. Unlike :func:`load_plan` it skips :func:`check_plan_file`'s look at this
-    machine (default weights, local dataset cards), so a plan meant for a cluster can be sized anywhere
+    paths resolved against ``base``. Unlike :func:`load_plan` it skips the plan check's look at this machine
+    (default weights, local dataset cards), so a plan meant for a cluster can be sized anywhere
     (``cluster/fit.py``); a schema problem is still a ``ConfigError`` naming its key."""
-    return _resolve_relative(from_dict(Plan, _with_presets(raw), where="plan"), base)
+    expanded, problems = _with_presets(raw)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return _resolve_relative(from_dict(Plan, expanded, where="plan"), base)
 
 
-def _with_presets(raw: dict[str, Any]) -> dict[str, Any]:
-    """``optim: {preset: paper-random, epochs: ...}`` expands the named schedule, then applies overrides."""
-    raw = dict(raw)
+def _with_presets(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``optim: {preset: paper-random, epochs: ...}`` expands the named schedule, then applies overrides; an
+    unknown preset is a problem (and is left out)."""
+    raw, problems = dict(raw), []
     for key in ("optim", "random_optim"):
         section = raw.get(key)
         if isinstance(section, dict) and "preset" in section:
             section = dict(section)
-            raw[key] = to_dict(OptimConfig.preset(section.pop("preset"), **section))
-    return raw
+            name = section.pop("preset")
+            if name in SCHEDULE_PRESETS:
+                section = {**SCHEDULE_PRESETS[name], **section}
+            else:
+                problems.append(f"plan.{key}.preset: unknown schedule preset {name!r}; valid: "
+                                f"{', '.join(SCHEDULE_PRESETS)}")
+            raw[key] = section
+    return raw, problems
 
 
 def _resolve_relative(plan: Plan, base: Path) -> Plan:

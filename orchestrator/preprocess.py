@@ -30,7 +30,8 @@ import pyarrow as pa
 from orchestrator import errors, spectra, storage
 from orchestrator.audio import DEFAULT_MAX_SECONDS, decode_audio
 from orchestrator.augment import augmented_copy
-from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict, without_defaults
+from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
+from orchestrator.study import FEATURE_HASH_DEFAULTS, without_defaults
 from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
 from orchestrator.errors import ConfigError, RethinkError, StorageError
 from orchestrator.features import SpectrogramFeatures, channel_params, featurize_clips
@@ -39,11 +40,7 @@ from orchestrator.ray_runtime import ensure_ray
 
 # Bump when the feature computation changes in a way that alters stored values: new hash, new version.
 FEATURE_CODE_VERSION = 1
-# Feature fields added after versions were first written, with the value that reproduces those versions.
-# At that value a field is left out of the version hash, so an old dataset keeps its folder name and is
-# found and reused; at any other value (mel_scale "htk", the paper's recipe and the default) the hash, and
-# so the folder, is new. The card always records the field.
-FEATURE_HASH_DEFAULTS = {"mel_scale": "slaney", "kind": "logmel", "num_channels": 3, "n_mfcc": 40}
+# FEATURE_HASH_DEFAULTS (orchestrator.study): feature fields added after versions were first written.
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ray.tune.search import Searcher
 
 from orchestrator import storage
 from orchestrator.config import SEARCH_BATCH_SIZES, OptimConfig, TrialConfig, from_dict, to_dict
-from orchestrator.datasets.folds import default_valid_fold
+from orchestrator.study import default_valid_fold
 from orchestrator.errors import RethinkError
 from orchestrator.plan import Plan, expand_grid
 from orchestrator.interrupts import SweepInterrupted, SweepStorageError

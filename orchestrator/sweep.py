@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import spectra, storage
-from orchestrator.config import OptimConfig, TrialConfig, from_dict, resource_bundle, to_dict
+from orchestrator.config import OptimConfig, TrialConfig, from_dict, to_dict
+from orchestrator.study import resource_bundle
 from orchestrator.errors import ConfigError, RethinkError
 from orchestrator.interrupts import SweepInterrupted, SweepStorageError
 from orchestrator.plan import Plan, expand_grid

@@ -31,8 +31,6 @@ from orchestrator.config import OptimConfig, TrialConfig
 from orchestrator.losses import make_loss, split_outputs
 from orchestrator.models import ClassifierWithProjection, create_model, parse_init, standardize_input
 from orchestrator.spec_augment import SpecMask
-
-PROTOCOLS = ("best_epoch", "last_epoch", "valid_selected")
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 

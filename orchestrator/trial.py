@@ -40,17 +40,17 @@ import pyarrow as pa
 import torch
 
 from orchestrator import spectra, storage
-from orchestrator.config import (ID_DEFAULTS, TrialConfig, from_dict, resource_bundle, stable_hash, to_dict,
-                                 without_defaults)
-from orchestrator.datasets.folds import fold_roles
+from orchestrator.config import TrialConfig, from_dict, stable_hash, to_dict
 from orchestrator.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, unwrap
 from orchestrator.errors import ConfigError
 from orchestrator.interrupts import StopCheck, TrialStopped
 from orchestrator.memory import ceil_mib, host_private_bytes
 from orchestrator.trial_data import EvalSplit, load_trial_data
-from orchestrator.training import (PROTOCOLS, DataFeed, EpochProgress, TrialState, TrainStep, build_network,
+from orchestrator.training import (DataFeed, EpochProgress, TrialState, TrainStep, build_network,
                                    evaluate, make_optimizer, make_scheduler, protocol_summary, seed_everything,
                                    shuffled, train_epoch)
+from orchestrator.study import (EXECUTION_ONLY, ID_DEFAULTS, PROTOCOLS, fold_roles, resource_bundle,
+                                selected_protocol, without_defaults)
 
 EVAL_BATCH = 64
 RUNNING_FILE = "running.json"  # host, pid and start point of the process running the trial (see _write_running)
@@ -60,12 +60,9 @@ class InjectedFault(RuntimeError):
     """Raised by the fault-injection hook (tests of retry and resume)."""
 
 
-# How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
-EXECUTION_ONLY = ("checkpoint_every", "custom_resources", "data_cache_gb")
-
 def _identity(cfg: TrialConfig) -> dict[str, Any]:
     """What a trial's id hashes: its config without execution-only keys and without new fields at their
-    backward-compatible defaults (``ID_DEFAULTS``)."""
+    backward-compatible defaults (``orchestrator.study``)."""
     return without_defaults({k: v for k, v in to_dict(cfg).items() if k not in EXECUTION_ONLY}, ID_DEFAULTS)
 
 
@@ -365,8 +362,7 @@ def write_records(config: dict[str, Any], state: TrialState) -> None:
 
 def _predictions_table(config: dict[str, Any], state: TrialState) -> pa.Table:
     frames = []
-    # the selected epoch is valid_selected with a validation fold, best_epoch without one (split "paper")
-    selected = "best_epoch" if config["trial"].get("split") == "paper" else "valid_selected"
+    selected = selected_protocol(config["trial"].get("split"))
     for protocol, snap in ((selected, state.selected), ("last_epoch", state.last)):
         frames.append(pd.DataFrame({
             "trial_id": config["trial_id"], "clip_id": snap["clip_ids"], "fold": config["trial"]["fold"],

@@ -25,11 +25,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import records_fixture as F
-from analysis.collect import COLUMNS, PROTOCOLS, load_epochs, load_predictions, load_results
+from analysis.collect import COLUMNS, load_epochs, load_predictions, load_results
 from analysis.ensembles import ensemble_per_fold, ensemble_summary
 from analysis.tables import build_tables, table_ablation, table_ensembles, table_pretrained_vs_random
 from orchestrator.errors import StorageError
-from orchestrator.training import PROTOCOLS as TRAINING_PROTOCOLS
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,6 @@ def test_load_results_one_row_per_finished_trial(sweep, results):
     assert row["method"] == "ce" and not row["mask"] and row["epochs"] == 3 and row["train_seconds"] == 6.0
     written = pq.read_table(Path(sweep) / "results.parquet").to_pandas()
     pd.testing.assert_frame_equal(written, results, check_like=True)
-    assert PROTOCOLS == TRAINING_PROTOCOLS
 
 
 def test_predictions_and_epochs_carry_the_configuration(sweep, results):

@@ -27,9 +27,9 @@ BAD_VALUES = [
     (AugmentConfig, {"pitch_semitones": [1]}, "plan.augment", "plan.augment.pitch_semitones: too few values (1 given)"),
     (AugmentConfig, {"stretch_range": [0.9, 1.0, 1.2]}, "plan.augment",
      "plan.augment.stretch_range: tuple should have at most 2 items"),
-    (OptimConfig, {"lr": 0}, "plan.optim", "optim.lr must be > 0, got 0.0"),  # range: the class's own check
-    (LossConfig, {"name": "focal"}, "plan.loss", "loss.name must be one of ('ce', 'hybrid'), got 'focal'"),
-    (MaskConfig, {"fill": "noise"}, "plan.mask", "mask.fill must be one of ('max', 'zero', 'mean'), got 'noise'"),
+    (OptimConfig, {"lr": 0}, "plan.optim", "plan.optim.lr must be > 0, got 0.0"),  # the class's own check
+    (LossConfig, {"name": "focal"}, "plan.loss", "plan.loss.name must be one of ('ce', 'hybrid'), got 'focal'"),
+    (MaskConfig, {"fill": "noise"}, "plan.mask", "plan.mask.fill must be one of ('max', 'zero', 'mean'), got 'noise'"),
     (Plan, {"name": "p", "storage": "s", "datasets": {"fsdd": {"data": "d", "folds": ["2"]}}}, "plan",
      "plan.datasets.fsdd.folds[0]: input should be a valid integer (got '2')"),
     (Plan, {"name": "p", "storage": "s", "datasets": {"fsdd": {"data": "d"}}, "resources": {"gpu_per_worker": 1}}, "plan",

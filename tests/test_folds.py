@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from orchestrator.datasets import load_manifest
-from orchestrator.datasets.folds import FoldRoles, Splits, assert_disjoint, fold_roles, fold_splits
+from orchestrator.datasets.folds import Splits, assert_disjoint, fold_splits
+from orchestrator.study import FoldRoles, fold_roles
 from orchestrator.errors import ConfigError
 
 

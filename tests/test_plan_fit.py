@@ -1,4 +1,5 @@
-"""Every shipped plan against every node type of the shipped clusters (cluster/fit.py), offline."""
+"""Every shipped plan against every node type of the shipped clusters (orchestrator.cluster_fit, printed by
+cluster/fit.py), offline."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import yaml
 from sweep_helpers import REPO
 
-from cluster import fit
+from orchestrator import cluster_fit as fit
+
+CLUSTERS = (REPO / "cluster" / "aws-gpu.yaml", REPO / "cluster" / "rayjob.yaml")
 
 PLANS = sorted((REPO / "plans").glob("*.yaml"))
 GIB = 2**30
@@ -18,7 +21,7 @@ GIB = 2**30
 
 @pytest.fixture(scope="module")
 def nodes() -> list[fit.NodeType]:
-    return [n for path in fit.CLUSTERS for n in fit.node_types(path)]
+    return [n for path in CLUSTERS for n in fit.node_types(path)]
 
 
 def test_node_types_are_read_as_ray_sees_them(nodes):
@@ -187,8 +190,8 @@ def test_unreadable_inputs_fail_with_one_line(tmp_path):
     with pytest.raises(fit.FitError, match=r"bad.yaml: cannot read the plan: .*num_worker"):
         fit.trial_shape(bad)
     bad.write_text("available_node_types: {gpu: {node_config: {InstanceType: x9.huge}, max_workers: 1}}\n")
-    with pytest.raises(fit.FitError, match="instance type 'x9.huge' is not in cluster/fit.py INSTANCE_TYPES; add "
-                                           r"it with its vCPUs, GPUs and RAM \(ram_gib\)"):
+    with pytest.raises(fit.FitError, match="instance type 'x9.huge' is not in orchestrator/cluster_fit.py "
+                                           r"INSTANCE_TYPES; add it with its vCPUs, GPUs and RAM \(ram_gib\)"):
         fit.node_types(bad)
     bad.write_text("apiVersion: ray.io/v1\nkind: RayCluster\nspec: {headGroupSpec: {template: {spec: {containers: "
                    "[{name: h, resources: {limits: {cpu: '2'}}}]}}}}\n")

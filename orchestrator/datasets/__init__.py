@@ -1,7 +1,8 @@
 """Dataset catalog: one pure function per dataset from a root folder to a manifest DataFrame.
 
-Facts each dataset needs downstream (native sample rate, default feature width, official folds) are data
-in ``DATASETS``; ``load_manifest(name, root)`` is the one entry point.
+Facts each dataset needs downstream (native sample rate, default feature width) are data in ``DATASETS``;
+its official folds are ``orchestrator.study.OFFICIAL_FOLDS`` (torch- and pandas-free, so the plan check and the
+cost preview read them without this catalog). ``load_manifest(name, root)`` is the one entry point.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Cross-validation splits as a pure function: rows + test fold + split mode -> disjoint train / valid / test.
 
-Two split modes (``orchestrator.config.SPLIT_MODES``):
+Which folds play which role is decided by :func:`orchestrator.study.fold_roles` (torch- and pandas-free, so
+the cost preview uses it too); this module applies it to rows. Two split modes (``orchestrator.study.SPLIT_MODES``):
 
 * ``nested``: validation is a whole fold that is neither train nor test, so epoch and hyper-parameter
   choices never see the test fold (train = k-2 folds: ESC-50 1,200 clips).
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from orchestrator.errors import ConfigError
+from orchestrator.study import fold_roles
 
 
 @dataclass(frozen=True)
@@ -29,44 +30,6 @@ class Splits:
     test: pd.DataFrame
     test_fold: int | str
     valid_fold: int | str | None  # None: split "paper" has no validation fold
-
-
-def default_valid_fold(folds: list[int], test_fold: int) -> int:
-    """The fold after the test fold, cyclically (ESC-50: test 5 -> valid 1)."""
-    ordered = sorted(folds)
-    return ordered[(ordered.index(test_fold) + 1) % len(ordered)]
-
-
-@dataclass(frozen=True)
-class FoldRoles:
-    """Which folds a trial trains on, validates on (none for split "paper") and tests on."""
-
-    train: tuple[int, ...]
-    valid: tuple[int, ...]
-    test: int
-
-
-def fold_roles(folds: list[int], test_fold: int, valid_fold: int | None = None, split: str = "nested") -> FoldRoles:
-    """The one place that decides fold roles: nested = train on k-2 folds, valid = ``valid_fold`` (default:
-    the fold after the test fold), test = ``test_fold``; paper = train on every fold but the test fold."""
-    folds = sorted(int(f) for f in folds)
-    if test_fold not in folds:
-        raise ConfigError(f"test fold {test_fold} is not one of the dataset's folds {folds}")
-    if split == "paper":
-        if valid_fold is not None:
-            raise ConfigError(f"split 'paper' has no validation fold, but valid fold {valid_fold} was given")
-        if len(folds) < 2:
-            raise ConfigError(f"split 'paper' needs >= 2 folds (train, test); the dataset's folds are {folds}")
-        return FoldRoles(tuple(f for f in folds if f != test_fold), (), test_fold)
-    if split != "nested":
-        raise ConfigError(f"split must be 'nested' or 'paper', got {split!r}")
-    if len(folds) < 3:
-        raise ConfigError(f"split 'nested' needs >= 3 folds (train, valid, test); the dataset's folds are {folds}: "
-                          f"use split 'paper' (train on every fold but the test fold)")
-    valid_fold = default_valid_fold(folds, test_fold) if valid_fold is None else valid_fold
-    if valid_fold == test_fold or valid_fold not in folds:
-        raise ConfigError(f"valid fold {valid_fold} must be one of {folds} other than the test fold {test_fold}")
-    return FoldRoles(tuple(f for f in folds if f not in (test_fold, valid_fold)), (valid_fold,), test_fold)
 
 
 def _originals(frame: pd.DataFrame) -> pd.Series:
