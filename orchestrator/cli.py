@@ -361,9 +361,8 @@ def cmd_run(args) -> int:
 
 def preprocess_request(args):
     """The PreprocessRequest of ``rethink-audio preprocess ARGS`` (``--smoke``: orchestrator.plan.smoke_features)."""
-    from orchestrator.preprocess import PreprocessRequest
-
     from orchestrator.plan import smoke_features
+    from orchestrator.preprocess import PreprocessRequest
 
     options = {k: v for k, v in (("folds", args.folds), ("seed", args.seed)) if v is not None}
     settings = {"features": FeatureConfig(variant=args.features, width=args.width, height=args.height,
