@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     tables.add_argument("--out", default=None, help="output folder: local path or s3:// URI (default "
                                                     "<results>/report)")
     tables.add_argument("--storage", default=None, help="with a plan: override its storage")
-    tables.add_argument("--smoke", action="store_true", help="with a plan: its --smoke results; and SVCCA/IG off")
+    tables.add_argument("--smoke", action="store_true", help="with a plan: the results of its --smoke run")
     tables.add_argument("--json", action="store_true", help="a one-line JSON summary on stdout")
     tables.add_argument("--no-svcca", action="store_true", help="skip SVCCA (Fig. 2a): it runs networks on CPU")
     tables.add_argument("--no-ig", action="store_true", help="skip Integrated Gradients (Fig. 3)")
@@ -80,7 +80,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     results = results_of(args.results, args.storage, args.smoke)
     out = args.out or storage.resolve(results).join("report").uri
     storage.check_writable(storage.resolve(out))  # before any work: a wrong bucket fails in seconds
-    svcca, attribution = (False, False) if args.smoke else (not args.no_svcca, not args.no_ig)
+    svcca, attribution = not args.no_svcca, not args.no_ig
     print(f"tables: {results} -> {out} (SVCCA {'on' if svcca else 'off'}, Integrated Gradients "
           f"{'on' if attribution else 'off'})", file=sys.stderr if args.json else sys.stdout)
     written = build_report(results, out, svcca=svcca, attribution=attribution, max_clips=args.max_clips,

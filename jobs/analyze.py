@@ -2,9 +2,9 @@
 
 The tables/figures/report of finished trials: ``rethink-audio tables --results TARGET --json``. TARGET is a
 plan YAML (results = STORAGE/<plan name>, ``--storage``/``--smoke`` as for jobs.sweep) or a results URI
-(local path or s3://); the report goes to ``--out`` (default ``<results>/report``). ``--smoke`` turns off
-SVCCA and Integrated Gradients, which rebuild networks on CPU. Analysis reads trial records only, in this
-job's driver process: it starts no Ray.
+(local path or s3://); the report goes to ``--out`` (default ``<results>/report``). ``--no-svcca`` and
+``--no-ig`` turn off SVCCA and Integrated Gradients, which rebuild networks on CPU. Analysis reads trial
+records only, in this job's driver process: it starts no Ray.
 """
 
 import sys

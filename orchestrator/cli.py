@@ -24,7 +24,7 @@ from orchestrator.study import SPLIT_MODES
 class LeaseLost(RethinkError):
     """This driver's lease on its results root was taken over while it ran."""
 
-DEFAULT_MAX_GPU_HOURS = 10.0  # a sweep estimated above this asks first (issue 13)
+DEFAULT_MAX_GPU_HOURS = 10.0  # a run estimated above this many GPU-hours asks first (never starts unasked)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_FSDD = REPO_ROOT / "data" / "fsdd-mini"
 
@@ -52,15 +52,18 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--folds", type=int, default=None, help="GTZAN/folder: number of seeded folds (default 5)")
     p.add_argument("--seed", type=int, default=None, help="GTZAN/folder: fold assignment seed (default 0)")
     p.add_argument("--strict", action="store_true", help="fail if any file is rejected")
+    p.add_argument("--smoke", action="store_true",
+                   help="32x32 features, at most one augmented copy per clip: the dataset a plan's --smoke uses")
     p.add_argument("--max-duration", type=float, default=600.0, metavar="SECONDS",
                    help="reject clips longer than this (default 600 = 10 minutes)")
-    p.add_argument("--workers", type=int, default=None, help="featurizer actors (default: all CPUs)")
+    p.add_argument("--workers", type=int, default=None, help="featurizer tasks at once (default: all CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="one trial (model, init, fold, seed) on Ray Train")
+    p = sub.add_parser("train", help="one trial (model, init, fold, seed): in this process, or on Ray with "
+                                     "--address / RAY_ADDRESS or --workers > 1")
     p.add_argument("--data", required=True, help="dataset version folder printed by `preprocess`")
     p.add_argument("--model", default="efficientnet_lite0", help="see orchestrator.models.list_models()")
     p.add_argument("--init", default="pretrained", help="pretrained | random | fusion:K | freeze:K | cutoff:K")
@@ -87,7 +90,9 @@ def _add_train(sub) -> None:
     p.add_argument("--mask", action="store_true", help="SoundCLR spectrogram masks (2 freq <= 32, 1 time <= 32)")
     p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, channels_last")
-    p.add_argument("--max-failures", type=int, default=1, help="restarts from the last checkpoint on a crash")
+    p.add_argument("--max-failures", type=int, default=1,
+                   help="restarts by Ray from the last checkpoint on a crash, when the trial runs on Ray; in this "
+                        "process a crash ends the command and running it again resumes from the checkpoint")
     p.add_argument("--out", default="runs/trials", help="trials root: local path or s3:// URI")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
@@ -153,7 +158,8 @@ def _add_sweep_options(p) -> None:
     p.add_argument("--force-unlock", action="store_true",
                    help="break another driver's lease on the results root (only when that driver is gone)")
     p.add_argument("--smoke", action="store_true",
-                   help="one seed, one fold, one epoch, 32x32 inputs (80 for Inception), 64 clips: check a plan cheaply")
+                   help="one seed, one fold, one epoch, 32x32 inputs (80 for Inception), 64 clips: check a plan's "
+                        "whole path cheaply (orchestrator.plan.smoke)")
     _add_split_override(p)
     _add_cost_options(p)
     p.add_argument("--max-gpu-hours", type=float, default=DEFAULT_MAX_GPU_HOURS,
@@ -230,7 +236,7 @@ def _with_split(plan, split: str | None):
 
 
 def _start(plan, args, held: contextlib.ExitStack, *, more_outputs: tuple[str, ...] = ()) -> bool:
-    """What a sweep or a whole run does before any compute: the cost preview (and question), writable storage
+    """What ``sweep``, ``run`` and ``demo`` do before any compute: the cost preview (and question), writable storage
     (a wrong bucket fails before Ray starts), the results root's lease (held in ``held``: a second driver
     exits here), Ray (``--address``, else ``RAY_ADDRESS``, else a private local one) and what it offers. False
     when the user declines the cost (nothing started)."""
@@ -248,7 +254,7 @@ def _start(plan, args, held: contextlib.ExitStack, *, more_outputs: tuple[str, .
         _check_output(storage.resolve(uri))
     held.enter_context(results_lease(plan, args))
     print(f"[{args.command}] plan {plan.name}: results -> {plan_root(plan).uri}", file=sys.stderr, flush=True)
-    ensure_ray(args.address, log_to_driver=args.verbose, quiet=not args.verbose)
+    ensure_ray(args.address, num_cpus=getattr(args, "cpus", None), log_to_driver=args.verbose, quiet=not args.verbose)
     attached = bool(args.address or os.environ.get("RAY_ADDRESS"))
     if attached:
         import ray
@@ -299,6 +305,7 @@ def _check_output(loc) -> None:
 
 
 def _load_for_run(args):
+    """The plan ``sweep``, ``run`` and ``demo`` run: loaded and checked, shrunk by ``--smoke``, ``--split`` applied."""
     from orchestrator.plan import load_plan, smoke
 
     plan = load_plan(args.plan, storage=args.storage)  # every plan problem is reported here, before Ray
@@ -338,32 +345,34 @@ def _add_run(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    """The four stages of orchestrator.pipeline; exit status 1 when a trial failed (rerun to retry it)."""
-    from orchestrator.pipeline import run_plan
+    """The five stages of orchestrator.pipeline; exit status 1 when a trial failed (rerun to retry it)."""
+    from orchestrator.pipeline import ReportOptions, run_stages
 
     plan = _load_for_run(args)
+    report = ReportOptions(args.report, svcca=not args.no_svcca, attribution=not args.no_ig)
     with contextlib.ExitStack() as held:
         if not _start(plan, args, held, more_outputs=(args.report,) if args.report else ()):
             return 1
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            summary = run_plan(plan, args.report, resume=args.resume, smoke=args.smoke, svcca=not args.no_svcca,
-                               attribution=not args.no_ig)
+            summary = run_stages(plan, report, resume=args.resume, quiet=not args.verbose)
     print(json.dumps(summary) if args.json else
           f"run done in {summary['minutes']} min: {summary['finished']}/{summary['trials']} trials finished, "
           f"{len(summary['failed'])} failed; stages {summary['stages']}; report {summary['report']}")
     return 1 if summary["failed"] else 0
 
 
-def _preprocess_request(args):
+def preprocess_request(args):
+    """The PreprocessRequest of ``rethink-audio preprocess ARGS`` (``--smoke``: orchestrator.plan.smoke_features)."""
+    from orchestrator.plan import smoke_features
     from orchestrator.preprocess import PreprocessRequest
 
     options = {k: v for k, v in (("folds", args.folds), ("seed", args.seed)) if v is not None}
+    settings = {"features": FeatureConfig(variant=args.features, width=args.width, height=args.height,
+                                          sample_rate=args.sample_rate, mel_scale=args.mel_scale, kind=args.kind,
+                                          num_channels=args.num_channels, n_mfcc=args.n_mfcc),
+                "augment": AugmentConfig(copies=args.augment_copies, seed=args.augment_seed)}
     return PreprocessRequest(
-        dataset=args.dataset, root=args.root, out=args.out,
-        features=FeatureConfig(variant=args.features, width=args.width, height=args.height,
-                               sample_rate=args.sample_rate, mel_scale=args.mel_scale, kind=args.kind,
-                               num_channels=args.num_channels, n_mfcc=args.n_mfcc),
-        augment=AugmentConfig(copies=args.augment_copies, seed=args.augment_seed),
+        dataset=args.dataset, root=args.root, out=args.out, **(smoke_features(**settings) if args.smoke else settings),
         dataset_options=options, strict=args.strict, num_workers=args.workers, max_duration_s=args.max_duration,
     )
 
@@ -371,7 +380,7 @@ def _preprocess_request(args):
 def cmd_preprocess(args) -> int:
     from orchestrator.preprocess import preprocess
 
-    result = preprocess(_preprocess_request(args), ray_address=args.address)
+    result = preprocess(preprocess_request(args), ray_address=args.address)
     _report(result.summary(), args.json)
     for row in result.card["rejected"]:
         print(f"rejected: {row['path']}: {row['reason']}", file=sys.stderr)
@@ -379,36 +388,26 @@ def cmd_preprocess(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job on the bundled data: preprocess, sweep plans/demo.yaml, ensembles, report, headline."""
-    import ray
-
-    from analysis.report import build_report
-    from orchestrator.plan import load_plan, smoke
-    from orchestrator.ray_runtime import ensure_ray
-    from orchestrator.sweep import run_sweep
+    """The main job on the bundled data: plans/demo.yaml through the stages of ``run`` (the same checks first,
+    its cost preview within the default GPU-hour limit), then the paper's two headline tables."""
+    from orchestrator.pipeline import ReportOptions, run_stages
 
     start = time.time()
-    plan = load_plan(REPO_ROOT / "plans" / "demo.yaml", storage=args.out)
-    plan = _with_split(smoke(plan) if args.smoke else plan, args.split)
-    print(f"[demo] stage 1/2: preprocess the bundled FSDD subset and run {len(plan.seeds)} seeds x "
-          f"{len(plan.inits)} inits x {len(plan.datasets['fsdd'].folds[: plan.max_folds or None])} folds on "
-          f"Ray (results: {plan.storage}/{plan.name})", flush=True)
-    started_ray = not ray.is_initialized()
-    with results_lease(plan, args):
-        ensure_ray(num_cpus=args.cpus, log_to_driver=args.verbose, quiet=not args.verbose)
-        sweep = run_sweep(plan, quiet=not args.verbose)
-    if started_ray:  # the report needs no Ray; stopping it first also flushes late worker logs above it
-        ray.shutdown()
-    if sweep.failed:
-        print(f"error: {len(sweep.failed)} trial(s) failed: {sweep.failed}; rerun `make demo` to retry them "
-              "(finished trials are kept)", file=sys.stderr)
+    plan = _load_for_run(args)
+    with contextlib.ExitStack() as held:
+        if not _start(plan, args, held):
+            return 1
+        print(f"[demo] the bundled FSDD subset: {len(plan.seeds)} seeds x {len(plan.inits)} inits x "
+              f"{len(plan.datasets['fsdd'].folds[: plan.max_folds or None])} folds on Ray, then ensembles, tables, "
+              "SVCCA and Integrated Gradients", flush=True)
+        summary = run_stages(plan, ReportOptions(svcca=not args.no_figures, attribution=not args.no_figures),
+                             quiet=not args.verbose, say=lambda line: print(f"[demo] {line}", flush=True))
+    if summary["failed"]:
+        print(f"error: {len(summary['failed'])} trial(s) failed: {summary['failed']}; rerun `make demo` to retry "
+              "them (finished trials are kept)", file=sys.stderr)
         return 1
-    report_dir = f"{sweep.root}/report"
-    print(f"[demo] stage 2/2: ensembles, tables, SVCCA and Integrated Gradients -> {report_dir}", flush=True)
-    written = build_report(sweep.root, report_dir, svcca=not args.no_figures, attribution=not args.no_figures,
-                           progress=lambda line: print(line, flush=True))
-    print(headline(report_dir))
-    print(f"report: {written['report_md']}\n        {written['report_html']}")
+    print(headline(summary["report"]))
+    print(f"report: {summary['report']}/report.md\n        {summary['report']}/report.html")
     print(f"[demo] done in {(time.time() - start) / 60:.1f} min")
     return 0
 
@@ -443,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_run(sub)
     demo = sub.add_parser("demo", help="run the main job on the bundled FSDD subset")
-    demo.add_argument("--out", default=str(REPO_ROOT / "runs"),
+    demo.add_argument("--out", dest="storage", default=str(REPO_ROOT / "runs"),
                       help="storage root; results go to OUT/demo (default: runs/ in the repository)")
     demo.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
     demo.add_argument("--no-figures", action="store_true", help="skip SVCCA and Integrated Gradients")
@@ -454,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true",
                       help="stream Ray's worker logs and Tune's status tables (default: one line per epoch)")
     _add_split_override(demo)
+    # what _start reads for `sweep` and `run`: the demo joins no cluster and asks nothing within the limit
+    demo.set_defaults(plan=str(REPO_ROOT / "plans" / "demo.yaml"), address=None, gpu=None, cluster=None, yes=False,
+                      max_gpu_hours=DEFAULT_MAX_GPU_HOURS)
     register_analysis(sub)
     return parser
 

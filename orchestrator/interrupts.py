@@ -37,8 +37,8 @@ POLL_SECONDS = 2.0  # how often a trial looks for its sweep's stop request: the 
 STOP_FILE = "stop-request.json"  # under the plan's results root, while its driver is stopping
 
 _state: dict[str, Any] = {"reason": None, "active": 0, "previous": None, "installed": False}
-# the DriverSignals in effect, and when its first signal came (time.monotonic())
-_driver: dict[str, Any] = {"stopping_since": None, "active": None}
+# when the DriverSignals in effect got its first signal (time.monotonic())
+_driver: dict[str, Any] = {"stopping_since": None}
 _lock = threading.Lock()
 
 
@@ -175,11 +175,6 @@ def clear_stop(stop_uri: str) -> None:
         storage.guarded(loc, lambda: loc.fs.delete_file(loc.path))
 
 
-def active_driver_signals() -> "DriverSignals | None":
-    """The DriverSignals whose ``with`` block this process is in, if any."""
-    return _driver["active"]
-
-
 def driver_stopping_since() -> float | None:
     """When (``time.monotonic()``) this driver got its first SIGINT/SIGTERM, or None. A plain function: Tune
     pickles its stoppers and callbacks, and a handle on DriverSignals would drag the process's other signal
@@ -231,14 +226,13 @@ class DriverSignals:
             self._raise = None
 
     def __enter__(self) -> "DriverSignals":
-        _driver["stopping_since"], _driver["active"] = None, self
+        _driver["stopping_since"] = None
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
-        _driver["active"] = None
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
 

@@ -315,20 +315,30 @@ SMOKE_MIN_SIDE = {"inception_v3": 80}
 
 
 def smoke(plan: Plan) -> Plan:
-    """The plan shrunk to check it cheaply: one seed, one fold, one epoch, tiny data, search off; augmented
-    copies kept (at most one per clip) so the augmentation path is checked too."""
+    """The one meaning of ``--smoke`` (``sweep``, ``run``, ``demo``, ``plan``, ``tables``, ``preprocess`` and the
+    jobs): the same stages as a full run, each on a plan shrunk to check the whole path cheaply. One seed, one
+    test fold, one epoch (batch at most 16), 64 training clips, search off, results under ``<name>-smoke``;
+    features at 32 x 32 (larger when a model needs it) with at most one augmented copy per clip
+    (:func:`smoke_features`), so the augmentation path is checked too. Nothing else is left out: the report
+    still has every table and figure (SVCCA and Integrated Gradients are cheap on such trials; ``--no-svcca``
+    and ``--no-ig`` turn them off in any run)."""
     side = max([32, *(SMOKE_MIN_SIDE.get(m, 32) for m in plan.models)])
     datasets = {}
     for name, ds in plan.datasets.items():
         pre = ds.preprocess and dataclasses.replace(
-            ds.preprocess, features=dataclasses.replace(ds.preprocess.features, height=side, width=side),
-            augment=dataclasses.replace(ds.preprocess.augment, copies=min(ds.preprocess.augment.copies, 1)))
+            ds.preprocess, **smoke_features(ds.preprocess.features, ds.preprocess.augment, side))
         datasets[name] = dataclasses.replace(ds, preprocess=pre)
     one_epoch = dataclasses.replace(plan.optim, epochs=1, batch_size=min(plan.optim.batch_size, 16))
     return dataclasses.replace(
         plan, name=f"{plan.name}-smoke", datasets=datasets, seeds=plan.seeds[:1], optim=one_epoch,
         random_optim=None, search=dataclasses.replace(plan.search, enabled=False), max_train_clips=64,
         max_folds=1, ablations=tuple(dataclasses.replace(a, seeds=a.seeds[:1]) for a in plan.ablations))
+
+
+def smoke_features(features: FeatureConfig, augment: AugmentConfig, side: int = 32) -> dict[str, Any]:
+    """The preprocessing part of :func:`smoke`: ``features`` at ``side`` x ``side``, at most one augmented copy."""
+    return {"features": dataclasses.replace(features, height=side, width=side),
+            "augment": dataclasses.replace(augment, copies=min(augment.copies, 1))}
 
 
 # The recipe of one phase-2 trial: (dataset name, test fold) -> OptimConfig (orchestrator.sweep.Recipes).

@@ -34,18 +34,18 @@ import pandas as pd
 import pyarrow as pa
 from ray.tune.search import Searcher
 
-from orchestrator import storage
+from orchestrator import storage, tune_run
 from orchestrator.config import SEARCH_BATCH_SIZES, OptimConfig, TrialConfig, from_dict, to_dict
 from orchestrator.study import default_valid_fold
 from orchestrator.errors import RethinkError
-from orchestrator.plan import Plan, expand_grid
 from orchestrator.interrupts import SweepInterrupted, SweepStorageError
-from orchestrator.sweep import MAX_ROUNDS, SEARCH, SEARCH_SPACE_DOC, TRIALS, \
-    _keep_credentials_out_of_runtime_envs, _resources, _tune_run_config, fit_quietly_on_failure, search_driver
+from orchestrator.plan import Plan, expand_grid
+from orchestrator.tune_run import MAX_ROUNDS, SEARCH, TRIALS
 
-METRIC = "valid_acc"  # what _fit_trial reports: the best valid accuracy over the trial's epochs
+METRIC = "valid_acc"  # what tune_run.tune_trial reports: the best valid accuracy over the trial's epochs
 RECIPES, BEST = "recipes.json", "best.json"
 BATCH_SIZES = SEARCH_BATCH_SIZES
+SEARCH_SPACE_DOC = "lr log-uniform 1e-5..1e-2, weight_decay log-uniform 1e-5..1e-1, batch_size {16, 32, 64}"
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,6 @@ def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: st
     from orchestrator.interrupts import STOP_FILE
     from orchestrator.tune_watch import make_watch
 
-    _keep_credentials_out_of_runtime_envs()
     s = plan.search
     bases = {fs.name: _base_trial(plan, uris, folds, fs) for fs in searches}
     print(f"[sweep] phase 1: {len(searches)} search(es) of {s.num_samples} trials: " + "; ".join(
@@ -162,21 +161,17 @@ def _run(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: st
     searcher = FoldSearchers({n: to_dict(b) for n, b in bases.items()}, s.num_samples, s.max_concurrent,
                              s.seed, _first_point(plan.optim))
     watch = make_watch(s.num_samples * len(searches), quiet, stopping)
-    tuner = tune.Tuner(
-        tune.with_resources(search_driver, _resources(plan)),
-        param_space={"trials_root": root.join(SEARCH, TRIALS).uri, "stop_uri": root.join(STOP_FILE).uri},
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples * len(searches),
-                                    reuse_actors=True),
-        run_config=_tune_run_config(plan, root, SEARCH, [watch], quiet, stop=watch.stopper()),
-    )
-    fit_quietly_on_failure(tuner, watch)
+    space = {"trials_root": root.join(SEARCH, TRIALS).uri, "stop_uri": root.join(STOP_FILE).uri}
+    tune_config = tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples * len(searches), reuse_actors=True)
+    tune_run.fit(tune_run.make_tuner(plan, root, SEARCH, space, tune_config, watch, quiet), watch)
     if watch.outcomes.storage_errors:
         raise SweepStorageError(watch.outcomes.storage_errors[0])
     if stopping() is not None:
         raise SweepInterrupted(0)  # run_sweep raises it again with the signal's number
     # a search that lost a trial to preemption runs again: its seeded TPE proposes the same recipes, so its
     # finished trials are reused from their records and the preempted one resumes from its checkpoint
-    lost = {config["search"] for config, result in watch.outcomes.last.values() if result.get("stopped")}
+    lost = {tune_run.decode(config).search for config, result in watch.outcomes.last.values()
+            if result.get("stopped")}
     table = _search_table(watch.outcomes.last.values())
     done = {fs.name: _best_of(plan, root, fs, bases[fs.name], table[table["search"] == fs.name])
             for fs in searches if fs.name not in lost}
@@ -224,9 +219,10 @@ def _search_table(results) -> pd.DataFrame:
     for config, metrics in results:
         if "record_id" not in metrics or metrics.get("stopped") or "epochs" not in metrics:
             continue
-        rows.append({"search": config["search"], "lr": config["lr"], "weight_decay": config["weight_decay"],
-                     "batch_size": config["batch_size"],
-                     METRIC: metrics.get("valid_selected_valid_acc", float("nan")),
+        trial = tune_run.decode(config)
+        optim = trial.cfg.optim
+        rows.append({"search": trial.search, "lr": optim.lr, "weight_decay": optim.weight_decay,
+                     "batch_size": optim.batch_size, METRIC: metrics.get("valid_selected_valid_acc", float("nan")),
                      "trial_id": metrics.get("record_id")})
     return pd.DataFrame(rows, columns=["search", "lr", "weight_decay", "batch_size", METRIC, "trial_id"])
 
@@ -307,7 +303,7 @@ class FoldSearchers(Searcher):
         self.left[name] -= 1
         self.running[name] += 1
         self.owner[trial_id] = name
-        return config | {"search": name, "base": self.bases[name]}
+        return tune_run.search_config(self.bases[name], name, config)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.owner:

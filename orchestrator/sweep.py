@@ -1,8 +1,10 @@
-"""Sweeps on Ray Tune: phase 1 Bayesian search, phase 2 the grid of every trial, fault tolerance, resume.
+"""Sweeps on Ray Tune: datasets, phase 1 Bayesian search, phase 2 the grid of every trial, fault tolerance, resume.
 
-Layout under ``STORAGE/<plan name>/``::
+:func:`run_sweep` is the one path of ``sweep``, ``run`` and ``demo`` (orchestrator.pipeline adds the report):
+preprocess -> phase 1 search -> phase 2 grid -> records, each stage reusing what exists. Layout under
+``STORAGE/<plan name>/``::
 
-    plan.json            the resolved plan (after --smoke / --storage)
+    plan.json            the resolved plan (after --smoke / --storage), written once per run
     datasets/            dataset versions preprocessed for this plan
     search/              phase 1 (orchestrator.search): recipes.json, the recipe of every phase-2 test fold
                          and the fold it was scored on; best.json the default recipe (the plan's own
@@ -10,36 +12,30 @@ Layout under ``STORAGE/<plan name>/``::
     grid/                Ray Tune's experiment state for phase 2; points.json: the trial ids of the last run
     trials/<trial id>/   records + checkpoint of every phase-2 trial (see orchestrator.trial)
 
-Each Tune trial runs ``grid_driver``: a single-worker trial trains inside it (``orchestrator.trial.train_trial``
-with per-epoch ``tune.report``); a multi-worker trial builds and fits a ``TorchTrainer`` whose reports reach
-Tune through ``TuneReportCallback``. Trials are named by their stable trial id and keep their own checkpoint in
-their folder, so a restarted trial (a Tune retry, ``--resume``, a rerun) resumes from it, and a finished one
-is never trained twice: phase 2 only queues the trials without a ``summary.json``.
+Every Tune trial runs ``orchestrator.tune_run.tune_trial``. Trials are named by their stable trial id and keep
+their own checkpoint in their folder, so a restarted trial (a Tune retry, ``--resume``, a rerun) resumes from
+it, and a finished one is never trained twice: phase 2 only queues the trials without a ``summary.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import spectra, storage
-from orchestrator.config import OptimConfig, TrialConfig, from_dict, to_dict
-from orchestrator.study import resource_bundle
+from orchestrator import spectra, storage, tune_run
+from orchestrator.config import OptimConfig, TrialConfig, to_dict
 from orchestrator.errors import ConfigError, RethinkError
 from orchestrator.interrupts import SweepInterrupted, SweepStorageError
 from orchestrator.plan import Plan, expand_grid
 from orchestrator.trial import plan_trial, read_summary
+from orchestrator.tune_run import GRID, MAX_ROUNDS, SEARCH, TRIALS
 
-GRID, SEARCH, TRIALS = "grid", "search", "trials"
-MAX_ROUNDS = 50  # Tuner runs of a phase at most: the first, then one more each time trials were preempted
 POINTS = "points.json"  # under grid/: the trial ids of the last phase-2 run (what --resume compares with)
-SEARCH_SPACE_DOC = "lr log-uniform 1e-5..1e-2, weight_decay log-uniform 1e-5..1e-1, batch_size {16, 32, 64}"
 
 
 @dataclass
@@ -54,10 +50,12 @@ class SweepResult:
     optim: OptimConfig  # the default recipe; search/recipes.json has each test fold's
     interrupted: int | None = None  # the signal that stopped the driver (SIGINT 2, SIGTERM 15), if one did
     stopped: dict[str, str] = dataclasses.field(default_factory=dict)  # trial id -> why it stopped early
+    stages: dict[str, str] = dataclasses.field(default_factory=dict)  # preprocess / search / grid -> ran | skipped
 
     def summary(self) -> dict[str, Any]:
         return {"results": self.root, "trials": self.trials, "finished": self.finished,
-                "failed": self.failed, "interrupted": self.interrupted, "stopped": self.stopped, "seconds": round(self.seconds, 1), "optim": to_dict(self.optim)}
+                "failed": self.failed, "interrupted": self.interrupted, "stopped": self.stopped,
+                "seconds": round(self.seconds, 1), "optim": to_dict(self.optim)}
 
 
 def plan_root(plan: Plan) -> storage.Location:
@@ -96,143 +94,27 @@ def prepare_datasets(plan: Plan, root: storage.Location,
     return uris, folds
 
 
-# ---------------------------------------------------------------- Tune driver functions
+# ---------------------------------------------------------------- phase 2
 
 
-def _fit_trial(cfg: TrialConfig, trials_root: str, fault: dict | None, stop_uri: str | None = None) -> dict | None:
-    """Inside a Tune trial: train the trial (or reuse its records); returns its summary, or None when it stopped.
-
-    A single-worker trial runs the training loop right here, in the Tune trial's own process; only
-    multi-worker (DDP) trials build a TorchTrainer. Retries belong to Tune (``FailureConfig`` of the sweep):
-    the trainer gets none of its own, so a crash is retried ``max_failures`` times, not (n + 1)^2 - 1. Each
-    retry resumes from the trial's last checkpoint.
-
-    A trial that stops on request (preempted: SIGTERM here; interrupted: the driver's stop request) writes its
-    checkpoint and reports ``{"stopped": reason}``: not an error, so Tune counts no failure, and the sweep runs
-    it again (preempted) or leaves it to ``--resume`` (interrupted). A storage error (a full disk) is reported as
-    ``{"storage_error": message}`` and ends the trial without a retry: the driver ends the sweep with that one
-    line (raising it here would leave Ray an error object nobody fetches once the sweep stops: a traceback).
-    """
-    from ray import tune
-
-    from orchestrator.interrupts import TrialStopped, process_stop_reason
-    from orchestrator.storage import StorageFullError
-    from orchestrator.trial import TuneSession, build_trainer, train_trial
-
-    plan = plan_trial(cfg, trials_root)
-    summary = read_summary(trials_root, plan.trial_id)
-    if summary is None:
-        if reason := process_stop_reason():  # this node is going away: start nothing on it
-            tune.report(_no_score | {"stopped": reason, "record_id": plan.trial_id})
-            return None
-        try:
-            if cfg.num_workers == 1:
-                train_trial(plan.job(fault, stop_uri), TuneSession.for_trial(cfg))
-            else:
-                from ray.tune.integration.ray_train import TuneReportCallback
-
-                build_trainer(plan, max_failures=0, fault=fault, callbacks=[TuneReportCallback()]).fit()
-        except TrialStopped as stop:
-            where = f"epoch {stop.epoch} step {stop.step}" if stop.saved else None  # None: nothing new trained
-            tune.report(_no_score | {"stopped": stop.reason, "stopped_at": where, "record_id": plan.trial_id})
-            return None
-        except StorageFullError as exc:  # ends the sweep (tune_watch): a retry would fail the same way
-            tune.report(_no_score | {"storage_error": str(exc), "record_id": plan.trial_id})
-            return None
-        finally:
-            _release_gpu_memory()  # the next trial reuses this process (reuse_actors)
-        summary = read_summary(trials_root, plan.trial_id)
-    # Final result: the summary, plus valid_acc = the best valid accuracy over epochs, which is what the
-    # search optimises (Tune adds its own "trial_id" key, so ours travels as "record_id").
-    metrics = {k: v for k, v in summary.items() if k not in ("trial_id", "reused")}
-    tune.report(metrics | {"record_id": summary["trial_id"], "valid_acc": summary.get("valid_selected_valid_acc")})
-    return summary
+def _built_versions(plan: Plan, root: storage.Location, uris: dict[str, str], before: set[str]) -> list[str]:
+    """The plan datasets whose version this run preprocessed (their card was not there before)."""
+    return [name for name, ds in plan.datasets.items() if ds.preprocess is not None and uris[name] not in before]
 
 
-# A trial's last report without a score still names the search's metric: Tune checks every result of a searched
-# run for it (and raises without it); the searcher is told the trial has no score (search.FoldSearchers).
-_no_score = {"valid_acc": None}
+def _versions(root: storage.Location) -> set[str]:
+    """URIs of the finished dataset versions (with a card) under ``root/datasets``."""
+    import pyarrow.fs as pafs
+
+    datasets = root.join("datasets")
+    if not storage.exists(datasets):
+        return set()
+    infos = datasets.fs.get_file_info(pafs.FileSelector(datasets.path, recursive=False))
+    return {datasets.join(i.base_name).uri for i in infos
+            if i.type == pafs.FileType.Directory and storage.exists(datasets.join(i.base_name, spectra.CARD))}
 
 
-def _release_gpu_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def grid_driver(config: dict[str, Any]) -> None:
-    """Tune trainable of phase 2: one grid point = one trial."""
-    point = config["point"]
-    _fit_trial(from_dict(TrialConfig, point["trial"]), point["trials_root"], point["fault"], config.get("stop_uri"))
-
-
-def search_driver(config: dict[str, Any]) -> None:
-    """Tune trainable of phase 1: the search's base trial with the sampled lr, weight decay, batch size."""
-    base = from_dict(TrialConfig, config["base"])
-    optim = dataclasses.replace(base.optim, lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
-                                batch_size=int(config["batch_size"]))
-    _fit_trial(dataclasses.replace(base, optim=optim), config["trials_root"], None, config.get("stop_uri"))
-
-
-class _WatchPreemption:
-    """Mixed into the Tune trainables above (Tune's ``__mixins__`` hook of function trainables): ``setup``
-    runs in the trial actor's main thread, the only thread where Python lets a SIGTERM handler be installed;
-    the function itself runs in a thread of Tune's. See orchestrator.interrupts.watch_sigterm."""
-
-    def setup(self, config):
-        from orchestrator.interrupts import watch_sigterm
-
-        watch_sigterm()
-        super().setup(config)
-
-
-grid_driver.__mixins__ = search_driver.__mixins__ = (_WatchPreemption,)
-
-
-def _trial_name(trial) -> str:
-    """Tune trial names from the stable trial id (never timestamps), so reruns map to the same folders."""
-    from orchestrator.trial import trial_id
-
-    if "point" in trial.config:
-        return trial_id(from_dict(TrialConfig, trial.config["point"]["trial"]))
-    return f"search-{trial.trial_id}"
-
-
-def _resources(plan: Plan):
-    """What each Tune trial reserves. A single-worker trial trains in the Tune trial itself, so the trial
-    holds the whole bundle (CPUs, its GPU or share of one, custom resources): exactly what the autoscaler
-    must find a node for. A multi-worker trial's Tune trial only drives a TorchTrainer whose workers reserve
-    the real resources; the driver asks for 1 byte of memory and no CPU (Tune refuses an empty bundle, and
-    even a token 0.01 CPU per driver would leave N workers short of N CPUs and serialise the trials).
-
-    The bundle asks for no ``memory`` yet: autoscaled node types that declare none (the fake autoscaler's in
-    tests/test_autoscaling.py) would never be launched for it. ``cluster/fit.py`` and ``rethink-audio plan``
-    account for the trial's private memory (``orchestrator.memory.plan_memory``) meanwhile."""
-    from ray import tune
-
-    res = plan.resources
-    if res.num_workers > 1:
-        return {"cpu": 0, "memory": 1}
-    return tune.PlacementGroupFactory([resource_bundle(res.cpus_per_worker, res.gpus_per_worker, res.custom)])
-
-
-# Ray Tune copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the driver's environment
-# into every trial actor's runtime_env (ray.tune.execution.class_cache), which Ray then writes in plain text
-# to runtime_env_agent.log and shows in the dashboard. Every node gets S3 credentials from its own AWS chain
-# (instance profile, service account, or the env it was started with), so the copy is never needed.
-_CREDENTIAL_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
-
-
-def _keep_credentials_out_of_runtime_envs() -> None:
-    """Stop Tune from copying AWS credentials into trial runtime envs (no-op if Ray changed this)."""
-    try:
-        from ray.tune.execution import class_cache
-    except ImportError:
-        return
-    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
-    if isinstance(propagated, (set, frozenset)):
-        class_cache.ENV_VARS_TO_PROPAGATE = set(propagated) - _CREDENTIAL_VARS
+# ---------------------------------------------------------------- phase 2
 
 
 def _concurrency(plan: Plan) -> int | None:
@@ -243,95 +125,8 @@ def _concurrency(plan: Plan) -> int | None:
     return plan.max_concurrent_trials or None
 
 
-# ---------------------------------------------------------------- phase 1
-
-
-def run_search(plan: Plan, uris: dict[str, str], folds: dict[str, list[int]], root: storage.Location,
-               quiet: bool = False, stopping=lambda: None):
-    """Phase 1 (:func:`orchestrator.search.run_search`): the ``Recipes`` of every phase-2 trial, from searches
-    that never score on a fold their recipe is tested on (or the plan's recipe when search is off)."""
-    from orchestrator.search import run_search as search
-
-    return search(plan, uris, folds, root, quiet=quiet, stopping=stopping)
-
-
-# ---------------------------------------------------------------- phase 2
-
-
-@contextlib.contextmanager
-def _quiet_tune(quiet: bool) -> Iterator[None]:
-    """With ``quiet``, Tune prints nothing of its own while the body runs: our progress callback speaks.
-
-    ``RunConfig(verbose=0)`` alone is not silent in Ray 2.60: Tune's new output engine still prints its
-    "Configuration for experiment" box and "View detailed results here" at every start, whatever the
-    verbosity. ``RAY_AIR_NEW_OUTPUT=0`` (read by Tune at each ``fit``) selects its legacy engine, which
-    verbosity 0 silences entirely; Tune's INFO log lines ("Wrote the latest version of all result files
-    ...") are held back to warnings. Both are restored afterwards, so ``--verbose`` and other callers in
-    this process get Tune's default output."""
-    if not quiet:
-        yield
-        return
-    logger = logging.getLogger("ray.tune")
-    controller = logging.getLogger("ray.tune.execution.tune_controller")
-    saved_env, saved_level = os.environ.get("RAY_AIR_NEW_OUTPUT"), logger.level
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    logger.setLevel(max(logging.WARNING, saved_level))
-    controller.addFilter(_one_line_trial_failures)
-    try:
-        yield
-    finally:
-        controller.removeFilter(_one_line_trial_failures)
-        logger.setLevel(saved_level)
-        if saved_env is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
-
-
-def _one_line_trial_failures(record: logging.LogRecord) -> bool:
-    """Quiet mode: Tune's "Trial task failed for trial X" record (with a 50-line traceback per attempt) becomes
-    one line: the trial and its error's own message (ours when it is one of ours). The traceback stays in the
-    trial's error.txt under grid/ or search/."""
-    if not record.getMessage().startswith("Trial task failed for trial") or not record.exc_info:
-        return True
-    from orchestrator.errors import user_message
-
-    exc = record.exc_info[1]
-    text = user_message(exc) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-    print(f"[sweep] {record.getMessage().split('for trial ', 1)[-1]} failed: {text[:400]}", flush=True)
-    return False
-
-
-def _tune_run_config(plan: Plan, root: storage.Location, name: str, callbacks=(), quiet: bool = False, stop=None):
-    """Tune's RunConfig of either phase; with ``plan.tracking`` the MLflow callback joins ``callbacks``;
-    ``stop``: a Tune Stopper (orchestrator.tune_watch: the driver stopping, a storage error)."""
-    from ray import tune
-
-    from orchestrator.tracking import mlflow_callback
-
-    tracker = mlflow_callback(plan.tracking, plan.name, root.uri)  # None unless the plan tracks
-
-    return tune.RunConfig(
-        name=name, storage_path=root.uri if root.is_s3 else root.path,
-        storage_filesystem=None if root.is_s3 else root.fs,
-        failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        verbose=0 if quiet else 1, callbacks=list(callbacks) + ([tracker] if tracker else []), stop=stop,
-    )
-
-
-def fit_quietly_on_failure(tuner, watch) -> None:
-    """``tuner.fit()``, whose ResultGrid the sweep never reads (outcomes come from ``watch``). Building that grid
-    unpickles Tune's error files, which a full disk leaves empty (EOFError): once the run itself has ended,
-    such an error is Tune's bookkeeping, not the sweep's, and is ignored."""
-    try:
-        tuner.fit()
-    except Exception:  # noqa: BLE001 - re-raised unless the experiment had already ended
-        if not watch.ended:
-            raise
-
-
-def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, faults: dict[str, dict] | None = None,
-             quiet: bool = False, stopping=lambda: None):
+def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, quiet: bool = False,
+             stopping=lambda: None):
     """Phase 2: every trial given as a Tune trial, queued at once (see ``_concurrency``); returns their
     ``tune_watch.Outcomes``. Tune actors are reused from trial to trial (same resources), so a trial pays no
     process start-up or imports, and its dataset is already mapped when the previous trial on that actor read
@@ -339,23 +134,14 @@ def run_grid(plan: Plan, trials: list[TrialConfig], root: storage.Location, *, f
     from ray import tune
 
     from orchestrator.interrupts import STOP_FILE
-    from orchestrator.trial import trial_id
     from orchestrator.tune_watch import STOP_GRACE_SECONDS, make_watch
 
-    _keep_credentials_out_of_runtime_envs()
-    points = [{"trial": to_dict(t), "trials_root": root.join(TRIALS).uri,
-               "fault": (faults or {}).get(trial_id(t))} for t in trials]
     watch = make_watch(len(trials), epochs=quiet, stopping=stopping,
                        grace=0 if plan.resources.num_workers > 1 else STOP_GRACE_SECONDS)
-    tuner = tune.Tuner(
-        tune.with_resources(grid_driver, _resources(plan)),
-        # the plan already expanded the grid
-        param_space={"point": tune.grid_search(points), "stop_uri": root.join(STOP_FILE).uri},
-        tune_config=tune.TuneConfig(max_concurrent_trials=_concurrency(plan), reuse_actors=True,
-                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=_tune_run_config(plan, root, GRID, [watch], quiet, stop=watch.stopper()),
-    )
-    fit_quietly_on_failure(tuner, watch)
+    space = tune_run.grid_space(trials, root.join(TRIALS).uri, root.join(STOP_FILE).uri)  # the grid, expanded
+    tune_config = tune.TuneConfig(max_concurrent_trials=_concurrency(plan), reuse_actors=True,
+                                  trial_name_creator=tune_run.trial_name, trial_dirname_creator=tune_run.trial_name)
+    tune_run.fit(tune_run.make_tuner(plan, root, GRID, space, tune_config, watch, quiet), watch)
     return watch.outcomes
 
 
@@ -382,61 +168,93 @@ def _grid_changes(root: storage.Location, ids: list[str], resume: bool) -> None:
 # ---------------------------------------------------------------- the whole sweep
 
 
-def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = None,
-              faults: dict[str, dict] | None = None, quiet: bool = False) -> SweepResult:
-    """Datasets -> phase 1 -> phase 2 for ``plan``; everything under ``STORAGE/<plan name>``. ``quiet``
-    replaces Tune's status tables with one line per trial epoch and Ray Data's progress output with a counter
-    of clips featurized (pair it with ``log_to_driver=False``).
+def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = None, quiet: bool = False,
+              stage_log: Callable[[str], None] | None = None) -> SweepResult:
+    """Datasets -> phase 1 -> phase 2 -> records for ``plan``; everything under ``STORAGE/<plan name>``.
+    ``quiet`` replaces Tune's status tables with one line per trial epoch and Ray Data's progress output with a
+    counter of clips featurized (pair it with ``log_to_driver=False``); ``stage_log`` gets one line per stage
+    saying whether it ran or was skipped (``rethink-audio run`` prints them).
 
     SIGINT/SIGTERM (orchestrator.interrupts.DriverSignals): running trials checkpoint at their next step and
     stop, no further trial starts, and the result says ``interrupted`` (a second signal stops at once:
     KeyboardInterrupt). Preempted trials run again, from their checkpoints, until none is left."""
-    from orchestrator.interrupts import driver_stopping_since
     from orchestrator.ray_runtime import ensure_ray
 
-    start = time.time()
-    root = plan_root(plan)
-    storage.check_writable(storage.resolve(plan.storage))  # pre-flight: fail before any compute
+    start, root = time.time(), plan_root(plan)
+    say = stage_log or (lambda line: None)
+    _preflight(plan, root, resume)
+    storage.write_json(root.join("plan.json"), to_dict(plan))  # what produced the results, even if all is reused
+    stages: dict[str, str] = {}
+    with driver_signals(root) as signals:
+        ensure_ray(ray_address, log_to_driver=False if quiet else None, quiet=quiet)  # not quiet: no preference
+        with signals.at_once(SweepInterrupted):
+            uris, folds, stages["preprocess"] = _stage_preprocess(plan, root, quiet, say)
+        with tune_run.quiet_tune(quiet):
+            recipes, stages["search"] = _stage_search(plan, uris, folds, root, quiet, say)
+        trials = expand_grid(plan, uris, folds, recipes)
+        trials_root = root.join(TRIALS).uri
+        ids = [plan_trial(t, trials_root).trial_id for t in trials]
+        _grid_changes(root, ids, resume)
+        failed, stopped, stages["grid"] = _run_phase2(plan, trials, ids, root, quiet, signals, say)
+    finished = sum(read_summary(trials_root, i) is not None for i in ids)
+    if stages["grid"] == "ran":
+        say(f"stage grid ran: {finished}/{len(trials)} finished, {len(failed)} failed")
+    result = SweepResult(root.uri, len(trials), finished, failed, time.time() - start, recipes.default,
+                         interrupted=signals.signum, stopped=stopped, stages=stages)
+    if signals.signum is not None and finished < len(trials):  # a signal that came too late to stop anything
+        raise SweepInterrupted(signals.signum, result)            # is not an interruption: the sweep is done
+    return result
+
+
+def _preflight(plan: Plan, root: storage.Location, resume: bool) -> None:
+    """What fails before any compute: unwritable storage, a tracking backend not installed, nothing to resume."""
+    storage.check_writable(storage.resolve(plan.storage))
     if plan.tracking.mlflow:
         from orchestrator.tracking import require_mlflow
 
         require_mlflow(plan.tracking.mlflow)  # a plan built in code skipped load_plan's check
     if resume and not storage.exists(root.join("plan.json")):
         raise RethinkError(f"--resume: no sweep to restore at {root.uri}; run without --resume")
-    storage.write_json(root.join("plan.json"), to_dict(plan))
-    with driver_signals(root) as signals:
-        ensure_ray(ray_address, log_to_driver=False if quiet else None, quiet=quiet)  # not quiet: no preference
-        with signals.at_once(SweepInterrupted):
-            uris, folds = prepare_datasets(plan, root, quiet)
-        with _quiet_tune(quiet):
-            recipes = run_search(plan, uris, folds, root, quiet, stopping=driver_stopping_since)
-        trials = expand_grid(plan, uris, folds, recipes)
-        trials_root = root.join(TRIALS).uri
-        ids = [plan_trial(t, trials_root).trial_id for t in trials]
-        _grid_changes(root, ids, resume)
-        failed, stopped = _run_phase2(plan, trials, ids, root, faults, quiet, signals)
-    finished = sum(read_summary(trials_root, i) is not None for i in ids)
-    result = SweepResult(root.uri, len(trials), finished, failed, time.time() - start, recipes.default,
-                         interrupted=signals.signum, stopped=stopped)
-    if signals.signum is not None and finished < len(trials):  # a signal that came too late to stop anything
-        raise SweepInterrupted(signals.signum, result)            # is not an interruption: the sweep is done
-    return result
+
+
+def _stage_preprocess(plan: Plan, root: storage.Location, quiet: bool, say) -> tuple[dict, dict, str]:
+    """The plan's dataset versions (built unless they exist), their folds, and whether any was built."""
+    before = _versions(root)
+    uris, folds = prepare_datasets(plan, root, quiet)
+    built = [n for n, ds in plan.datasets.items() if ds.preprocess is not None and uris[n] not in before]
+    state = "ran" if built else "skipped"
+    say(f"stage preprocess {state}: " + (", ".join(f"{n} -> {uris[n]}" for n in uris) or "no datasets"))
+    return uris, folds, state
+
+
+def _stage_search(plan: Plan, uris, folds, root: storage.Location, quiet: bool, say):
+    """Phase 1 (orchestrator.search; the plan's recipe when search is off): the recipes and the stage state."""
+    from orchestrator.interrupts import driver_stopping_since
+    from orchestrator.search import BEST, run_search
+
+    existed = storage.exists(root.join(SEARCH, BEST))
+    recipes = run_search(plan, uris, folds, root, quiet=quiet, stopping=driver_stopping_since)
+    state = "skipped" if existed or not plan.search.enabled else "ran"
+    reason = "search off in the plan, its recipe is used" if not plan.search.enabled else \
+        (f"{SEARCH}/{BEST} exists" if existed else "HyperOpt search done")
+    optim = recipes.default
+    say(f"stage search {state} ({reason}): lr {optim.lr:g}, weight decay {optim.weight_decay:g}, "
+        f"batch {optim.batch_size}, {optim.epochs} epochs"
+        + ("; each test fold's recipe: search/recipes.json" if plan.search.enabled else ""))
+    return recipes, state
 
 
 @contextlib.contextmanager
 def driver_signals(root: storage.Location):
     """SIGINT/SIGTERM handling of a driver whose trials write under ``root`` (orchestrator.interrupts): the
     first signal writes the stop request the trials poll (an earlier driver's is cleared first), a second one
-    stops at once. Re-entrant: ``run`` holds it around all its stages and the sweep inside uses the same one.
-    A search that stopped raises SweepInterrupted without the signal's number: it is filled in here."""
-    from orchestrator.interrupts import STOP_FILE, DriverSignals, active_driver_signals, clear_stop
+    stops at once. A search that stopped raises SweepInterrupted without the signal's number: it is filled in
+    here."""
+    from orchestrator.interrupts import STOP_FILE, DriverSignals, clear_stop
 
-    if (active := active_driver_signals()) is not None:
-        yield active
-        return
     stop_uri = root.join(STOP_FILE).uri
     clear_stop(stop_uri)  # an earlier driver's request must not stop this run's trials
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's own prints Tuner.restore hints
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's own prints hints about Tuner.restore
     with DriverSignals(lambda signum: _ask_trials_to_stop(stop_uri, signum)) as signals:
         try:
             yield signals
@@ -462,10 +280,10 @@ def _ask_trials_to_stop(stop_uri: str, signum: int) -> None:
                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
-def _run_phase2(plan: Plan, trials: list[TrialConfig], ids: list[str], root: storage.Location,
-                faults: dict[str, dict] | None, quiet: bool, signals) -> tuple[list[str], dict[str, str]]:
-    """Run the unfinished trials, again while some were preempted; returns (failed, stopped: id -> reason).
-    A storage error in a trial ends the sweep: it is raised here, once, as the trial said it."""
+def _run_phase2(plan: Plan, trials: list[TrialConfig], ids: list[str], root: storage.Location, quiet: bool,
+                signals, say) -> tuple[list[str], dict[str, str], str]:
+    """Run the unfinished trials, again while some were preempted; returns (failed, stopped: id -> reason, the
+    stage state). A storage error in a trial ends the sweep: it is raised here, once, as the trial said it."""
     from orchestrator.interrupts import driver_stopping_since
 
     trials_root = root.join(TRIALS).uri
@@ -473,17 +291,17 @@ def _run_phase2(plan: Plan, trials: list[TrialConfig], ids: list[str], root: sto
     stopped: dict[str, str] = {}
     pending = [t for t, i in zip(trials, ids) if read_summary(trials_root, i) is None]
     if not pending:
+        say(f"stage grid skipped: all {len(trials)} trials finished")
         print(f"[sweep] phase 2: all {len(trials)} trials already finished in {trials_root}", flush=True)
-    else:
-        limit = _concurrency(plan)
-        print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
-              f"{f'up to {limit}' if limit else 'all queued: as many'} at once"
-              f"{'' if limit else ' as the cluster holds (an autoscaler adds nodes for the rest)'}", flush=True)
+        return failed, stopped, "skipped"
+    say(f"stage grid: {len(pending)} of {len(trials)} trials to run")
+    limit = _concurrency(plan)
+    print(f"[sweep] phase 2: {len(trials)} trials ({len(trials) - len(pending)} already finished), "
+          f"{f'up to {limit}' if limit else 'all queued: as many'} at once"
+          f"{'' if limit else ' as the cluster holds (an autoscaler adds nodes for the rest)'}", flush=True)
     for _ in range(MAX_ROUNDS):
-        if not pending:
-            break
-        with _quiet_tune(quiet):
-            outcomes = run_grid(plan, pending, root, faults=faults, quiet=quiet, stopping=driver_stopping_since)
+        with tune_run.quiet_tune(quiet):
+            outcomes = run_grid(plan, pending, root, quiet=quiet, stopping=driver_stopping_since)
         if outcomes.storage_errors:
             raise SweepStorageError(outcomes.storage_errors[0])
         failed += outcomes.failed
@@ -494,4 +312,6 @@ def _run_phase2(plan: Plan, trials: list[TrialConfig], ids: list[str], root: sto
         print(f"[sweep] {len(preempted)} trial(s) preempted ({', '.join(preempted[:3])}"
               f"{', ...' if len(preempted) > 3 else ''}): running them again from their checkpoints", flush=True)
         pending = [t for t, i in zip(trials, ids) if read_summary(trials_root, i) is None and i not in failed]
-    return failed, stopped
+        if not pending:
+            break
+    return failed, stopped, "ran"

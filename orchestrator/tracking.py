@@ -91,23 +91,6 @@ def flatten(payload: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def trial_of(config: dict[str, Any]):
-    """(TrialConfig, trials root URI, extra params, tags) of a Tune trial config of either phase."""
-    import dataclasses
-
-    from orchestrator.config import TrialConfig, from_dict
-
-    if "point" in config:  # phase 2: orchestrator.sweep.run_grid
-        point = config["point"]
-        return from_dict(TrialConfig, point["trial"]), point["trials_root"], {}, {"phase": "grid"}
-    # phase 1: orchestrator.search, the base trial with the sampled recipe (as search_driver builds it)
-    base = from_dict(TrialConfig, config["base"])
-    optim = dataclasses.replace(base.optim, lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
-                                batch_size=int(config["batch_size"]))
-    return (dataclasses.replace(base, optim=optim), config["trials_root"], {"search": config["search"]},
-            {"phase": "search", "search": config["search"]})
-
-
 def mlflow_callback(tracking, plan_name: str, results_root: str):
     """The Tune callback logging a sweep's trials to ``tracking.mlflow``, or None when tracking is off."""
     if not tracking.mlflow:
@@ -152,7 +135,7 @@ def _callback_class():
             run_id = self._trial_runs.get(trial)
             if run_id is None:  # its start failed (already reported)
                 return
-            if "record_id" in result:  # _fit_trial's final report: the trial's records are complete
+            if "record_id" in result:  # tune_trial's final report: the trial's records are complete
                 self._guarded(trial, "summary", lambda: self._finish(run_id))
             elif "epoch" in result:
                 self._guarded(trial, f"epoch {result['epoch']}", lambda: self._epoch(run_id, result))
@@ -173,15 +156,18 @@ def _callback_class():
 
         def _start(self, trial) -> None:
             from orchestrator.trial import trial_id
+            from orchestrator.tune_run import decode
 
-            cfg, trials_root, extra, tags = trial_of(trial.config)
-            name = trial_id(cfg)
+            tuned = decode(trial.config)
+            name, cfg = trial_id(tuned.cfg), tuned.cfg
+            extra = {"search": tuned.search} if tuned.search else {}
+            tags = {"phase": "search" if tuned.search else "grid"} | extra
             params = flatten(_to_dict(cfg)) | extra | {"dataset_version": self._version(cfg.data)}
             run = self.mlflow_util.start_run(run_name=name, tags=self.tags | tags | {"tune_trial": str(trial)})
             run_id = run.info.run_id
             self._trial_runs[trial] = run_id
             self._logged[run_id] = set()
-            self._records[run_id] = f"{trials_root.rstrip('/')}/{name}"
+            self._records[run_id] = f"{tuned.trials_root.rstrip('/')}/{name}"
             self._batch(run_id, params=params)
 
         def _epoch(self, run_id: str, row: dict[str, Any]) -> None:

@@ -7,10 +7,11 @@
 * on each rank of a Ray Train ``TorchTrainer`` (multi-GPU DDP trials, ``num_workers > 1``).
 
 The loop maps the dataset version from the node's data cache (``orchestrator.trial_data``: one read-only copy
-per node, split by fold into row indices; batches gathered by ``training.DataFeed``), trains, evaluates valid and test every epoch, reports each epoch's metrics to the session, and keeps
-its own checkpoint, ``checkpoint.pt``, in the trial folder every ``checkpoint_every`` epochs and after the
-last one. Any rerun of the same trial (a Tune retry, a Ray Train restart, ``--resume``, the same CLI call)
-resumes from it; a finished trial (``summary.json`` present) is never trained again.
+per node, split by fold into row indices; batches gathered by ``training.DataFeed``), trains, evaluates valid
+and test every epoch, reports each epoch's metrics to the session, and keeps its own checkpoint,
+``checkpoint.pt``, in the trial folder every ``checkpoint_every`` epochs and after the last one. Any rerun of
+the same trial (a restart by Ray, ``--resume``, the same CLI call) resumes from it; a finished trial
+(``summary.json`` present) is never trained again.
 
 Records in ``<trials root>/<trial id>/``:
 
@@ -29,6 +30,8 @@ Records in ``<trials root>/<trial id>/``:
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +59,11 @@ EVAL_BATCH = 64
 RUNNING_FILE = "running.json"  # host, pid and start point of the process running the trial (see _write_running)
 
 
+FAULTS_ENV = "RETHINK_AUDIO_TEST_FAULTS"  # a test seam: see _injected_fault
+
+
 class InjectedFault(RuntimeError):
-    """Raised by the fault-injection hook (tests of retry and resume)."""
+    """The crash a test asked for through :data:`FAULTS_ENV` (tests of retry and resume)."""
 
 
 def _identity(cfg: TrialConfig) -> dict[str, Any]:
@@ -81,7 +87,7 @@ class TrialPlan:
     trials_root: str  # URI of the folder holding all trial folders
     num_classes: int
     folds: dict[str, list[int]]  # train / valid / test fold numbers
-    dataset_version: str  # from the card, read once here: the job and the trial's data cache use it
+    dataset_version: str  # from the card, read once here: the loop config and the trial's data cache use it
     input_channels: int = 3  # the dataset's spectrogram channels (card spec shape; 1 for 1-channel features)
     # with cfg.standardize: per-channel [mean, std] of the training folds (spectra.input_stats); else None
     input_stats: list[list[float]] | None = None
@@ -91,12 +97,11 @@ class TrialPlan:
     def records(self) -> storage.Location:
         return storage.resolve(self.trials_root).join(self.trial_id)
 
-    def job(self, fault: dict | None = None, stop_uri: str | None = None) -> dict[str, Any]:
-        """The JSON-able description every path hands to ``train_trial``. ``fault`` is a test hook
-        ({"after_epoch": k, "log": path, "times": n}: raise after epoch k while the log has < n lines);
+    def loop_config(self, stop_uri: str | None = None) -> dict[str, Any]:
+        """The JSON-able description every path hands to ``train_trial`` (Ray Train's ``train_loop_config``);
         ``stop_uri``: the sweep's stop request the trial polls (``orchestrator.interrupts``)."""
         return {"trial": to_dict(self.cfg), "trial_id": self.trial_id, "num_classes": self.num_classes,
-                "folds": self.folds, "records_uri": self.records.uri, "fault": fault, "stop_uri": stop_uri,
+                "folds": self.folds, "records_uri": self.records.uri, "stop_uri": stop_uri,
                 "dataset": {"uri": self.cfg.data, "version": self.dataset_version, "channels": self.input_channels,
                             "input_stats": self.input_stats}}
 
@@ -118,7 +123,7 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
     num_classes = card.get("num_classes") or _max_label(cfg.data) + 1  # cards written before num_classes
     folds = {"train": list(roles.train), "valid": list(roles.valid), "test": [roles.test]}
     channels = int(card.get("spec", {}).get("shape", [3])[0])
-    # resolved here, from the card in hand: every rank and analysis read the same numbers from the job
+    # resolved here, from the card in hand: every rank and analysis read the same numbers from the loop config
     stats = [a.tolist() for a in spectra.input_stats(cfg.data, roles.train, card)] if cfg.standardize else None
     pixels = int(np.prod(card.get("spec", {}).get("shape", [3, 128, 250])[1:]))
     memory = ceil_mib(host_private_bytes(cfg.model, cfg.optim.batch_size, pixels, channels, on_gpu=cfg.use_gpu))
@@ -208,12 +213,20 @@ class TrainSession:
         ray.train.report(metrics)  # every rank must call it; only rank 0's metrics are filled in
 
 
-# ---------------------------------------------------------------- test hook
+# ---------------------------------------------------------------- test seam
 
 
-def _maybe_fail(fault: dict | None, epoch: int) -> None:
-    """Test hook: raise after epoch ``after_epoch`` (or later) while ``log`` has fewer than ``times`` lines,
-    adding a line each time: ``times`` 1 crashes once, a large ``times`` on every attempt."""
+def _injected_fault(trial_id: str, epoch: int) -> None:
+    """Test seam, inert unless the environment names a faults file (:data:`FAULTS_ENV`: a JSON object, trial
+    id -> ``{"after_epoch": k, "log": path, "times": n}``): then raise InjectedFault after epoch k (or later)
+    while the log has fewer than n lines (default 1), adding a line each time, so ``times`` 1 crashes once
+    and a large ``times`` on every attempt.
+
+    An environment variable, not a parameter or a patched function, because it must reach every process a
+    trial runs in (a Tune actor, a Ray task, each Train worker): Ray's workers inherit the environment Ray
+    was started with. Tests set it before Ray starts and rewrite the file it names (tests/faults.py)."""
+    path = os.environ.get(FAULTS_ENV)
+    fault = json.loads(Path(path).read_text()).get(trial_id) if path and os.path.exists(path) else None
     if not fault or epoch < fault["after_epoch"]:
         return
     log = Path(fault["log"])
@@ -227,24 +240,24 @@ def _maybe_fail(fault: dict | None, epoch: int) -> None:
 # ---------------------------------------------------------------- the training loop
 
 
-def train_trial(job: dict[str, Any], session: Session) -> TrialState:
+def train_trial(loop_config: dict[str, Any], session: Session) -> TrialState:
     """Build (or resume), train for the configured epochs, report every epoch, checkpoint, write records."""
-    cfg = from_dict(TrialConfig, job["trial"])
+    cfg, dataset = from_dict(TrialConfig, loop_config["trial"]), loop_config["dataset"]
     seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
-    network = session.prepare(build_network(cfg, job["num_classes"], job["dataset"].get("input_stats"),
-                                            job["dataset"].get("channels", 3)))
-    optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(job["records_uri"])
+    network = session.prepare(build_network(cfg, loop_config["num_classes"], dataset.get("input_stats"),
+                                            dataset.get("channels", 3)))
+    optimizer, records = make_optimizer(network, cfg.optim), storage.resolve(loop_config["records_uri"])
     scheduler = make_scheduler(optimizer, cfg.optim)
     # from here on, a preemption notice (SIGTERM, a drain) or the sweep's stop request is held until the next
     # training step, which checkpoints and stops; DDP ranks would have to agree on the step, so a multi-worker
     # trial does not stop at a step: it resumes from its last epoch checkpoint
-    with StopCheck(job.get("stop_uri"), getattr(session, "node_draining", None)) as stop_check:
+    with StopCheck(loop_config.get("stop_uri"), getattr(session, "node_draining", None)) as stop_check:
         state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
         if session.rank == 0:
             _write_running(records, state, session)
-        data = load_trial_data(cfg.data, cfg.fold, (job["folds"]["valid"] or [None])[0], split=cfg.split,
+        data = load_trial_data(cfg.data, cfg.fold, (loop_config["folds"]["valid"] or [None])[0], split=cfg.split,
                                max_train_rows=cfg.max_train_clips, seed=cfg.seed, rank=session.rank,
-                               world_size=session.world_size, version=job["dataset"]["version"],
+                               world_size=session.world_size, version=dataset["version"],
                                cache_gb=cfg.data_cache_gb)
         feed = DataFeed(data.specs, data.rows_used(evaluates=session.rank == 0), session.device,
                         device_data_budget(cfg, session.device, data.specs.shape))
@@ -272,21 +285,20 @@ def train_trial(job: dict[str, Any], session: Session) -> TrialState:
                 raise TrialStopped(progress.stopped, epoch, progress.steps, saved=trained)
             state.partial = None
             scheduler.step()
-            metrics = _evaluate_epoch(job, session, network, feed, data, state, lr, progress)
+            metrics = _evaluate_epoch(loop_config, session, network, feed, data, state, lr, progress)
             if session.rank == 0 and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.optim.epochs):
                 save_checkpoint(records, network, optimizer, scheduler, state)
             session.report(metrics)
-            _maybe_fail(job.get("fault"), epoch)
-        _maybe_fail(job.get("fault"), state.next_epoch - 1)  # a retry that finds every epoch done crashes too
+            _injected_fault(loop_config["trial_id"], epoch)
+        _injected_fault(loop_config["trial_id"], state.next_epoch - 1)  # a restart that finds every epoch done too
         if session.rank == 0:
-            write_records(job, state)
+            write_records(loop_config, state)
     return state
 
 
 def _write_running(records: storage.Location, state: TrialState, session: Session) -> None:
     """``running.json``: the host and process that run (or last ran) the trial and where it started from, so a
     person (or a test) can find the process to inspect or signal."""
-    import os
     import socket
 
     storage.write_json(records.join(RUNNING_FILE), {
@@ -296,7 +308,7 @@ def _write_running(records: storage.Location, state: TrialState, session: Sessio
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
-def _evaluate_epoch(job, session, network, feed, data, state: TrialState, lr: float,
+def _evaluate_epoch(loop_config, session, network, feed, data, state: TrialState, lr: float,
                     progress: EpochProgress) -> dict[str, Any]:
     """Valid and test after an epoch (rank 0 evaluates the whole folds: they are not split across workers),
     recorded into ``state`` and printed; returns the epoch's metrics (just the epoch on other ranks)."""
@@ -313,9 +325,9 @@ def _evaluate_epoch(job, session, network, feed, data, state: TrialState, lr: fl
                 "lr": lr, "seconds": progress.seconds + time.perf_counter() - start,
                 "train_samples": progress.samples * world, "samples_per_s": progress.samples * world / progress.seconds}
     state.record(metrics, valid_result, test_result)  # no valid fold: selects by test (best_epoch)
-    print(f"[{job['trial_id']}] epoch {epoch}/{job['trial']['optim']['epochs']}: train_loss {progress.mean_loss:.4f} "
-          f"{_accuracies(metrics)} ({metrics['seconds']:.1f} s, {metrics['samples_per_s']:.1f} samples/s)",
-          flush=True)
+    print(f"[{loop_config['trial_id']}] epoch {epoch}/{loop_config['trial']['optim']['epochs']}: train_loss "
+          f"{progress.mean_loss:.4f} {_accuracies(metrics)} ({metrics['seconds']:.1f} s, "
+          f"{metrics['samples_per_s']:.1f} samples/s)", flush=True)
     return metrics
 
 
@@ -385,13 +397,15 @@ def read_summary(trials_root: str, trial: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- running one trial
 
 
-def train_loop_per_worker(job: dict[str, Any]) -> None:
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train worker entry point (multi-worker DDP trials): the same loop on each rank."""
-    train_trial(job, TrainSession())
+    train_trial(loop_config, TrainSession())
 
 
-def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None, callbacks=()):
+def build_trainer(plan: TrialPlan, *, max_failures: int = 0, callbacks=()):
     """The TorchTrainer of a multi-worker (DDP) trial: named by the trial id, stored under the trials root.
+    ``max_failures``: Ray Train's restarts of the trial (``rethink-audio train``); in a sweep Tune restarts
+    the whole trial, so the trainer gets none of its own.
 
     Single-worker trials never build one (``run_trial``/the sweep run ``train_trial`` directly): a trainer
     adds a controller, a worker group and its placement group to every trial.
@@ -402,7 +416,7 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None 
     cfg, trials = plan.cfg, storage.resolve(plan.trials_root)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=plan.job(fault),
+        train_loop_config=plan.loop_config(),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker=worker_resources(cfg, plan.memory_bytes)),
         run_config=ray.train.RunConfig(
@@ -421,57 +435,48 @@ def worker_resources(cfg: TrialConfig, memory_bytes: int = 0) -> dict[str, float
                            memory_bytes)
 
 
-def run_in_process(plan: TrialPlan, *, max_failures: int = 0, fault: dict | None = None,
-                   session: Session | None = None) -> None:
-    """A single-worker trial in this process, restarted from its checkpoint up to ``max_failures`` times."""
-    session = session or LocalSession.for_trial(plan.cfg)
-    for attempt in range(max_failures + 1):
-        try:
-            train_trial(plan.job(fault), session)
-            return
-        except TrialStopped:
-            raise  # asked to stop (checkpoint written): not a crash to retry
-        except Exception as exc:  # noqa: BLE001 - any crash of the loop is retried from the checkpoint
-            if attempt == max_failures:
-                raise
-            print(f"[{plan.trial_id}] attempt {attempt + 1} failed ({type(exc).__name__}: {exc}); "
-                  f"resuming from its last checkpoint", flush=True)
+def run_in_process(plan: TrialPlan, session: Session | None = None) -> None:
+    """A single-worker trial in this process (once: restarts belong to Ray, see :func:`run_trial`)."""
+    train_trial(plan.loop_config(), session or LocalSession.for_trial(plan.cfg))
 
 
-def run_trial(cfg: TrialConfig, trials_root: str, *, max_failures: int = 0, fault: dict | None = None,
+def run_trial(cfg: TrialConfig, trials_root: str, *, max_failures: int = 0,
               ray_address: str | None = None) -> dict[str, Any]:
     """Run (or resume, or reuse if finished) one trial; returns its summary.
 
     One worker: in this process, without Ray, unless a cluster is named (``ray_address`` or RAY_ADDRESS),
     where it runs as one Ray task holding the trial's resources. Several workers: a Ray Train TorchTrainer.
-    """
-    import os
 
+    Retries belong to Ray, as in a sweep (where Tune owns them): on Ray, a crashed trial is restarted
+    ``max_failures`` times (the task's retries, or the TorchTrainer's), each restart resuming from the last
+    checkpoint. In this process a crash ends the call; calling it again resumes from the checkpoint.
+    """
     plan = plan_trial(cfg, trials_root)
     done = read_summary(trials_root, plan.trial_id)
     if done is not None:
         return done | {"reused": True}
     storage.check_writable(storage.resolve(trials_root))
     if cfg.num_workers == 1 and not (ray_address or os.environ.get("RAY_ADDRESS")):
-        run_in_process(plan, max_failures=max_failures, fault=fault)
+        run_in_process(plan)
     else:
         from orchestrator.ray_runtime import ensure_ray
 
         ensure_ray(ray_address)
-        _run_on_ray(plan, max_failures=max_failures, fault=fault)
+        _run_on_ray(plan, max_failures)
     return read_summary(trials_root, plan.trial_id) | {"reused": False}
 
 
-def _run_on_ray(plan: TrialPlan, *, max_failures: int, fault: dict | None) -> None:
+def _run_on_ray(plan: TrialPlan, max_failures: int) -> None:
     if plan.cfg.num_workers > 1:
-        build_trainer(plan, max_failures=max_failures, fault=fault).fit()
+        build_trainer(plan, max_failures=max_failures).fit()
         return
     import ray
 
     resources = worker_resources(plan.cfg, plan.memory_bytes)
     task = ray.remote(run_in_process).options(num_cpus=resources.pop("CPU"), num_gpus=resources.pop("GPU", 0),
-                                              memory=resources.pop("memory"), resources=resources)
-    ray.get(task.remote(plan, max_failures=max_failures, fault=fault))
+                                              memory=resources.pop("memory"), resources=resources,
+                                              max_retries=max_failures, retry_exceptions=True)
+    ray.get(task.remote(plan))
 
 
 __all__ = ["CHECKPOINT_FILE", "PROTOCOLS", "LocalSession", "TrainSession", "TrialPlan", "TuneSession",

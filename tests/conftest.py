@@ -61,11 +61,26 @@ def pytest_configure(config):
         atexit.register(shutil.rmtree, folder, True)
     if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
         return
+    _point_the_fault_seam_at_a_file_of_this_process()
     import torch
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(ray_cpus())
     torch.set_num_threads(ray_cpus())
+
+
+def _point_the_fault_seam_at_a_file_of_this_process() -> None:
+    """The trial's fault seam (tests/faults.py) reads the file FAULTS_ENV names; each test process (each
+    xdist worker) gets its own, set here, before its Ray starts, so its Ray workers inherit the name."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from orchestrator.trial import FAULTS_ENV
+
+    folder = tempfile.mkdtemp(prefix="rethink-audio-test-faults-")
+    os.environ[FAULTS_ENV] = os.path.join(folder, "faults.json")
+    atexit.register(shutil.rmtree, folder, True)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ import pytest
 from s3_fixture import REPO
 
 import records_fixture as F
-from jobs import analyze, paper, sweep
+from jobs import analyze, paper, preprocess, sweep
 from orchestrator.cli import main
+from orchestrator.plan import load_plan
 
 
 
@@ -47,23 +48,26 @@ def test_analyze_job_takes_its_target_as_the_results(monkeypatch):
     assert cli_sees("analyze", ["--results", "runs/demo"], monkeypatch).results == "runs/demo"
 
 
-@pytest.mark.filterwarnings("ignore:'jobs.*' found in sys.modules")
-def test_preprocess_job_smoke_overrides_the_sizes_it_was_given(monkeypatch):
-    given = ["--dataset", "fsdd", "--root", "data/fsdd-mini", "--out", "s3://b/d", "--height", "64",
-             "--augment-copies", "4"]
-    plain = cli_sees("preprocess", given, monkeypatch)
-    assert (plain.command, plain.dataset, plain.out, plain.height, plain.augment_copies) == (
-        "preprocess", "fsdd", "s3://b/d", 64, 4)
-    smoke = cli_sees("preprocess", [*given, "--smoke"], monkeypatch)
-    assert (smoke.dataset, smoke.root, smoke.height, smoke.width, smoke.augment_copies) == (
-        "fsdd", "data/fsdd-mini", 32, 32, 0)
-
-
 @pytest.mark.parametrize("job", [sweep, analyze, paper])
 def test_every_job_takes_smoke_and_documents_itself(job, capsys):
     with pytest.raises(SystemExit) as done:
         main(job.arguments(["--help"]))
     assert done.value.code == 0 and "--smoke" in capsys.readouterr().out
+
+
+def test_preprocess_job_smoke_is_the_plans_smoke_dataset():
+    from orchestrator.cli import build_parser, preprocess_request
+    from orchestrator.plan import smoke
+
+    argv = ["--dataset", "fsdd", "--root", "data/fsdd-mini", "--out", "s3://b/d", "--augment-copies", "3"]
+    full = preprocess_request(build_parser().parse_args(preprocess.arguments(argv)))
+    small = preprocess_request(build_parser().parse_args(preprocess.arguments([*argv, "--smoke"])))
+    assert (full.features.height, full.augment.copies) == (128, 3)
+    assert (small.features.height, small.features.width, small.augment.copies) == (32, 32, 1)
+    # the same shrinking as a plan's --smoke: one definition, orchestrator.plan.smoke
+    plan = load_plan(REPO / "plans" / "demo.yaml")
+    shrunk = smoke(plan).datasets["fsdd"].preprocess
+    assert (shrunk.features.height, shrunk.features.width) == (small.features.height, small.features.width)
 
 
 def test_analyze_job_builds_the_report_of_a_results_folder(tmp_path, monkeypatch, capsys):
@@ -72,11 +76,11 @@ def test_analyze_job_builds_the_report_of_a_results_folder(tmp_path, monkeypatch
     for seed in (0, 1):
         F.write_trial(tmp_path / "study" / "trials", data, valid=[0.5, 0.6], test=[0.6, 0.7], seed=seed)
     out = tmp_path / "report"
-    assert main(analyze.arguments([str(tmp_path / "study"), "--out", str(out), "--smoke"])) == 0
+    assert main(analyze.arguments([str(tmp_path / "study"), "--out", str(out), "--no-svcca", "--no-ig"])) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.splitlines()[-1])
     assert summary["trials"] == 2 and summary["report"] == str(out / "report.html")
-    assert "SVCCA off, Integrated Gradients off" in captured.err  # --smoke
+    assert "SVCCA off, Integrated Gradients off" in captured.err
     assert (out / "report.md").is_file() and list((out / "tables").glob("*.csv"))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from faults import injected
 from layouts import seed_dataset
 from progress_display import EPOCH_LINE, RAY_DATA_OUTPUT, TUNE_OUTPUT, ray_data_progress_shown, shown
 from sweep_helpers import REPO, summaries, write_plan
@@ -137,7 +138,8 @@ def test_retries_resume_from_checkpoints_and_a_deterministic_crash_costs_max_fai
     crashes_once, always_fails = grid["random", 0], grid["pretrained", 1]
     faults = {trial_id(crashes_once): {"after_epoch": 1, "log": str(tmp_path / "once.log")},
               trial_id(always_fails): {"after_epoch": 1, "log": str(tmp_path / "always.log"), "times": 99}}
-    result = run_sweep(plan, faults=faults)
+    with injected(faults):  # in the Tune actors, through the trial's test seam
+        result = run_sweep(plan)
     assert (tmp_path / "once.log").read_text().splitlines() == ["epoch 1"]  # the fault really happened
     # one retry budget per trial, owned by Tune (max_failures 2): 3 attempts, not (2 + 1)^2
     assert len((tmp_path / "always.log").read_text().splitlines()) == plan.max_failures + 1
@@ -154,7 +156,8 @@ def test_resume_applies_an_edited_plan(tiny_fsdd, tmp_path, capsys):
                                 dataset=tiny_fsdd))
     uris, folds = prepare_datasets(plan, plan_root(plan))
     broken = next(t for t in expand_grid(plan, uris, folds) if t.init == "random")
-    first = run_sweep(plan, faults={trial_id(broken): {"after_epoch": 1, "log": str(tmp_path / "f.log"), "times": 9}})
+    with injected({trial_id(broken): {"after_epoch": 1, "log": str(tmp_path / "f.log"), "times": 9}}):
+        first = run_sweep(plan)
     assert first.failed == [trial_id(broken)] and first.finished == 1
     root = Path(first.root)
     kept = {n: (root / "trials" / n / "summary.json").stat().st_mtime_ns for n in summaries(root)}

@@ -111,9 +111,8 @@ def test_a_logging_failure_is_reported_and_does_not_stop_the_sweep(tmp_path, cap
     uri = f"file:{tmp_path / 'mlruns'}"
     callback = mlflow_callback(TrackingConfig(mlflow=uri, experiment="exp"), "plan", str(tmp_path))
     callback.setup()
-    point = {"trial": {"data": str(tmp_path / "no-such-dataset")}, "trials_root": str(tmp_path / "trials"),
-             "fault": None}
-    trial = Trial("grid_driver", config={"point": point}, stub=True, trial_name_creator=lambda t: "t1")
+    config = {"trial": {"data": str(tmp_path / "no-such-dataset")}, "trials_root": str(tmp_path / "trials")}
+    trial = Trial("tune_trial", config=config, stub=True, trial_name_creator=lambda t: "t1")
     callback.log_trial_start(trial)
     callback.log_trial_result(1, trial, {"epoch": 1, "test_acc": 0.5})
     callback.log_trial_end(trial, failed=False)

@@ -1,4 +1,4 @@
-"""Trials on Ray Train: records, protocols, determinism, resume after a kill, clear errors."""
+"""Trials: records, protocols, determinism, resume after a kill, restarts by Ray, clear errors."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.trial import CHECKPOINT_FILE, plan_trial, run_trial, trial_id
 from orchestrator.trial_data import canonical_train_order, load_trial_data
 from orchestrator.training import protocol_summary
+from faults import injected
 from resume_check import crash_resume_compare
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_acc", "test_acc", "lr", "seconds", "train_samples",
@@ -115,10 +116,13 @@ def test_trial_killed_after_epoch_1_resumes_at_epoch_2_with_the_same_curve(tiny_
     assert curve["epoch"].tolist() == [1, 2, 3]
 
 
-def test_checkpoints_every_k_epochs_and_retries_from_the_last_one(tiny_fsdd, tmp_path):
+def test_checkpoints_every_k_epochs_and_ray_retries_from_the_last_one(tiny_fsdd, tmp_path):
+    import ray
+
     cfg = tiny_trial(tiny_fsdd, init="random", checkpoint_every=2, optim=OptimConfig(epochs=3, lr=1e-3, batch_size=16))
-    fault = {"after_epoch": 2, "log": str(tmp_path / "faults.log")}
-    summary = run_trial(cfg, str(tmp_path), fault=fault, max_failures=1)  # crash after epoch 2, one retry
+    # crash after epoch 2 in the Ray task; Ray restarts it once (max_failures 1), from the epoch-2 checkpoint
+    with injected({trial_id(cfg): {"after_epoch": 2, "log": str(tmp_path / "faults.log")}}):
+        summary = run_trial(cfg, str(tmp_path), max_failures=1, ray_address=ray.get_runtime_context().gcs_address)
     assert (tmp_path / "faults.log").read_text().splitlines() == ["epoch 2"]
     assert summary["resumed_at_epoch"] == 3 and summary["epochs"] == 3  # the epoch-2 checkpoint was there
     blob = torch.load(tmp_path / trial_id(cfg) / CHECKPOINT_FILE, weights_only=True)
