@@ -91,13 +91,17 @@ def flatten(payload: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def mlflow_callback(tracking, plan_name: str, results_root: str):
-    """The Tune callback logging a sweep's trials to ``tracking.mlflow``, or None when tracking is off."""
+def mlflow_callback(tracking, plan_name: str, results_root: str, decode):
+    """The Tune callback logging a sweep's trials to ``tracking.mlflow``, or None when tracking is off.
+    ``decode`` reads a Tune trial's config (orchestrator.tune_run.decode, passed in so that tune_run and
+    this module do not import each other)."""
     if not tracking.mlflow:
         return None
     require_mlflow(tracking.mlflow)
-    return _callback_class()(tracking.mlflow, experiment_name=tracking.experiment or plan_name,
-                             tags={"plan": plan_name, "results_root": results_root})
+    callback = _callback_class()(tracking.mlflow, experiment_name=tracking.experiment or plan_name,
+                                 tags={"plan": plan_name, "results_root": results_root})
+    callback.decode = decode
+    return callback
 
 
 def _callback_class():
@@ -156,9 +160,8 @@ def _callback_class():
 
         def _start(self, trial) -> None:
             from orchestrator.trial import trial_id
-            from orchestrator.tune_run import decode
 
-            tuned = decode(trial.config)
+            tuned = self.decode(trial.config)
             name, cfg = trial_id(tuned.cfg), tuned.cfg
             extra = {"search": tuned.search} if tuned.search else {}
             tags = {"phase": "search" if tuned.search else "grid"} | extra

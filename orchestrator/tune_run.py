@@ -190,7 +190,7 @@ def make_tuner(plan, root: storage.Location, name: str, param_space: dict[str, A
     from orchestrator.tracking import mlflow_callback
 
     _keep_credentials_out_of_runtime_envs()
-    tracker = mlflow_callback(plan.tracking, plan.name, root.uri)  # None unless the plan tracks
+    tracker = mlflow_callback(plan.tracking, plan.name, root.uri, decode)  # None unless the plan tracks
     run_config = tune.RunConfig(
         name=name, storage_path=root.uri if root.is_s3 else root.path,
         storage_filesystem=None if root.is_s3 else root.fs,

@@ -106,10 +106,11 @@ def test_a_logging_failure_is_reported_and_does_not_stop_the_sweep(tmp_path, cap
 
     from orchestrator.plan import TrackingConfig
     from orchestrator.tracking import mlflow_callback
+    from orchestrator.tune_run import decode
 
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # restored after the test (the callback sets it)
     uri = f"file:{tmp_path / 'mlruns'}"
-    callback = mlflow_callback(TrackingConfig(mlflow=uri, experiment="exp"), "plan", str(tmp_path))
+    callback = mlflow_callback(TrackingConfig(mlflow=uri, experiment="exp"), "plan", str(tmp_path), decode)
     callback.setup()
     config = {"trial": {"data": str(tmp_path / "no-such-dataset")}, "trials_root": str(tmp_path / "trials")}
     trial = Trial("tune_trial", config=config, stub=True, trial_name_creator=lambda t: "t1")
