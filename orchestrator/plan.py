@@ -341,7 +341,7 @@ def smoke_features(features: FeatureConfig, augment: AugmentConfig, side: int = 
             "augment": dataclasses.replace(augment, copies=min(augment.copies, 1))}
 
 
-# The recipe of one phase-2 trial: (dataset name, test fold) -> OptimConfig (orchestrator.sweep.Recipes).
+# The recipe of one phase-2 trial: (dataset name, test fold) -> OptimConfig (orchestrator.search.Recipes).
 RecipeOf = Callable[[str, int], OptimConfig]
 
 
