@@ -32,7 +32,7 @@ from orchestrator.config import OptimConfig, TrialConfig, to_dict
 from orchestrator.errors import ConfigError, RethinkError
 from orchestrator.interrupts import SweepInterrupted, SweepStorageError
 from orchestrator.plan import Plan, expand_grid
-from orchestrator.trial import plan_trial, read_summary
+from orchestrator.trial import prepare_trial, read_summary
 from orchestrator.tune_run import GRID, MAX_ROUNDS, SEARCH, TRIALS
 
 POINTS = "points.json"  # under grid/: the trial ids of the last phase-2 run (what --resume compares with)
@@ -193,7 +193,7 @@ def run_sweep(plan: Plan, *, resume: bool = False, ray_address: str | None = Non
             recipes, stages["search"] = _stage_search(plan, uris, folds, root, quiet, say)
         trials = expand_grid(plan, uris, folds, recipes)
         trials_root = root.join(TRIALS).uri
-        ids = [plan_trial(t, trials_root).trial_id for t in trials]
+        ids = [prepare_trial(t, trials_root).trial_id for t in trials]
         _grid_changes(root, ids, resume)
         failed, stopped, stages["grid"] = _run_phase2(plan, trials, ids, root, quiet, signals, say)
     finished = sum(read_summary(trials_root, i) is not None for i in ids)

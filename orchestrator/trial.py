@@ -79,8 +79,9 @@ def trial_id(cfg: TrialConfig) -> str:
 
 
 @dataclass(frozen=True)
-class TrialPlan:
-    """What the driver resolves before any training starts."""
+class PreparedTrial:
+    """A trial config resolved against its dataset before any training starts: id, folds, classes, input
+    channels and statistics, memory request (a Plan is the whole study; this is one of its trials)."""
 
     cfg: TrialConfig
     trial_id: str
@@ -106,7 +107,7 @@ class TrialPlan:
                             "input_stats": self.input_stats}}
 
 
-def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
+def prepare_trial(cfg: TrialConfig, trials_root: str) -> PreparedTrial:
     """Validate the trial before any training starts (model name, init mode, weights, folds) and fix the
     folds: valid is a whole fold, never the test fold."""
     from orchestrator.models import get_spec, parse_init, resolve_weights_file
@@ -127,7 +128,7 @@ def plan_trial(cfg: TrialConfig, trials_root: str) -> TrialPlan:
     stats = [a.tolist() for a in spectra.input_stats(cfg.data, roles.train, card)] if cfg.standardize else None
     pixels = int(np.prod(card.get("spec", {}).get("shape", [3, 128, 250])[1:]))
     memory = ceil_mib(host_private_bytes(cfg.model, cfg.optim.batch_size, pixels, channels, on_gpu=cfg.use_gpu))
-    return TrialPlan(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels, stats, memory)
+    return PreparedTrial(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels, stats, memory)
 
 
 def _max_label(data_uri: str) -> int:
@@ -402,7 +403,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_trial(loop_config, TrainSession())
 
 
-def build_trainer(plan: TrialPlan, *, max_failures: int = 0, callbacks=()):
+def build_trainer(prepared: PreparedTrial, *, max_failures: int = 0, callbacks=()):
     """The TorchTrainer of a multi-worker (DDP) trial: named by the trial id, stored under the trials root.
     ``max_failures``: Ray Train's restarts of the trial (``rethink-audio train``); in a sweep Tune restarts
     the whole trial, so the trainer gets none of its own.
@@ -413,14 +414,14 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, callbacks=()):
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    cfg, trials = plan.cfg, storage.resolve(plan.trials_root)
+    cfg, trials = prepared.cfg, storage.resolve(prepared.trials_root)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=plan.loop_config(),
+        train_loop_config=prepared.loop_config(),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker=worker_resources(cfg, plan.memory_bytes)),
+                                               resources_per_worker=worker_resources(cfg, prepared.memory_bytes)),
         run_config=ray.train.RunConfig(
-            name=plan.trial_id, storage_path=trials.path if not trials.is_s3 else trials.uri,
+            name=prepared.trial_id, storage_path=trials.path if not trials.is_s3 else trials.uri,
             storage_filesystem=None if trials.is_s3 else trials.fs,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             callbacks=list(callbacks),  # e.g. TuneReportCallback when a sweep drives this trial
@@ -430,14 +431,14 @@ def build_trainer(plan: TrialPlan, *, max_failures: int = 0, callbacks=()):
 
 def worker_resources(cfg: TrialConfig, memory_bytes: int = 0) -> dict[str, float]:
     """What one worker of the trial reserves: CPUs, the GPU (or a fraction of one), custom resources, and
-    its private host memory when given (``TrialPlan.memory_bytes``)."""
+    its private host memory when given (``PreparedTrial.memory_bytes``)."""
     return resource_bundle(cfg.cpus_per_worker, cfg.gpus_per_worker if cfg.use_gpu else 0.0, cfg.custom_resources,
                            memory_bytes)
 
 
-def run_in_process(plan: TrialPlan, session: Session | None = None) -> None:
+def run_in_process(prepared: PreparedTrial, session: Session | None = None) -> None:
     """A single-worker trial in this process (once: restarts belong to Ray, see :func:`run_trial`)."""
-    train_trial(plan.loop_config(), session or LocalSession.for_trial(plan.cfg))
+    train_trial(prepared.loop_config(), session or LocalSession.for_trial(prepared.cfg))
 
 
 def run_trial(cfg: TrialConfig, trials_root: str, *, max_failures: int = 0,
@@ -451,34 +452,34 @@ def run_trial(cfg: TrialConfig, trials_root: str, *, max_failures: int = 0,
     ``max_failures`` times (the task's retries, or the TorchTrainer's), each restart resuming from the last
     checkpoint. In this process a crash ends the call; calling it again resumes from the checkpoint.
     """
-    plan = plan_trial(cfg, trials_root)
-    done = read_summary(trials_root, plan.trial_id)
+    prepared = prepare_trial(cfg, trials_root)
+    done = read_summary(trials_root, prepared.trial_id)
     if done is not None:
         return done | {"reused": True}
     storage.check_writable(storage.resolve(trials_root))
     if cfg.num_workers == 1 and not (ray_address or os.environ.get("RAY_ADDRESS")):
-        run_in_process(plan)
+        run_in_process(prepared)
     else:
         from orchestrator.ray_runtime import ensure_ray
 
         ensure_ray(ray_address)
-        _run_on_ray(plan, max_failures)
-    return read_summary(trials_root, plan.trial_id) | {"reused": False}
+        _run_on_ray(prepared, max_failures)
+    return read_summary(trials_root, prepared.trial_id) | {"reused": False}
 
 
-def _run_on_ray(plan: TrialPlan, max_failures: int) -> None:
-    if plan.cfg.num_workers > 1:
-        build_trainer(plan, max_failures=max_failures).fit()
+def _run_on_ray(prepared: PreparedTrial, max_failures: int) -> None:
+    if prepared.cfg.num_workers > 1:
+        build_trainer(prepared, max_failures=max_failures).fit()
         return
     import ray
 
-    resources = worker_resources(plan.cfg, plan.memory_bytes)
+    resources = worker_resources(prepared.cfg, prepared.memory_bytes)
     task = ray.remote(run_in_process).options(num_cpus=resources.pop("CPU"), num_gpus=resources.pop("GPU", 0),
                                               memory=resources.pop("memory"), resources=resources,
                                               max_retries=max_failures, retry_exceptions=True)
-    ray.get(task.remote(plan))
+    ray.get(task.remote(prepared))
 
 
-__all__ = ["CHECKPOINT_FILE", "PROTOCOLS", "LocalSession", "TrainSession", "TrialPlan", "TuneSession",
-           "build_trainer", "load_checkpoint", "plan_trial", "read_summary", "run_in_process", "run_trial",
+__all__ = ["CHECKPOINT_FILE", "PROTOCOLS", "LocalSession", "TrainSession", "PreparedTrial", "TuneSession",
+           "build_trainer", "load_checkpoint", "prepare_trial", "read_summary", "run_in_process", "run_trial",
            "save_checkpoint", "train_trial", "trial_id", "worker_resources", "write_records"]

@@ -100,32 +100,32 @@ def tune_trial(config: dict[str, Any]) -> None:
 
     from orchestrator.interrupts import TrialStopped, process_stop_reason
     from orchestrator.storage import StorageFullError
-    from orchestrator.trial import TuneSession, build_trainer, plan_trial, read_summary, train_trial
+    from orchestrator.trial import TuneSession, build_trainer, prepare_trial, read_summary, train_trial
 
     trial = decode(config)
-    plan = plan_trial(trial.cfg, trial.trials_root)
-    summary = read_summary(trial.trials_root, plan.trial_id)
+    prepared = prepare_trial(trial.cfg, trial.trials_root)
+    summary = read_summary(trial.trials_root, prepared.trial_id)
     if summary is None:
         if reason := process_stop_reason():  # this node is going away: start nothing on it
-            tune.report(_NO_SCORE | {"stopped": reason, "record_id": plan.trial_id})
+            tune.report(_NO_SCORE | {"stopped": reason, "record_id": prepared.trial_id})
             return
         try:
             if trial.cfg.num_workers == 1:
-                train_trial(plan.loop_config(trial.stop_uri), TuneSession.for_trial(trial.cfg))
+                train_trial(prepared.loop_config(trial.stop_uri), TuneSession.for_trial(trial.cfg))
             else:
                 from ray.tune.integration.ray_train import TuneReportCallback
 
-                build_trainer(plan, callbacks=[TuneReportCallback()]).fit()
+                build_trainer(prepared, callbacks=[TuneReportCallback()]).fit()
         except TrialStopped as stop:
             where = f"epoch {stop.epoch} step {stop.step}" if stop.saved else None  # None: nothing new trained
-            tune.report(_NO_SCORE | {"stopped": stop.reason, "stopped_at": where, "record_id": plan.trial_id})
+            tune.report(_NO_SCORE | {"stopped": stop.reason, "stopped_at": where, "record_id": prepared.trial_id})
             return
         except StorageFullError as exc:  # ends the sweep (tune_watch): a retry would fail the same way
-            tune.report(_NO_SCORE | {"storage_error": str(exc), "record_id": plan.trial_id})
+            tune.report(_NO_SCORE | {"storage_error": str(exc), "record_id": prepared.trial_id})
             return
         finally:
             _release_gpu_memory()  # the next trial reuses this process (reuse_actors)
-        summary = read_summary(trial.trials_root, plan.trial_id)
+        summary = read_summary(trial.trials_root, prepared.trial_id)
     # Final result: the summary, plus valid_acc = the best valid accuracy over epochs, which is what the
     # search optimises (Tune adds its own "trial_id" key, so ours travels as "record_id").
     metrics = {k: v for k, v in summary.items() if k not in ("trial_id", "reused")}

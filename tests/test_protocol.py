@@ -14,7 +14,7 @@ from layouts import make_esc50
 from orchestrator.config import AugmentConfig, FeatureConfig, OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
 from orchestrator.preprocess import PreprocessRequest, preprocess
-from orchestrator.trial import plan_trial, run_trial, trial_id
+from orchestrator.trial import prepare_trial, run_trial, trial_id
 from orchestrator.trial_data import load_trial_data
 
 CLIPS_PER_FOLD = 4
@@ -40,8 +40,8 @@ def trial(data: str, **overrides) -> TrialConfig:
 
 def test_paper_split_trains_on_four_folds_and_nested_on_three(esc50_augmented, tmp_path):
     paper, nested = trial(esc50_augmented, split="paper"), trial(esc50_augmented, split="nested")
-    assert plan_trial(paper, str(tmp_path)).folds == {"train": [1, 2, 3, 4], "valid": [], "test": [5]}
-    assert plan_trial(nested, str(tmp_path)).folds == {"train": [2, 3, 4], "valid": [1], "test": [5]}
+    assert prepare_trial(paper, str(tmp_path)).folds == {"train": [1, 2, 3, 4], "valid": [], "test": [5]}
+    assert prepare_trial(nested, str(tmp_path)).folds == {"train": [2, 3, 4], "valid": [1], "test": [5]}
     assert trial_id(paper) != trial_id(nested)
     for cfg, train_clips in ((paper, 4 * CLIPS_PER_FOLD), (nested, 3 * CLIPS_PER_FOLD)):
         run_trial(cfg, str(tmp_path))

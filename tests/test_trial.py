@@ -13,7 +13,7 @@ import torch
 
 from orchestrator.config import OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
-from orchestrator.trial import CHECKPOINT_FILE, plan_trial, run_trial, trial_id
+from orchestrator.trial import CHECKPOINT_FILE, prepare_trial, run_trial, trial_id
 from orchestrator.trial_data import canonical_train_order, load_trial_data
 from orchestrator.training import protocol_summary
 from faults import injected
@@ -132,13 +132,13 @@ def test_checkpoints_every_k_epochs_and_ray_retries_from_the_last_one(tiny_fsdd,
 
 def test_bad_trials_fail_before_any_worker_starts(tiny_fsdd, tmp_path):
     with pytest.raises(ConfigError, match="unknown model 'vgg16'; valid models: densenet121"):
-        plan_trial(tiny_trial(tiny_fsdd, model="vgg16"), str(tmp_path))
+        prepare_trial(tiny_trial(tiny_fsdd, model="vgg16"), str(tmp_path))
     with pytest.raises(ConfigError, match="K must be in 1-4"):
-        plan_trial(tiny_trial(tiny_fsdd, init="cutoff:0"), str(tmp_path))
+        prepare_trial(tiny_trial(tiny_fsdd, init="cutoff:0"), str(tmp_path))
     with pytest.raises(ConfigError, match="test fold 9 is not one of the dataset.s folds"):
-        plan_trial(tiny_trial(tiny_fsdd, fold=9), str(tmp_path))
+        prepare_trial(tiny_trial(tiny_fsdd, fold=9), str(tmp_path))
     with pytest.raises(ConfigError, match="valid fold 2 must be one of"):
-        plan_trial(tiny_trial(tiny_fsdd, valid_fold=2), str(tmp_path))
+        prepare_trial(tiny_trial(tiny_fsdd, valid_fold=2), str(tmp_path))
 
 
 def test_protocol_summary_known_answers():
