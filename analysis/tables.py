@@ -294,15 +294,16 @@ def table_published(results: pd.DataFrame, ensembles: pd.DataFrame) -> Table:
     for dataset, group in data.groupby("dataset", sort=True):
         refs = references_for(group["dataset_name"].iloc[0])
         rows += [{"dataset": dataset, "method": ref["method"], "split": "", "source": ref["source"],
-                  "reference": ref["reference"], "reported": ref["accuracy"]} for ref in refs]
+                  "reference": ref["reference"], "protocol": ref["protocol"], "reported": ref["accuracy"]}
+                 for ref in refs]
         cited += [r["reference"] for r in refs if r["reference"] not in cited]
         if refs and not group["split"].eq("paper").any():
             unmatched.append(dataset_label(dataset))
         for split in sorted(group["split"].unique(), key=lambda s: s != "paper"):  # like for like first
             rows += _our_rows(group[group["split"] == split], ensembles, _show_recipe(data))
     stat_columns = [f"{p}_{s}" for p in PROTOCOLS for s in ("mean", "std")]
-    numbers = pd.DataFrame(rows).reindex(columns=["dataset", "method", "split", "source", "reference", "reported",
-                                                  *stat_columns, "gap"])
+    numbers = pd.DataFrame(rows).reindex(columns=["dataset", "method", "split", "source", "reference", "protocol",
+                                                  "reported", *stat_columns, "gap"])
     published = numbers["reported"].notna()
     display = pd.DataFrame({
         "dataset": numbers["dataset"].map(dataset_label), "method": numbers["method"], "split": numbers["split"],
@@ -310,7 +311,7 @@ def table_published(results: pd.DataFrame, ensembles: pd.DataFrame) -> Table:
         **{p: [_cell(r, p) for _, r in numbers.iterrows()] for p in PROTOCOLS},
         GAP: ["" if mine else fmt_signed(v) for v, mine in zip(numbers["gap"], published)],
     })
-    note = ("Published rows: the number each work reports (its own protocol, as listed in the paper; the "
+    note = ("Published rows: the number each work reports, measured its own way (protocols below; the "
             "paper's own rows train on every fold but the test fold and read the test curve's best epoch). "
             "They compare like for like only with our split paper rows, under best_epoch; our split nested "
             "rows are the honest numbers (valid_selected: a validation fold picks the epoch). "
@@ -321,6 +322,8 @@ def table_published(results: pd.DataFrame, ensembles: pd.DataFrame) -> Table:
         note += f" No split paper trials for {', '.join(unmatched)}: nothing there is measured like the published rows."
     if cited:
         note += " Sources: " + "; ".join(cited) + "."
+        protocols = dict.fromkeys(f"{s}: {p}" for s, p in zip(numbers["source"], numbers["protocol"]) if pd.notna(p))
+        note += " Protocols: " + "; ".join(protocols) + "."
     return Table(name, title, display, numbers, note)
 
 
