@@ -83,7 +83,7 @@ INSTANCE_TYPES = {
 OS_RESERVE_BYTES = 1 * GIB
 # Ray's own processes on a node: raylet, dashboard agent, runtime-env agent, log monitor, an idle worker. An
 # idle local Ray 2.60 node measured 0.25 GiB PSS for these (0.64 GiB with the head's GCS, dashboard and
-# autoscaler; smaps_rollup, 2026-12-03); the allowance leaves room for their growth under a sweep.
+# autoscaler; smaps_rollup with the pinned wheels); the allowance leaves room for their growth under a sweep.
 RAY_DAEMONS_BYTES = 1 * GIB
 # A head also runs the GCS, the dashboard, the autoscaler, the job driver and Tune's controller.
 HEAD_EXTRA_BYTES = 2 * GIB

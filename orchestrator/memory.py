@@ -35,7 +35,7 @@ REFERENCE_PIXELS = 128 * 250  # and its input (height x width)
 SPEC_ITEMSIZE = 2  # dataset versions store float16 spectrograms
 
 # A trial process before its model exists: a Ray worker with torch, timm, pyarrow and pandas imported held
-# 0.94 GB private memory (smaps_rollup Private_Clean + Private_Dirty, 2026-12-03, this project's pinned wheels).
+# 0.94 GB private memory (smaps_rollup Private_Clean + Private_Dirty with the pinned wheels; benchmarks/trial_memory.py).
 PROCESS_BASE_BYTES = 1 * GIB
 # Host memory a CUDA process adds for its context, cuBLAS and cuDNN (an estimate: no GPU was lent to measure it).
 CUDA_HOST_BYTES = int(1.5 * GIB)
