@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -154,9 +155,8 @@ def _placed(problem: str, section: str, where: str) -> str:
         return problem
     if not section:
         return f"{where}: {problem}"
-    if problem.startswith(section) and problem[len(section):len(section) + 1] in (".", " "):
-        return where + problem[len(section):]
-    return problem
+    # every mention of the section, not only the first: "search.fold 3 and search.per_fold" stays consistent
+    return re.sub(rf"(?<![\w.]){re.escape(section)}(?=[. ])", where, problem)
 
 
 def _path(loc: tuple, where: str) -> str:

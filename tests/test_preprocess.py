@@ -91,12 +91,12 @@ models: [efficientnet_lite0]
 
 
 def test_cli_mel_scale_flag(fsdd_root):
-    from orchestrator.cli import _preprocess_request, build_parser
+    from orchestrator.cli import build_parser, preprocess_request
 
     def request(*flags):
         args = build_parser().parse_args(["preprocess", "--dataset", "fsdd", "--root", str(fsdd_root),
                                           "--out", "out", *flags])
-        return _preprocess_request(args)
+        return preprocess_request(args)
 
     assert request().features.mel_scale == "htk"
     assert request("--mel-scale", "slaney").features == FeatureConfig(mel_scale="slaney")

@@ -299,7 +299,7 @@ def test_which_search_feeds_which_fold():
                 fed = [f for s in searches for f in s.feeds]
                 assert sorted(fed) == sorted(tested)  # every tested fold gets exactly one recipe ...
                 assert all(s.valid_fold not in s.feeds and s.valid_fold != s.test_fold for s in searches)
-    with pytest.raises(ConfigError, match="plan.search.fold 3 and plan.search.per_fold"):
+    with pytest.raises(ConfigError, match="search.fold 3 and search.per_fold"):
         from_dict(Plan, raw | {"search": {"enabled": True, "per_fold": True, "fold": 3}})
 
 
