@@ -77,7 +77,7 @@ def git_state(directory: Path) -> dict[str, Any]:
     copy inside some other repository's virtual environment must not report that repository's commit)."""
     head = _git(directory, "rev-parse", "--show-toplevel", "HEAD")
     lines = head.splitlines() if head else []
-    if len(lines) != 2 or Path(lines[0]).resolve() != directory.parent:
+    if len(lines) != 2 or Path(lines[0]).resolve() != directory.resolve().parent:
         return {"commit": None, "dirty": None}
     status = _git(directory, "status", "--porcelain", "--", ".")
     return {"commit": lines[1], "dirty": None if status is None else bool(status.strip())}
