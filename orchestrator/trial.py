@@ -45,12 +45,12 @@ import pyarrow as pa
 import torch
 
 from orchestrator import spectra, storage
-from orchestrator.provenance import trial_provenance, utc_now
 from orchestrator.config import TrialConfig, from_dict, stable_hash, to_dict
 from orchestrator.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, unwrap
 from orchestrator.errors import ConfigError, StorageError
 from orchestrator.interrupts import StopCheck, TrialStopped
 from orchestrator.memory import ceil_mib, host_private_bytes
+from orchestrator.provenance import trial_provenance, utc_now
 from orchestrator.trial_data import EvalSplit, load_trial_data
 from orchestrator.training import (DataFeed, EpochProgress, TrialState, TrainStep, build_network,
                                    evaluate, make_optimizer, make_scheduler, protocol_summary, seed_everything,

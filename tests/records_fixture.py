@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from orchestrator.provenance import trial_provenance, utc_now
 from orchestrator.config import LossConfig, MaskConfig, OptimConfig, TrialConfig, to_dict
 from orchestrator.models import build_native, create_model
+from orchestrator.provenance import trial_provenance, utc_now
 from orchestrator.trial import trial_id, write_records
 from orchestrator.training import TrialState
 
