@@ -5,6 +5,10 @@ folder (``rethink-audio train --out runs/trials``) is accepted too. A trial coun
 exists (the trial writes it last) and its records read cleanly; every other folder is reported as skipped
 with its path and why (:mod:`analysis.records`), never read half-written and never dropped silently. Reads go through :mod:`orchestrator.storage`, so ``s3://`` works the same as a local path.
 
+Each row carries its trial's provenance (``summary.json["provenance"]``, :mod:`orchestrator.provenance`):
+``code_version`` is a configuration key like ``recipe``, so trials run by different code are never averaged
+together; records written before provenance existed read as code version "unknown" (and pool together).
+
 This module needs neither torch nor Ray, so ``rethink-audio query`` starts fast.
 """
 
@@ -21,19 +25,24 @@ from analysis.recipes import recipe_id, recipe_labels, recipe_of
 from analysis.records import read_trial
 from orchestrator import spectra, storage
 from orchestrator.errors import StorageError
+from orchestrator.provenance import UNKNOWN
 from orchestrator.study import PROTOCOLS, parse_init
 
 RESULTS_FILE = "results.parquet"
 TRIALS_DIR = "trials"
 # What makes two trials the same configuration (they then differ only in seed and fold): recipe is the
-# rest of the trial config (analysis.recipes), so trials trained differently are never averaged together.
-CONFIG_KEYS = ["dataset", "model", "init", "loss", "mask", "split", "recipe"]
+# rest of the trial config (analysis.recipes), so trials trained differently are never averaged together;
+# code_version, the code that trained them (orchestrator.provenance), so neither are trials computed differently.
+CONFIG_KEYS = ["dataset", "model", "init", "loss", "mask", "split", "recipe", "code_version"]
 SUMMARY_COLUMNS = ["best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_epoch", "valid_selected",
                    "valid_selected_epoch", "valid_selected_valid_acc", "epochs", "resumed_at_epoch",
                    "train_seconds", "samples_per_s"]
+# summary.json's provenance fields a results row keeps beside code_version (what produced it, where, when)
+PROVENANCE_COLUMNS = ["git_commit", "git_dirty", "python", "torch", "ray", "cuda", "device", "host",
+                      "first_started_at", "started_at", "finished_at"]
 COLUMNS = (["trial_id", *CONFIG_KEYS, "seed", "fold", "valid_fold", "init_kind", "init_k", "method",
             "recipe_label", "dataset_name", "features", "dataset_version", "data_uri", "num_classes", "planned_epochs",
-            "lr", "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS)
+            "lr", "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS + PROVENANCE_COLUMNS)
 _READERS = 16  # parallel reads: S3 latency, not bandwidth, dominates small JSON files
 
 
@@ -185,7 +194,19 @@ def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
     }
     row["method"] = row["loss"] + ("+mask" if mask else "")
     row["features"] = features_label(card)
-    return row | {c: summary.get(c) for c in SUMMARY_COLUMNS}
+    return row | {c: summary.get(c) for c in SUMMARY_COLUMNS} | _provenance(summary.get("provenance"))
+
+
+def _provenance(provenance: Any) -> dict[str, Any]:
+    """code_version and :data:`PROVENANCE_COLUMNS` from a summary's provenance (``git_dirty`` a bool, the rest
+    strings; any other value, or no provenance at all, reads as missing: code version "unknown")."""
+    found = provenance if isinstance(provenance, dict) else {}
+    version = found.get("code_version")
+    row = {"code_version": version if isinstance(version, str) and version else UNKNOWN}
+    for col in PROVENANCE_COLUMNS:
+        value = found.get(col)
+        row[col] = value if isinstance(value, bool if col == "git_dirty" else str) else None
+    return row
 
 
 def _disambiguate(frame: pd.DataFrame) -> pd.DataFrame:
@@ -216,6 +237,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
                 "samples_per_s", "lr", "weight_decay"]:
         frame[col] = frame[col].astype("float64")
     frame["mask"] = frame["mask"].astype(bool)
+    frame["git_dirty"] = pd.array(frame["git_dirty"].tolist(), dtype="boolean")
     return frame.sort_values([*CONFIG_KEYS, "seed", "fold"], ignore_index=True)
 
 

@@ -18,7 +18,8 @@ from analysis.stats import (PAIRING_NOTE, Comparison, count_columns, diff_column
                             paired_difference, runs)
 
 NAME, TITLE = "table_representations", "Input representation vs accuracy (the paper's Section III.B)"
-CONFIG = ["dataset_name", "model", "init", "method", "split", "recipe"]  # what a representation is compared within
+# what a representation is compared within (never across recipes or code versions)
+CONFIG = ["dataset_name", "model", "init", "method", "split", "recipe", "code_version"]
 KIND_ORDER = {"logspec": 0, "logmel": 1, "mfcc": 2, "gammatone": 3}
 
 

@@ -11,10 +11,11 @@ epoch), ``last_epoch`` and ``valid_selected`` (a validation fold picks it) and t
 ``best − valid_selected``: the mean per-trial gap, i.e. how much letting the test fold choose inflates the
 number. Rows appear only where trials exist; a table without any is rendered with a note saying so.
 
-Trials are only ever averaged with trials of the same split mode and recipe (``GROUP``; see
-:mod:`analysis.recipes`). Every row names its split: "nested" (a validation fold) or "paper" (the paper's
-protocol: train on every other fold, no validation fold, so "—" for valid_selected and the gap). When the
-results hold several recipes, a ``recipe`` column says what differs (e.g. ``lr 1e-4 · 70 ep``).
+Trials are only ever averaged with trials of the same split mode, recipe and code version (``GROUP``; see
+:mod:`analysis.recipes` and :mod:`orchestrator.provenance`). Every row names its split: "nested" (a validation
+fold) or "paper" (the paper's protocol: train on every other fold, no validation fold, so "—" for
+valid_selected and the gap). When the results hold several recipes, a ``recipe`` column says what differs
+(e.g. ``lr 1e-4 · 70 ep``); when they hold several code versions, a ``code_version`` column says which.
 
 Every difference a table shows is paired (:mod:`analysis.stats`): the mean of per-run differences over the
 (fold, seed) runs both sides have and the number of pairs (Table II: pairs are folds); from 5 pairs up with
@@ -35,8 +36,8 @@ from analysis.stats import (CI_NOTE, NO_PAIRS, PAIRING_NOTE, Comparison, count_c
                             from_columns, paired_difference, runs)
 
 GAP = "best − valid_selected"
-GROUP = ["dataset", "model", "method", "split", "recipe"]  # what a row pools over: seeds and folds only
-PAIR = ["dataset", "model", "method", "split"]  # pretrained and random rows compared in Table I
+GROUP = ["dataset", "model", "method", "split", "recipe", "code_version"]  # a row pools seeds and folds only
+PAIR = ["dataset", "model", "method", "split", "code_version"]  # pretrained and random rows compared in Table I
 PROTOCOL_NOTE = ("Test-fold accuracy in %. best_epoch: the best test accuracy over epochs (the paper's "
                  "protocol; optimistic, the test fold picks the epoch). last_epoch: after the final epoch. "
                  "valid_selected: at the epoch with the best accuracy on a validation fold that is neither "
@@ -96,27 +97,33 @@ def _show_recipe(frame: pd.DataFrame) -> bool:
     return bool(frame["recipe_label"].fillna("").ne("").any())
 
 
+def _show_code(frame: pd.DataFrame) -> bool:
+    """Show the ``code_version`` column only when the results hold trials of several code versions."""
+    return frame["code_version"].nunique() > 1
+
+
 def _labelled(numbers: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """``numbers`` with each row's recipe label (from the results rows of its recipe)."""
     labels = dict(zip(results["recipe"], results["recipe_label"]))
     return numbers.assign(recipe_label=numbers["recipe"].map(labels).fillna(""))
 
 
-def _keys(r, show_method: bool, show_recipe: bool) -> dict:
-    """The leading display cells of one row: dataset, model, [method], split, [recipe]."""
+def _keys(r, show_method: bool, show_recipe: bool, show_code: bool = False) -> dict:
+    """The leading display cells of one row: dataset, model, [method], split, [recipe], [code_version]."""
     row = {"dataset": dataset_label(r["dataset"]), "model": r["model"]}
     row |= {"method": r["method"]} if show_method else {}
     row["split"] = r["split"]
-    return row | ({"recipe": r.get("recipe_label") or ""} if show_recipe else {})
+    row |= {"recipe": r.get("recipe_label") or ""} if show_recipe else {}
+    return row | ({"code_version": r["code_version"]} if show_code else {})
 
 
-def _display_protocols(numbers: pd.DataFrame, label_col: str, show_method: bool,
-                       show_recipe: bool = False) -> pd.DataFrame:
+def _display_protocols(numbers: pd.DataFrame, label_col: str, show_method: bool, show_recipe: bool = False,
+                       show_code: bool = False) -> pd.DataFrame:
     """Formatted rows: keys, the ``label_col`` (init), one column per protocol and the gap."""
     rows = []
     for _, r in numbers.iterrows():
         diff = bool(r.get("difference", False))
-        row = _keys(r, show_method, show_recipe)
+        row = _keys(r, show_method, show_recipe, show_code)
         row[label_col] = r[label_col]
         for p in PROTOCOLS:
             row[p] = fmt_paired(from_columns(r, p)) if diff else fmt_mean_std(r[f"{p}_mean"], r[f"{p}_std"])
@@ -135,19 +142,19 @@ def table_pretrained_vs_random(results: pd.DataFrame) -> Table:
     if data.empty:
         return Table.nothing(name, title, "no finished trials with init 'pretrained' or 'random'")
     stats = _labelled(_sorted(protocol_stats(data, [*GROUP, "init"])), data)
-    rows, comparisons = [], []
+    rows, comparisons, show_code = [], [], _show_code(data)
     for _, group in stats.groupby(PAIR, sort=False):
         for unit in _comparable(group):
             rows += unit.to_dict("records")
             if sorted(unit["init"]) == ["pretrained", "random"]:
                 rows.append(_difference(unit, data))
-                comparisons.append(Comparison(f"Table I, {_where(rows[-1])}: pretrained − random",
+                comparisons.append(Comparison(f"Table I, {_where(rows[-1], show_code)}: pretrained − random",
                                               {p: from_columns(rows[-1], p) for p in PROTOCOLS}))
     numbers = pd.DataFrame(rows)
     numbers["difference"] = [d is True for d in numbers.get("difference", [None] * len(numbers))]
     numbers[["trials", "seeds", "folds"]] = numbers[["trials", "seeds", "folds"]].astype("Int64")
     numbers = count_columns(numbers)
-    display = _display_protocols(numbers, "init", _show_method(data), _show_recipe(data))
+    display = _display_protocols(numbers, "init", _show_method(data), _show_recipe(data), show_code)
     display["runs"] = [_runs(r) for _, r in numbers.iterrows()]
     note = (f"Mean ± std (ddof 1) over all seeds and folds of each configuration. pretrained − random: "
             f"{PAIRING_NOTE} {PROTOCOL_NOTE}")
@@ -160,12 +167,13 @@ def _with_diffs(numbers: pd.DataFrame, prefix: str, diffs: list) -> pd.DataFrame
     return count_columns(pd.concat([numbers, columns], axis=1))
 
 
-def _where(row) -> str:
-    """Where a comparison lives, for the report: ``ESC-50 densenet201 nested`` (+ method, recipe if any)."""
+def _where(row, show_code: bool = False) -> str:
+    """Where a comparison lives, for the report: ``ESC-50 densenet201 nested`` (+ method, recipe if any, code
+    version with ``show_code``)."""
     parts = [dataset_label(row["dataset"]), row["model"]]
     parts += [row["method"]] if row["method"] != "ce" else []
     parts += [row["split"]] + ([row["recipe_label"]] if row.get("recipe_label") else [])
-    return " ".join(parts)
+    return " ".join(parts + ([f"code {row['code_version']}"] if show_code else []))
 
 
 def _arm(data: pd.DataFrame, row, init: str) -> pd.DataFrame:
@@ -238,10 +246,11 @@ def table_ensembles(results: pd.DataFrame, ensembles: pd.DataFrame, per_fold: pd
     numbers = numbers.drop(columns=[c for c in numbers.columns if c.endswith("_members")])
     gains = [_gain_over_folds(per_fold, r) for _, r in numbers.iterrows()]
     numbers = _with_diffs(numbers, "ensemble_gain", gains)
-    comparisons = [Comparison(f"Table II, {_where(r)} {r['init']}: ensemble − single model",
+    show_code = _show_code(results)
+    comparisons = [Comparison(f"Table II, {_where(r, show_code)} {r['init']}: ensemble − single model",
                               {SELECTED[r["split"]]: g}) for (_, r), g in zip(numbers.iterrows(), gains) if g.pairs]
     shown = [p for p in PROTOCOLS if any(p in SPLIT_PROTOCOLS[split] for split in results["split"].unique())]
-    display = _ensemble_display(numbers, _show_method(results), _show_recipe(results), shown)
+    display = _ensemble_display(numbers, _show_method(results), _show_recipe(results), shown, show_code)
     note = ("Single: each seed's accuracy averaged over folds, then mean ± std (ddof 1) over seeds. "
             "Ensemble: softmax averaged over the seeds per clip, accuracy per fold, mean ± std over folds; "
             "only for the protocols whose predictions trials store: last_epoch, and the selected epoch, i.e. "
@@ -265,11 +274,11 @@ def _gain_over_folds(per_fold: pd.DataFrame | None, row):
     return paired_difference(runs(mine, "accuracy", ("fold",)), runs(mine, "single_mean", ("fold",)))
 
 
-def _ensemble_display(numbers: pd.DataFrame, show_method: bool, show_recipe: bool,
-                      shown: list[str]) -> pd.DataFrame:
+def _ensemble_display(numbers: pd.DataFrame, show_method: bool, show_recipe: bool, shown: list[str],
+                      show_code: bool) -> pd.DataFrame:
     rows = []
     for _, r in numbers.iterrows():
-        row = _keys(r, show_method, show_recipe)
+        row = _keys(r, show_method, show_recipe, show_code)
         row |= {"init": r["init"], "seeds": str(int(r["seeds"])), "folds": str(int(r["folds"]))}
         row |= {f"single {p}": fmt_mean_std(r[f"{p}_mean"], r[f"{p}_std"]) for p in PROTOCOLS}
         row |= {f"ensemble {p}": fmt_mean_std(r[f"ensemble_{p}_mean"], r[f"ensemble_{p}_std"]) for p in shown}
@@ -300,7 +309,7 @@ def table_published(results: pd.DataFrame, ensembles: pd.DataFrame) -> Table:
         if refs and not group["split"].eq("paper").any():
             unmatched.append(dataset_label(dataset))
         for split in sorted(group["split"].unique(), key=lambda s: s != "paper"):  # like for like first
-            rows += _our_rows(group[group["split"] == split], ensembles, _show_recipe(data))
+            rows += _our_rows(group[group["split"] == split], ensembles, _show_recipe(data), _show_code(data))
     stat_columns = [f"{p}_{s}" for p in PROTOCOLS for s in ("mean", "std")]
     numbers = pd.DataFrame(rows).reindex(columns=["dataset", "method", "split", "source", "reference", "protocol",
                                                   "reported", *stat_columns, "gap"])
@@ -333,14 +342,16 @@ def _cell(row, protocol: str) -> str:
     return fmt_mean_std(row[f"{protocol}_mean"], row.get(f"{protocol}_std"))
 
 
-def _our_rows(group: pd.DataFrame, ensembles: pd.DataFrame, show_recipe: bool) -> list[dict]:
-    """Our single-model and ensemble rows of one dataset and split, per model, method, recipe and init."""
+def _our_rows(group: pd.DataFrame, ensembles: pd.DataFrame, show_recipe: bool, show_code: bool) -> list[dict]:
+    """Our single-model and ensemble rows of one dataset and split, per model, method, recipe, code version
+    and init."""
     rows = []
     keys = [*GROUP, "init"]
     stats = _labelled(_sorted(protocol_stats(group, keys)), group)
     for _, s in stats.iterrows():
         label = f"{s['model']} {s['init']}" + (f" {s['method']}" if s["method"] != "ce" else "")
         label += f" · {s['recipe_label']}" if show_recipe and s["recipe_label"] else ""
+        label += f" · code {s['code_version']}" if show_code else ""
         mine = {"dataset": s["dataset"], "split": s["split"], "source": "this run"}
         rows.append(mine | {"method": f"{label}, single model", "gap": s["gap"],
                             **{c: s[c] for c in s.index if c.endswith(("_mean", "_std"))}})
@@ -355,7 +366,7 @@ def _our_rows(group: pd.DataFrame, ensembles: pd.DataFrame, show_recipe: bool) -
 
 # ---------------------------------------------------------------- split modes and recipes, paired
 
-SETTING = ["dataset", "model", "method", "init"]  # what two compared split modes / recipes share
+SETTING = ["dataset", "model", "method", "init", "code_version"]  # what two compared split modes / recipes share
 
 
 def table_settings(results: pd.DataFrame) -> Table:
@@ -363,21 +374,22 @@ def table_settings(results: pd.DataFrame) -> Table:
     (fold, seed): "A − B" per protocol as :func:`analysis.stats.fmt_paired` writes it (sides in split, then
     recipe label order)."""
     name, title = "table_settings_paired", "Split modes and recipes compared, paired on (fold, seed)"
-    rows, comparisons = [], []
+    rows, comparisons, show_code = [], [], _show_code(results)
     for _, group in results.groupby(SETTING, sort=True):
         sides = group[["split", "recipe", "recipe_label"]].drop_duplicates().sort_values(
             ["split", "recipe_label", "recipe"]).to_dict("records")
         for i, a in enumerate(sides):
             for b in sides[i + 1:]:
                 rows.append(_setting_row(group, a, b))
-                comparisons.append(_setting_comparison(rows[-1]))
+                comparisons.append(_setting_comparison(rows[-1], show_code))
     if not rows:
         return Table.nothing(name, title, "no (dataset, model, method, init) was run under two split modes or "
                                           "recipes")
     numbers = count_columns(pd.DataFrame(rows))
     numbers = numbers.assign(_o=numbers["init"].map(init_rank)).sort_values(
         ["dataset", "model", "method", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
-    display = numbers[["dataset", "model", *(["method"] if _show_method(results) else []), "init", "comparison"]]
+    display = numbers[["dataset", "model", *(["method"] if _show_method(results) else []), "init",
+                       *(["code_version"] if show_code else []), "comparison"]]
     display = display.assign(dataset=display["dataset"].map(dataset_label))
     for p in PROTOCOLS:
         display[p] = [fmt_paired(from_columns(r, p)) for _, r in numbers.iterrows()]
@@ -391,9 +403,10 @@ def _side(side: dict) -> str:
     return side["split"] + (f" · {side['recipe_label']}" if side["recipe_label"] else "")
 
 
-def _setting_comparison(row: dict) -> Comparison:
+def _setting_comparison(row: dict, show_code: bool) -> Comparison:
     method = f" {row['method']}" if row["method"] != "ce" else ""
-    label = (f"Split modes / recipes, {dataset_label(row['dataset'])} {row['model']}{method} {row['init']}: "
+    code = f" code {row['code_version']}" if show_code else ""
+    label = (f"Split modes / recipes, {dataset_label(row['dataset'])} {row['model']}{method} {row['init']}{code}: "
              f"{row['comparison']}")
     return Comparison(label, {p: from_columns(row, p) for p in PROTOCOLS})
 
@@ -429,10 +442,11 @@ def table_ablation(results: pd.DataFrame, kind: str) -> Table:
     numbers["vs_pretrained"] = numbers["valid_selected_mean"].to_numpy() - base.to_numpy(dtype=float)
     paired = [_vs_pretrained(runs_, r) for _, r in numbers.iterrows()]
     numbers = _with_diffs(numbers, "vs_pretrained", paired)
-    comparisons = [Comparison(f"{title.split(':')[0]} {kind}, {_where(r)}: {r['init']} − pretrained",
+    show_code = _show_code(results)
+    comparisons = [Comparison(f"{title.split(':')[0]} {kind}, {_where(r, show_code)}: {r['init']} − pretrained",
                               {"valid_selected": d}) for (_, r), d in zip(numbers.iterrows(), paired) if d.pairs]
     display = _display_protocols(numbers.assign(init=numbers["init"].map(describe_init)), "init",
-                                 _show_method(results), _show_recipe(results))
+                                 _show_method(results), _show_recipe(results), show_code)
     display["Δ vs pretrained (valid_selected)"] = [
         fmt_signed(v) if r["init"] == "pretrained" or not d.pairs else fmt_paired(d)
         for v, (_, r), d in zip(numbers["vs_pretrained"], numbers.iterrows(), paired)]

@@ -19,13 +19,15 @@ Records in ``<trials root>/<trial id>/``:
 * ``epochs.parquet``: epoch, train_loss, valid_loss, valid_acc, test_acc, lr, seconds, train_samples (clips
   trained on that epoch, augmented draws included), samples_per_s (valid_* null for split "paper").
 * ``summary.json``: test accuracy under best_epoch / last_epoch / valid_selected (split "nested" only),
-  the chosen epochs, timing.
+  the chosen epochs, timing, and ``provenance`` (orchestrator.provenance: code version, git commit, library
+  versions, CUDA, device, host, start and end times of the process that finished the trial).
 * ``predictions.parquet``: trial_id, clip_id, fold, label, protocol (valid_selected, or best_epoch for split
   "paper" trials, which have no validation fold; and last_epoch),
   epoch, probs (list<float32>) — the per-clip softmax ensembles are built from.
 * ``checkpoint.pt``: weights, optimizer, scheduler, RNG and the curve so far (``torch.load(weights_only=True)``),
   and how far into an epoch a stopped trial got (orchestrator.checkpoints).
-* ``running.json``: the host and PID of the process that runs (or last ran) the trial, and its start point.
+* ``running.json``: the host and PID of the process that runs (or last ran) the trial, its start point, when it
+  started and when the trial's first attempt started.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ import torch
 from orchestrator import spectra, storage
 from orchestrator.config import TrialConfig, from_dict, stable_hash, to_dict
 from orchestrator.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, unwrap
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, StorageError
 from orchestrator.interrupts import StopCheck, TrialStopped
 from orchestrator.memory import ceil_mib, host_private_bytes
+from orchestrator.provenance import trial_provenance, utc_now
 from orchestrator.trial_data import EvalSplit, load_trial_data
 from orchestrator.training import (DataFeed, EpochProgress, TrialState, TrainStep, build_network,
                                    evaluate, make_optimizer, make_scheduler, protocol_summary, seed_everything,
@@ -244,6 +247,7 @@ def _injected_fault(trial_id: str, epoch: int) -> None:
 def train_trial(loop_config: dict[str, Any], session: Session) -> TrialState:
     """Build (or resume), train for the configured epochs, report every epoch, checkpoint, write records."""
     cfg, dataset = from_dict(TrialConfig, loop_config["trial"]), loop_config["dataset"]
+    attempt_started = utc_now()
     seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
     network = session.prepare(build_network(cfg, loop_config["num_classes"], dataset.get("input_stats"),
                                             dataset.get("channels", 3)))
@@ -254,8 +258,7 @@ def train_trial(loop_config: dict[str, Any], session: Session) -> TrialState:
     # trial does not stop at a step: it resumes from its last epoch checkpoint
     with StopCheck(loop_config.get("stop_uri"), getattr(session, "node_draining", None)) as stop_check:
         state = load_checkpoint(records, network, optimizer, scheduler) or TrialState()
-        if session.rank == 0:
-            _write_running(records, state, session)
+        first_started = _write_running(records, state, session, attempt_started) if session.rank == 0 else None
         data = load_trial_data(cfg.data, cfg.fold, (loop_config["folds"]["valid"] or [None])[0], split=cfg.split,
                                max_train_rows=cfg.max_train_clips, seed=cfg.seed, rank=session.rank,
                                world_size=session.world_size, version=dataset["version"],
@@ -293,20 +296,33 @@ def train_trial(loop_config: dict[str, Any], session: Session) -> TrialState:
             _injected_fault(loop_config["trial_id"], epoch)
         _injected_fault(loop_config["trial_id"], state.next_epoch - 1)  # a restart that finds every epoch done too
         if session.rank == 0:
-            write_records(loop_config, state)
+            write_records(loop_config, state, trial_provenance(session.device, attempt_started, first_started))
     return state
 
 
-def _write_running(records: storage.Location, state: TrialState, session: Session) -> None:
+def _write_running(records: storage.Location, state: TrialState, session: Session, started: str) -> str:
     """``running.json``: the host and process that run (or last ran) the trial and where it started from, so a
-    person (or a test) can find the process to inspect or signal."""
+    person (or a test) can find the process to inspect or signal. Returns when the trial's first attempt
+    started: kept from the running.json an earlier attempt left, else ``started``."""
     import socket
 
-    storage.write_json(records.join(RUNNING_FILE), {
+    loc = records.join(RUNNING_FILE)
+    earlier = _read_quietly(loc)
+    first = earlier.get("first_started") or earlier.get("started") or started
+    storage.write_json(loc, {
         "host": socket.gethostname(), "pid": os.getpid(), "ray_node": getattr(session, "node_id", None),
-        "from_epoch": state.next_epoch,
-        "from_step": state.partial.steps if state.partial else 0,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        "from_epoch": state.next_epoch, "from_step": state.partial.steps if state.partial else 0,
+        "started": started, "first_started": first})
+    return first
+
+
+def _read_quietly(loc: storage.Location) -> dict[str, Any]:
+    """A JSON object at ``loc``, or {} when it is missing or unreadable (provenance must not fail a trial)."""
+    try:
+        found = storage.read_json(loc)
+    except StorageError:  # RecordError (missing, forbidden, not JSON) included
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _evaluate_epoch(loop_config, session, network, feed, data, state: TrialState, lr: float,
@@ -358,14 +374,18 @@ def device_data_budget(cfg: TrialConfig, device: torch.device, spec_shape: tuple
 # ---------------------------------------------------------------- records
 
 
-def write_records(config: dict[str, Any], state: TrialState) -> None:
-    """Write config.json, epochs.parquet, summary.json and predictions.parquet into the trial folder."""
+def write_records(config: dict[str, Any], state: TrialState, provenance: dict[str, Any] | None = None) -> None:
+    """Write config.json, epochs.parquet, summary.json and predictions.parquet into the trial folder.
+
+    ``provenance`` (:func:`orchestrator.provenance.trial_provenance`) goes into summary.json, not config.json:
+    config.json says what the trial is (its id and recipe come from it), summary.json what happened when it
+    ran and who finished it."""
     records = storage.resolve(config["records_uri"])
     summary = protocol_summary(state.epochs) | {
         "trial_id": config["trial_id"], "epochs": len(state.epochs), "resumed_at_epoch": state.resumed_at_epoch,
         "train_seconds": sum(r["seconds"] for r in state.epochs),
         "samples_per_s": float(np.mean([r["samples_per_s"] for r in state.epochs])),
-    }
+    } | ({"provenance": provenance} if provenance is not None else {})
     storage.write_json(records.join("config.json"), {k: config[k] for k in ("trial", "trial_id", "folds",
                                                                           "num_classes", "dataset")})
     storage.write_parquet(records.join("epochs.parquet"), pa.Table.from_pylist(state.epochs))

@@ -4,7 +4,8 @@
   float16 ``fixed_shape_tensor`` spec column), in the layout of :mod:`orchestrator.spectra`.
 * :func:`write_trial`: one trial folder written by the real ``orchestrator.trial.write_records`` (so
   config.json / epochs.parquet / summary.json / predictions.parquet are exactly what trials write), from
-  chosen per-epoch accuracies; predictions are generated to match the summary's accuracies unless given.
+  chosen per-epoch accuracies; predictions are generated to match the summary's accuracies unless given; its
+  provenance is this process's, with chosen fields replaced (or none, as in records older than provenance).
 * :func:`write_checkpoint` / :func:`write_weights`: a trial's checkpoint.pt (or a legacy Ray Train folder) holding
   {"model": state_dict}, and an ImageNet-format weights file for "pretrained" trials.
 * :func:`write_real_trial`: a finished resnet18 trial with a checkpoint (for SVCCA / Integrated Gradients).
@@ -23,6 +24,7 @@ import torch
 
 from orchestrator.config import LossConfig, MaskConfig, OptimConfig, TrialConfig, to_dict
 from orchestrator.models import build_native, create_model
+from orchestrator.provenance import trial_provenance, utc_now
 from orchestrator.trial import trial_id, write_records
 from orchestrator.training import TrialState
 
@@ -82,13 +84,15 @@ def trial_config(data_uri: str, *, model="densenet201", init="pretrained", seed=
 
 def write_trial(trials: Path, data_uri: str, *, valid: list[float] | None, test: list[float], num_classes: int = 2,
                 folds=(1, 2, 3), n_clips: int = 20, finished: bool = True, predictions: dict | None = None,
-                confidence: float = 0.7, **config) -> str:
+                confidence: float = 0.7, provenance: dict | None = {}, **config) -> str:
     """One trial folder under ``trials`` from per-epoch valid/test accuracies; returns its trial id.
 
     ``valid=None`` with ``split="paper"``: a trial without validation fold (null valid columns, no
     valid_selected; its stored selected epoch is best_epoch). ``predictions``: protocol -> (clip_ids, labels,
     probs); by default generated so the first ``round(acc * n_clips)`` clips are right (probability
-    ``confidence`` on the predicted class), matching the summary's accuracy for that protocol.
+    ``confidence`` on the predicted class), matching the summary's accuracy for that protocol. ``provenance``:
+    fields that replace this process's (e.g. another ``code_version``); None writes none, as records written
+    before provenance existed.
     """
     cfg = trial_config(data_uri, epochs=len(test), **config)
     tid = trial_id(cfg)
@@ -101,7 +105,7 @@ def write_trial(trials: Path, data_uri: str, *, valid: list[float] | None, test:
                "records_uri": str(trials / tid)}
     state = _state(valid, test, cfg.fold, num_classes, n_clips, predictions, confidence)
     if finished:
-        write_records(payload, state)
+        write_records(payload, state, None if provenance is None else trial_provenance("cpu", utc_now()) | provenance)
     else:  # a trial still running: config and curve so far, no summary.json
         (trials / tid).mkdir(parents=True, exist_ok=True)
         (trials / tid / "config.json").write_text(json.dumps({k: payload[k] for k in payload if k != "records_uri"}))

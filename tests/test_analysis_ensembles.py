@@ -9,7 +9,8 @@ import pytest
 from analysis.ensembles import accuracy, average_softmax, ensemble_per_fold, ensemble_summary
 
 CONFIG = {"dataset": "esc50", "model": "densenet201", "init": "pretrained", "loss": "ce", "mask": False,
-          "split": "nested", "recipe": "r1", "method": "ce", "fold": 1, "protocol": "valid_selected"}
+          "split": "nested", "recipe": "r1", "code_version": "unknown", "method": "ce", "fold": 1,
+          "protocol": "valid_selected"}
 
 
 def member(seed: int, probs, labels, clip_ids=None, **overrides) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import torch
 
 from orchestrator.config import OptimConfig, TrialConfig
 from orchestrator.errors import ConfigError
+from orchestrator.provenance import environment
 from orchestrator.trial import CHECKPOINT_FILE, prepare_trial, run_trial, trial_id
 from orchestrator.trial_data import canonical_train_order, load_trial_data
 from orchestrator.training import protocol_summary
@@ -45,6 +47,12 @@ def test_two_epoch_trial_writes_all_records(tiny_fsdd, tmp_path):
     assert np.isfinite(epochs[["train_loss", "valid_loss"]].to_numpy()).all()
     assert saved == {k: v for k, v in summary.items() if k != "reused"} and not summary["reused"]
     assert saved | protocol_summary(epochs.to_dict("records")) == saved  # protocols agree with the curve
+    provenance = saved["provenance"]  # the process that finished it (here this one), in summary.json only
+    assert provenance == environment() | {k: provenance[k] for k in ("device", "started_at", "first_started_at",
+                                                                     "finished_at")} and "provenance" not in config
+    assert provenance["device"].startswith("cpu")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", provenance["finished_at"])
+    assert provenance["first_started_at"] == provenance["started_at"] <= provenance["finished_at"]
     # predictions: the 100 test-fold clips (speaker 2) under both stored protocols, softmax rows
     assert predictions.groupby("protocol").size().to_dict() == {"last_epoch": 100, "valid_selected": 100}
     assert (predictions["fold"] == 2).all() and predictions["clip_id"].str.contains("_jackson_").all()
