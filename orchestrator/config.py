@@ -220,7 +220,8 @@ class FeatureConfig:
     bilinearly to ``height x width``. ``n_fft`` is always ``n_fft_ms`` of samples (100 ms: 4410 at 44.1 kHz).
     ``mel_scale`` picks the filterbank and frame padding (see ``MEL_SCALES`` and ``orchestrator.features``).
     ``kind`` swaps log-mel for another representation of the same frames (``FEATURE_KINDS``); ``num_channels`` 1
-    keeps only the first (window, hop) pair, stored as one channel.
+    keeps only the first (window, hop) pair, stored as one channel. ``recipe`` soundclr computes SoundCLR's
+    one channel instead (``FEATURE_RECIPES``); ``clip_seconds`` fixes every clip's length first (any recipe).
     """
 
     __pydantic_config__ = STRICT
