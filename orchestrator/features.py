@@ -305,7 +305,8 @@ def feature_module(cfg: FeatureConfig, sample_rate: int, width: int) -> Spectrog
     return kind(cfg, sample_rate, width)
 
 
-def featurize_clips(module: SpectrogramFeatures | SoundclrFeatures, clips: Sequence[np.ndarray], max_batch: int = 1) -> np.ndarray:
+def featurize_clips(module: SpectrogramFeatures | SoundclrFeatures, clips: Sequence[np.ndarray],
+                    max_batch: int = 1) -> np.ndarray:
     """Features of variable-length mono clips; returns ``(N, C, H, W)`` float32.
 
     Clips of equal length are stacked up to ``max_batch`` at a time. On CPU, 1 is fastest (measured: 22 ms
