@@ -87,18 +87,15 @@ def _random_scale(wave: np.ndarray, scale: float) -> np.ndarray:
     return wave[left] * (1 - frac) + wave[right] * frac
 
 
-def _random_pad(wave: np.ndarray, out_len: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """SoundCLR's RandomPadding: a random left offset in [0, out_len - n); each side filled with the clip's
-    edge sample on that side."""
-    left = int(rng.integers(0, out_len - len(wave)))
+def _pad(wave: np.ndarray, out_len: int, left: int) -> np.ndarray:
+    """SoundCLR's RandomPadding at offset ``left``: each side filled with the clip's edge sample on that side."""
     right = out_len - left - len(wave)
-    return np.concatenate([np.full(left, wave[0]), wave, np.full(right, wave[-1])]), left
+    return np.concatenate([np.full(left, wave[0]), wave, np.full(right, wave[-1])])
 
 
-def _random_crop(wave: np.ndarray, out_len: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """SoundCLR's RandomCrop: a random window in [0, n - out_len); if it holds under half the clip's standard
-    deviation, the first window instead, and if that is still quiet but louder than the random one, the last."""
-    left = int(rng.integers(0, len(wave) - out_len))
+def _crop(wave: np.ndarray, out_len: int, left: int) -> tuple[np.ndarray, int]:
+    """SoundCLR's RandomCrop at offset ``left``: if that window holds under half the clip's standard
+    deviation, the first window instead, and if that is still quiet but louder than the first choice, the last."""
     half_std = wave.std(ddof=1) * 0.5  # torch's Tensor.std is the unbiased (n - 1) estimate
     out = wave[left : left + out_len]
     out_std = out.std(ddof=1)
@@ -108,6 +105,28 @@ def _random_crop(wave: np.ndarray, out_len: int, rng: np.random.Generator) -> tu
     if half_std > new_std > out_std:
         out, left = wave[-out_len:], len(wave) - out_len
     return out, left
+
+
+def _pad_or_crop(wave: np.ndarray, out_len: int, rng: np.random.Generator | None) -> tuple[np.ndarray, int | None]:
+    """``wave`` padded (:func:`_pad`) or cropped (:func:`_crop`) to ``out_len`` samples, and the offset used:
+    drawn from ``rng`` in [0, |difference|) as the reference's train=True branch, or, without ``rng``,
+    ``round(difference / 2)`` (its train=False branch, the centre). None: the clip already had that length."""
+    diff = out_len - len(wave)
+    if diff == 0:
+        return wave, None
+    left = int(rng.integers(0, abs(diff))) if rng is not None else int(round(0.5 * abs(diff)))
+    return (_pad(wave, out_len, left), left) if diff > 0 else _crop(wave, out_len, left)
+
+
+def fit_clip(wave: np.ndarray, out_len: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """SoundCLR's fixed-length clip without the speed change (its test transforms): trim leading and trailing
+    zeros, then pad with the edge samples or crop to ``out_len``, at a random offset from ``rng`` (what its
+    scripts run, since the test datasets keep RandomPadding/RandomCrop's train=True default) or, without
+    ``rng``, centred."""
+    if out_len < 1:
+        raise ValueError(f"fit_clip needs out_len >= 1, got {out_len}")
+    out, _ = _pad_or_crop(_trim_silence(np.asarray(wave, dtype=np.float64)), out_len, rng)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def soundclr_augment(wave: np.ndarray, rng: np.random.Generator, out_len: int | None = None,
@@ -120,13 +139,10 @@ def soundclr_augment(wave: np.ndarray, rng: np.random.Generator, out_len: int | 
     if target < 1 or len(wave) == 0:
         raise ValueError(f"soundclr augment needs a non-empty clip and out_len >= 1, got {len(wave)} and {target}")
     scale = float(np.power(max_scale, rng.uniform(-1, 1)))
-    out, offset = _random_scale(_trim_silence(wave), scale), None
+    out = _random_scale(_trim_silence(wave), scale)
     if len(out) == 0:  # a 1-sample clip scaled below 1
         out = wave[:1]
-    if len(out) < target:
-        out, offset = _random_pad(out, target, rng)
-    elif len(out) > target:
-        out, offset = _random_crop(out, target, rng)
+    out, offset = _pad_or_crop(out, target, rng)
     return np.ascontiguousarray(out, dtype=np.float32), SoundclrParams(scale, offset)
 
 
@@ -139,12 +155,16 @@ def soundclr_wave_augment(wave: np.ndarray, rate: int, rng: np.random.Generator,
     return soundclr_augment(wave, rng, out_len)[0]
 
 
-def augmented_copy(cfg: AugmentConfig, wave: np.ndarray, rate: int, clip_id: str,
-                   copy: int) -> tuple[np.ndarray, dict[str, int | float | None]]:
+def augmented_copy(cfg: AugmentConfig, wave: np.ndarray, rate: int, clip_id: str, copy: int,
+                   out_len: int | None = None) -> tuple[np.ndarray, dict[str, int | float | None]]:
     """Copy ``copy`` of ``clip_id`` under ``cfg.kind`` and the row fields that record it
-    (``aug_pitch``, ``aug_stretch``; see the module docstring)."""
+    (``aug_pitch``, ``aug_stretch``; see the module docstring). ``out_len``: the copy's length in samples
+    (SoundCLR pads/crops to 5 s, US8K 4 s; a paper-kind copy is fitted centred); None: as the kind makes it."""
     if cfg.kind == "soundclr":
-        out, params = soundclr_augment(wave, np.random.default_rng(copy_seed(cfg, clip_id, copy)))
+        out, params = soundclr_augment(wave, np.random.default_rng(copy_seed(cfg, clip_id, copy)), out_len)
         return out, {"aug_pitch": None, "aug_stretch": 1.0 / params.scale}
     params = augment_params(cfg, clip_id, copy)
-    return apply_augment(wave, rate, params), {"aug_pitch": params.pitch, "aug_stretch": params.stretch}
+    out = apply_augment(wave, rate, params)
+    if out_len is not None and len(out) != out_len:
+        out = fit_clip(out, out_len)
+    return out, {"aug_pitch": params.pitch, "aug_stretch": params.stretch}

@@ -191,6 +191,7 @@ def stable_hash(payload: Any, length: int = 12) -> str:
 
 
 FEATURE_VARIANTS = ("paper3ch", "mono3x")
+SOUNDCLR_N_FFT, SOUNDCLR_HOP = 1024, 512  # SoundCLR's librosa melspectrogram(n_fft=1024, hop_length=512)
 # htk: the paper's torchaudio MelSpectrogram defaults (HTK mel scale, unnormalised filters, reflect-padded
 # frames). slaney: this project's first recipe (librosa defaults: Slaney scale, area-normalised filters,
 # zero-padded frames), kept so the dataset versions built with it can be rebuilt and reused.
@@ -200,6 +201,15 @@ MEL_SCALES = ("htk", "slaney")
 # n_mfcc), gammatone (log power through a 4th-order gammatone filterbank on the ERB scale). orchestrator/features.py.
 FEATURE_KINDS = ("logmel", "logspec", "mfcc", "gammatone")
 NUM_CHANNELS = (1, 3)  # 3: one channel per (window, hop) pair (the paper); 1: the first pair only
+# How a channel is computed. paper: the fields below (mel_scale, windows_ms, ...), resized to height x width.
+# soundclr: SoundCLR's dataset_*.py, one librosa mel spectrogram (n_fft 1024, hop 512 samples, Slaney mel,
+# reflect-padded frames, power_to_db(ref=max), top_db 80) copied to every channel and not resized (128 x 431
+# for a 5-s clip at 44.1 kHz); windows_ms, hops_ms, n_fft_ms, log_eps, mel_scale and variant do not apply.
+FEATURE_RECIPES = ("paper", "soundclr")
+# Where a clip sits in its clip_seconds (SoundCLR trims leading/trailing zeros, then pads with the edge
+# samples or crops): centre (its train=False branch) or random (what its scripts run on test clips too,
+# RandomPadding/RandomCrop with train=True), drawn once per clip from its id (the same in every version).
+CLIP_OFFSETS = ("centre", "random")
 
 
 @dataclass(frozen=True)
@@ -210,7 +220,8 @@ class FeatureConfig:
     bilinearly to ``height x width``. ``n_fft`` is always ``n_fft_ms`` of samples (100 ms: 4410 at 44.1 kHz).
     ``mel_scale`` picks the filterbank and frame padding (see ``MEL_SCALES`` and ``orchestrator.features``).
     ``kind`` swaps log-mel for another representation of the same frames (``FEATURE_KINDS``); ``num_channels`` 1
-    keeps only the first (window, hop) pair, stored as one channel.
+    keeps only the first (window, hop) pair, stored as one channel. ``recipe`` soundclr computes SoundCLR's
+    one channel instead (``FEATURE_RECIPES``); ``clip_seconds`` fixes every clip's length first (any recipe).
     """
 
     __pydantic_config__ = STRICT
@@ -228,6 +239,11 @@ class FeatureConfig:
     kind: str = "logmel"  # paper: logmel; logspec | mfcc | gammatone for the representation study
     num_channels: int = 3  # paper: 3 (one per window/hop pair); 1: the first pair only
     n_mfcc: int = 40  # MFCC coefficients kept (kind mfcc); the paper does not give its value
+    recipe: str = "paper"  # paper | soundclr (FEATURE_RECIPES)
+    # None: each clip keeps its own length (the paper; the image is resized to width). A number: every clip is
+    # trimmed of leading/trailing zeros and padded/cropped to this many seconds (SoundCLR: ESC 5, US8K 4)
+    clip_seconds: float | None = None
+    clip_offset: str = "centre"  # centre | random: where a clip sits in clip_seconds (CLIP_OFFSETS)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -255,7 +271,34 @@ class FeatureConfig:
                 problems.append(f"features.{name} must be >= 1")
         if self.width is not None and self.width < 1:
             problems.append("features.width must be >= 1")
+        problems += self._recipe_problems()
         raise_problems(problems, "features")
+
+    def _recipe_problems(self) -> list[str]:
+        problems = []
+        if self.recipe not in FEATURE_RECIPES:
+            problems.append(f"features.recipe must be one of {FEATURE_RECIPES}, got {self.recipe!r}")
+        if self.recipe == "soundclr" and (self.kind != "logmel" or self.variant != "paper3ch"):
+            problems.append("features.recipe soundclr is one log-mel channel copied to every channel: leave "
+                            "features.kind (logmel) and features.variant (paper3ch) at their defaults")
+        if self.clip_seconds is not None and not self.clip_seconds > 0:
+            problems.append(f"features.clip_seconds must be > 0 (or null: each clip's own length), "
+                            f"got {self.clip_seconds}")
+        if self.clip_offset not in CLIP_OFFSETS:
+            problems.append(f"features.clip_offset must be one of {CLIP_OFFSETS}, got {self.clip_offset!r}")
+        if self.clip_offset != "centre" and self.clip_seconds is None:
+            problems.append("features.clip_offset only applies with features.clip_seconds")
+        return problems
+
+    def image_width(self, sample_rate: int, dataset_width: int) -> int:
+        """Width of the stored images: ``width`` if given; else, for the ``soundclr`` recipe with a fixed
+        ``clip_seconds``, its frame count unresized (1 + samples // hop 512: 431 for 5 s at 44.1 kHz); else
+        the dataset's default width."""
+        if self.width is not None:
+            return self.width
+        if self.recipe == "soundclr" and self.clip_seconds is not None:
+            return 1 + int(round(self.clip_seconds * sample_rate)) // SOUNDCLR_HOP
+        return dataset_width
 
 
 AUGMENT_KINDS = ("paper", "soundclr")
@@ -444,6 +487,9 @@ class LossConfig:
     projection_dim: int = DEFAULT_PROJECTION_DIM  # SoundCLR: 64-d projection head for the contrastive term
     projection: str | None = None  # linear (SoundCLR: one Linear) | mlp (Linear-ReLU-Linear); None: linear
     positiveless: str | None = None  # zero (SoundCLR) | exclude: anchors without a positive; None: zero
+    # True (SoundCLR's train_*.py: F.normalize of the pooled backbone output): the classifier head and the
+    # projection see unit-norm embeddings, with either loss. False (the paper): the pooled features as they are.
+    l2_embedding: bool = False
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -515,8 +561,10 @@ SEARCH_BATCH_SIZES = (16, 32, 64)
 
 # How a trial trains on a dataset's augmented copies (``augment.copies`` K per clip, made offline). draw: the
 # paper's protocol, every epoch each training clip once as is plus one of its K copies drawn afresh; all:
-# every copy every epoch (a fixed augmented set, (K + 1) x the clips); none: ignore the copies.
-AUGMENTED_MODES = ("draw", "all", "none")
+# every copy every epoch (a fixed augmented set, (K + 1) x the clips); every: SoundCLR's protocol, every
+# training sample augmented every epoch, one of each clip's K copies drawn afresh (N samples, no original);
+# none: ignore the copies.
+AUGMENTED_MODES = ("draw", "all", "every", "none")
 
 
 @dataclass(frozen=True)
@@ -534,7 +582,7 @@ class TrialConfig:
     valid_fold: int | None = None  # None: the fold after the test fold (split "nested" only)
     split: str = "nested"  # nested: train / a whole valid fold / test fold; paper: train on every fold but
     # the test fold, no valid fold (the paper's protocol: its epoch is read off the test curve)
-    augmented: str = "draw"  # draw | all | none: how the dataset's augmented copies join training (above)
+    augmented: str = "draw"  # draw | all | every | none: how the dataset's augmented copies join training (above)
     # False (the paper): the log-mel values go in as they are. True: each channel is standardised with the
     # mean and std of the training folds' original clips (the dataset card's input_stats) before the first
     # layer, the statistics an ImageNet network's stem saw after ImageNet normalisation (mean 0, std 1).

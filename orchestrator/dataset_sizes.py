@@ -45,7 +45,8 @@ def dataset_size(dataset) -> DatasetSize | None:
 
     pre = dataset.preprocess
     name = get_dataset(pre.dataset).name
-    pixels = pre.features.height * (pre.features.width or get_dataset(name).width)
+    spec = get_dataset(name)
+    pixels = pre.features.height * pre.features.image_width(pre.features.sample_rate or spec.sample_rate, spec.width)
     folds = declared_folds(name, pre.options.get("folds"))
     listed = _listed_clips(name, Path(pre.root)) if "://" not in pre.root else None
     if listed:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.config import FeatureConfig
+from orchestrator.config import SOUNDCLR_HOP, SOUNDCLR_N_FFT, FeatureConfig
 
 
 def _hz_to_mel(freqs: np.ndarray, htk: bool = False) -> np.ndarray:
@@ -106,6 +106,8 @@ class ChannelParams:
 def channel_params(cfg: FeatureConfig, sample_rate: int) -> list[ChannelParams]:
     """Window/hop/FFT sizes in samples for each channel computed (the paper rounds ms * sr / 1000): the three
     pairs; the first only for ``num_channels`` 1 and for ``mono3x`` (which repeats it)."""
+    if cfg.recipe == "soundclr":
+        return [ChannelParams(SOUNDCLR_N_FFT, SOUNDCLR_HOP, SOUNDCLR_N_FFT)]
     n_fft = int(round(cfg.n_fft_ms * sample_rate / 1000))
     pairs = list(zip(cfg.windows_ms, cfg.hops_ms))
     if cfg.variant == "mono3x" or cfg.num_channels == 1:
@@ -242,7 +244,69 @@ class SpectrogramFeatures(nn.Module):
         return out.repeat(1, 3, 1, 1) if self.cfg.variant == "mono3x" else out
 
 
-def featurize_clips(module: SpectrogramFeatures, clips: Sequence[np.ndarray], max_batch: int = 1) -> np.ndarray:
+class SoundclrFeatures(nn.Module):
+    """SoundCLR's features (``dataset_ESC50.py``, ``dataset_US8K.py``): ``(B, T)`` waveforms -> ``(B, C,
+    n_mels, frames)``, one channel computed and copied to all C (the reference's ``torch.cat((s, s, s))``).
+
+    The reference: the wave times 32768 (int16 scale), ``librosa.feature.melspectrogram(n_fft=1024,
+    hop_length=512, n_mels=128)`` with librosa's defaults of its time (0.8: periodic Hann, centred frames
+    with *reflect* padding, power 2, Slaney mel scale and area normalisation, f_max sr / 2; librosa 0.10
+    changed the padding to zeros), then ``power_to_db(ref=np.max)``: ``10 log10(max(S, 1e-10) / max(max S,
+    1e-10))`` floored at -80 dB (top_db), so every clip spans [-80, 0] with 0 at its loudest bin. Not resized:
+    frames = 1 + samples // 512 (431 for 5 s, 345 for 4 s at 44.1 kHz); a different ``cfg.height`` or
+    ``width`` (smoke runs, clips of varying length) resizes as :class:`SpectrogramFeatures` does.
+    """
+
+    AMIN, TOP_DB, INT16_SCALE = 1e-10, 80.0, 32768.0  # librosa's power_to_db defaults; the reference's scale
+
+    def __init__(self, cfg: FeatureConfig, sample_rate: int, width: int):
+        super().__init__()
+        self.cfg, self.sample_rate, self.width = cfg, sample_rate, width
+        basis = mel_filterbank(sample_rate, SOUNDCLR_N_FFT, cfg.n_mels, htk=False, norm="slaney")
+        # the same real/imag-interleaved matmul as SpectrogramFeatures (its comment says why)
+        self.register_buffer("basis_ri", torch.from_numpy(basis).T.repeat_interleave(2, dim=0).contiguous())
+        self.register_buffer("window", torch.hann_window(SOUNDCLR_N_FFT, periodic=True))
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the output images (copies of the one computed)."""
+        return self.cfg.num_channels
+
+    @property
+    def min_samples(self) -> int:
+        """Shorter clips are zero-padded to this: reflect padding by n_fft // 2 needs more samples than that."""
+        return SOUNDCLR_N_FFT // 2 + 1
+
+    def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` -> ``(B, n_mels, frames)``: ``power_to_db(melspectrogram(32768 x wave), ref=max)``."""
+        spec = torch.stft(waves * self.INT16_SCALE, n_fft=SOUNDCLR_N_FFT, hop_length=SOUNDCLR_HOP,
+                          window=self.window, center=True, pad_mode="reflect", return_complex=True)
+        parts = torch.view_as_real(spec.transpose(1, 2))
+        power = torch.matmul(parts.square_().reshape(parts.shape[0], parts.shape[1], -1), self.basis_ri)
+        db = 10.0 * torch.log10(power.clamp(min=self.AMIN)).transpose(1, 2)
+        peak = db.amax(dim=(1, 2), keepdim=True)  # 10 log10(max(amin, max S)): the log is monotonic
+        return torch.maximum(db - peak, torch.tensor(-self.TOP_DB, device=db.device))
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        if waves.dim() == 1:
+            waves = waves.unsqueeze(0)
+        if waves.shape[-1] < self.min_samples:
+            waves = F.pad(waves, (0, self.min_samples - waves.shape[-1]))
+        image = self.log_mel(waves.float()).unsqueeze(1)
+        if image.shape[-2:] != (self.cfg.height, self.width):
+            image = F.interpolate(image, size=(self.cfg.height, self.width), mode="bilinear", align_corners=False,
+                                  antialias=True)
+        return image.expand(-1, self.out_channels, -1, -1).contiguous()
+
+
+def feature_module(cfg: FeatureConfig, sample_rate: int, width: int) -> SpectrogramFeatures | SoundclrFeatures:
+    """The feature module of ``cfg.recipe``: :class:`SpectrogramFeatures` (paper) or :class:`SoundclrFeatures`."""
+    kind = SoundclrFeatures if cfg.recipe == "soundclr" else SpectrogramFeatures
+    return kind(cfg, sample_rate, width)
+
+
+def featurize_clips(module: SpectrogramFeatures | SoundclrFeatures, clips: Sequence[np.ndarray],
+                    max_batch: int = 1) -> np.ndarray:
     """Features of variable-length mono clips; returns ``(N, C, H, W)`` float32.
 
     Clips of equal length are stacked up to ``max_batch`` at a time. On CPU, 1 is fastest (measured: 22 ms

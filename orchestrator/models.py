@@ -62,6 +62,8 @@ class BlockNet(nn.Module):
 
     ``feature_dim`` is the width of the pooled features that the head (or a projection head) consumes.
     ``frozen_through`` is -1 when nothing is frozen, else the last frozen block (0: the stem only).
+    ``l2_embedding`` (:func:`unit_embeddings`): the pooled features are L2-normalised before the head and
+    any projection head (SoundCLR); off by default. It has no parameters, so checkpoints are the same.
     """
 
     def __init__(self, arch: str, stem: nn.Sequential, blocks: list[nn.Sequential], feature_dim: int,
@@ -77,6 +79,7 @@ class BlockNet(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(feature_dim, num_classes)
         self.frozen_through = -1
+        self.l2_embedding = False
 
     @property
     def blocks(self) -> list[nn.Module]:
@@ -93,8 +96,9 @@ class BlockNet(nn.Module):
         return outputs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features (B, feature_dim), before dropout and head."""
-        return self.pool(self.block_outputs(x)[-1])
+        """Pooled features (B, feature_dim), before dropout and head; unit-norm rows with ``l2_embedding``."""
+        pooled = self.pool(self.block_outputs(x)[-1])
+        return F.normalize(pooled, dim=1) if self.l2_embedding else pooled
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from pooled features."""
@@ -258,6 +262,13 @@ def standardize_input(model: BlockNet, mean, std) -> BlockNet:
     """Put :class:`Standardize` first in ``model``'s stem (before Inception-v3's input transform, which
     expects ImageNet-normalised inputs: standardised ones have their statistics)."""
     model.stem = nn.Sequential(OrderedDict([("standardize", Standardize(mean, std)), *model.stem.named_children()]))
+    return model
+
+
+def unit_embeddings(model: BlockNet) -> BlockNet:
+    """L2-normalise ``model``'s pooled features before its head and any projection head, as SoundCLR's
+    ``train_hybridLoss.py`` and ``train_crossEntropyLoss.py`` do (``F.normalize(model(x), dim=1)``)."""
+    model.l2_embedding = True
     return model
 
 

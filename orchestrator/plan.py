@@ -169,7 +169,7 @@ class Plan:
     mask: MaskConfig | None = None  # SoundCLR masks for every trial
     split: str = "nested"  # nested: a validation fold picks the epoch; paper: train on every fold but the test
     # fold, no validation fold (the paper's protocol). README "Protocols".
-    augmented: str = "draw"  # how trials use the datasets' augmented copies: draw (the paper) | all | none
+    augmented: str = "draw"  # how trials use the datasets' augmented copies: draw (the paper) | all | every | none
     standardize: bool = False  # standardise inputs per channel with the training folds' mean/std (not the paper)
     weights: dict[str, str] = field(default_factory=dict)  # model -> weights file or s3:// URI
     download_weights: bool = False  # torchvision weights enum may download (clusters with internet)

@@ -19,6 +19,7 @@ import logging
 import platform
 import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -29,12 +30,12 @@ import pyarrow as pa
 
 from orchestrator import errors, spectra, storage
 from orchestrator.audio import DEFAULT_MAX_SECONDS, decode_audio
-from orchestrator.augment import augmented_copy
+from orchestrator.augment import augmented_copy, fit_clip
 from orchestrator.config import AugmentConfig, FeatureConfig, stable_hash, to_dict
 from orchestrator.study import FEATURE_HASH_DEFAULTS, without_defaults
 from orchestrator.datasets import DatasetRoot, get_dataset, load_manifest
 from orchestrator.errors import ConfigError, RethinkError, StorageError
-from orchestrator.features import SpectrogramFeatures, channel_params, featurize_clips
+from orchestrator.features import channel_params, feature_module, featurize_clips
 from orchestrator.progress import Counter, polling, quiet_ray_data
 from orchestrator.ray_runtime import ensure_ray
 
@@ -79,7 +80,8 @@ def resolved_features(request: PreprocessRequest) -> dict[str, Any]:
     """Feature parameters with dataset defaults filled in and per-channel sample counts spelled out."""
     spec = get_dataset(request.dataset)
     rate = request.features.sample_rate or spec.sample_rate
-    params = to_dict(request.features) | {"sample_rate": rate, "width": request.features.width or spec.width}
+    params = to_dict(request.features) | {"sample_rate": rate,
+                                          "width": request.features.image_width(rate, spec.width)}
     params["channels"] = [vars(c) for c in channel_params(request.features, rate)]
     return params
 
@@ -134,8 +136,10 @@ class Featurizer:
 
     def __init__(self, features: FeatureConfig, sample_rate: int, width: int, augment: AugmentConfig,
                  rejections, root: str, max_seconds: float = DEFAULT_MAX_SECONDS):
-        self.module = SpectrogramFeatures(features, sample_rate, width).eval()
+        self.module = feature_module(features, sample_rate, width).eval()
         self.rate, self.augment, self.rejections = sample_rate, augment, rejections
+        self.clip_len = None if features.clip_seconds is None else int(round(features.clip_seconds * sample_rate))
+        self.random_offset = features.clip_offset == "random"
         self.max_seconds = max_seconds
         # one S3 client per featurizer (from this node's AWS chain); files are read at the driver's manifest paths
         self.root = DatasetRoot(storage.resolve(root))
@@ -154,16 +158,22 @@ class Featurizer:
 
     def _clips(self, row) -> list[tuple[dict, np.ndarray]]:
         wave = decode_audio(self.read(row.path), self.rate, self.module.min_samples, self.max_seconds)
+        original = wave if self.clip_len is None else fit_clip(wave, self.clip_len, self._offset_rng(row.clip_id))
         base = {"clip_id": row.clip_id, "source_id": row.clip_id, "fold": row.fold, "split": row.split,
                 "label": row.label, "label_name": row.label_name, "group": row.group,
                 "duration": row.duration, "aug_copy": None, "aug_pitch": None, "aug_stretch": None}
-        out = [(base, wave)]
-        for copy in range(self.augment.copies):
-            copy_wave, recorded = augmented_copy(self.augment, wave, self.rate, row.clip_id, copy)
+        out = [(base, original)]
+        for copy in range(self.augment.copies):  # from the decoded clip, as SoundCLR augments the raw clip
+            copy_wave, recorded = augmented_copy(self.augment, wave, self.rate, row.clip_id, copy, self.clip_len)
             if len(copy_wave) < self.module.min_samples:
                 copy_wave = np.pad(copy_wave, (0, self.module.min_samples - len(copy_wave)))
             out.append((base | {"clip_id": f"{row.clip_id}#aug{copy}", "aug_copy": copy, **recorded}, copy_wave))
         return out
+
+    def _offset_rng(self, clip_id: str) -> np.random.Generator | None:
+        """``clip_offset`` random: a generator seeded by the clip id alone, so every version (and every rerun)
+        places a clip alike; centre: None."""
+        return np.random.default_rng(zlib.crc32(f"offset/{clip_id}".encode())) if self.random_offset else None
 
     def featurize_rows(self, batch: pd.DataFrame) -> tuple[list[dict], np.ndarray, list[dict]]:
         """(metadata rows, float16 spectrograms, rejected files) of a batch. Any exception while decoding,

@@ -161,6 +161,7 @@ ID_DEFAULTS: dict[str, Any] = {
     # excluded), so they rightly get new ids.
     "loss.projection": None, "loss.positiveless": None,
     "mask.fill": "mean",  # masks were filled with the sample mean before; the new default (max) is a new trial
+    "loss.l2_embedding": False,  # unnormalised pooled features, as every trial before the option
 }
 # The same for a dataset version's hash: the augmentation fields (AugmentConfig.identity) ...
 AUGMENT_HASH_DEFAULTS: dict[str, Any] = {"kind": "paper"}
@@ -168,7 +169,8 @@ AUGMENT_HASH_DEFAULTS: dict[str, Any] = {"kind": "paper"}
 # at that value a field is left out of the version hash, so an old dataset keeps its folder name and is found
 # and reused; at any other value (mel_scale "htk", the paper's recipe and the default) the hash, and so the
 # folder, is new. The card always records the field.
-FEATURE_HASH_DEFAULTS: dict[str, Any] = {"mel_scale": "slaney", "kind": "logmel", "num_channels": 3, "n_mfcc": 40}
+FEATURE_HASH_DEFAULTS: dict[str, Any] = {"mel_scale": "slaney", "kind": "logmel", "num_channels": 3, "n_mfcc": 40,
+                                         "recipe": "paper", "clip_seconds": None, "clip_offset": "centre"}
 
 # How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
 EXECUTION_ONLY = ("checkpoint_every", "custom_resources", "data_cache_gb")

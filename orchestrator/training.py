@@ -29,7 +29,7 @@ from torch import nn
 
 from orchestrator.config import OptimConfig, TrialConfig
 from orchestrator.losses import make_loss, split_outputs
-from orchestrator.models import ClassifierWithProjection, create_model, parse_init, standardize_input
+from orchestrator.models import ClassifierWithProjection, create_model, parse_init, standardize_input, unit_embeddings
 from orchestrator.spec_augment import SpecMask
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -42,7 +42,8 @@ def seed_everything(seed: int) -> None:
 
 
 def build_network(cfg: TrialConfig, num_classes: int, input_stats=None, in_chans: int = 3) -> nn.Module:
-    """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid.
+    """The trial's model: backbone per ``cfg.init``; wrapped with a projection head for SupCon/hybrid; its
+    pooled features L2-normalised before head and projection with ``cfg.loss.l2_embedding`` (SoundCLR).
 
     ``input_stats``: per-channel (mean, std) of the training folds (``spectra.input_stats``, as arrays or as
     the job's lists), required with ``cfg.standardize``: the backbone's stem then starts with that
@@ -56,6 +57,8 @@ def build_network(cfg: TrialConfig, num_classes: int, input_stats=None, in_chans
         if input_stats is None:
             raise ValueError("standardize needs the training folds' input_stats (orchestrator.spectra.input_stats)")
         backbone = standardize_input(backbone, *input_stats)
+    if cfg.loss.l2_embedding:
+        backbone = unit_embeddings(backbone)
     if cfg.loss.name == "ce":
         return backbone
     return ClassifierWithProjection(backbone, proj_dim=cfg.loss.projection_dim, kind=cfg.loss.projection)

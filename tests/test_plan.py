@@ -46,6 +46,13 @@ def test_soundclr_plans_are_the_published_recipe():
             assert t.mask.fill == "max" and t.loss.temperature == 0.05
             expected = ("linear", "zero") if t.loss.name == "hybrid" else (None, None)
             assert (t.loss.projection, t.loss.positiveless) == expected
+            # as its code runs: unit-norm embeddings, every fold but the test fold, every sample augmented
+            assert t.loss.l2_embedding and (t.split, t.augmented) == ("paper", "every")
+        seconds = {"soundclr": 5.0, "soundclr-us8k": 4.0}[name]
+        for d in plan.datasets.values():
+            features = d.preprocess.features
+            assert (features.recipe, features.clip_seconds, features.clip_offset) == ("soundclr", seconds, "random")
+            assert features.image_width(features.sample_rate or 44100, 250) == {5.0: 431, 4.0: 345}[seconds]
 
 
 def test_paper_plan_grid_is_the_papers_study():

@@ -85,8 +85,7 @@ def test_crop_falls_back_to_the_first_window_when_the_random_one_is_quiet():
     """RandomCrop's rule: a window under half the clip's std is replaced by the first window."""
     loud = np.sin(np.arange(1000) / 3.0)
     clip = np.concatenate([loud, 1e-4 * np.ones(9000)])
-    rng = np.random.default_rng(0)
-    out, left = A._random_crop(clip, 1000, rng)
+    out, left = A._crop(clip, 1000, 5000)
     assert left == 0 and np.array_equal(out, clip[:1000])
 
 

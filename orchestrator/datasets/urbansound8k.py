@@ -1,7 +1,10 @@
 """UrbanSound8K (Salamon et al. 2014): ``audio/fold1..fold10/*.wav`` + ``metadata/UrbanSound8K.csv``.
 
 8,732 clips of <= 4 s, 10 classes, 10 official folds. Clips come at many sample rates and channel counts;
-preprocessing resamples them to 22,050 Hz mono and zero-pads the very short ones to one FFT window.
+preprocessing resamples them to 22,050 Hz mono (the paper's rate; ``features.sample_rate`` overrides it) and
+zero-pads the very short ones to one FFT window; each clip keeps its own length and the paper recipe resizes
+its image to a fixed width. SoundCLR instead loads them at 44.1 kHz and pads (with the edge samples) or crops
+every clip to 4 s: ``features: {sample_rate: 44100, clip_seconds: 4.0}`` (plans/soundclr-us8k.yaml).
 """
 
 from __future__ import annotations
