@@ -20,7 +20,7 @@ FSDD_MINI = REPO / "data" / "fsdd-mini"
 LONGEST_FIRST = ["test_interrupts.py", "test_sweep.py", "test_quiet_output.py", "test_jobs_submit.py",
                  "test_raw_s3.py", "test_trial.py", "test_trial_memory.py", "test_models.py",
                  "test_autoscaling.py", "test_paper_plan.py", "test_preprocess.py", "test_modern_recipe.py",
-                 "test_representation_plan.py", "test_tracking.py", "test_soundclr_trial.py",
+                 "test_representation_plan.py", "test_soundclr_plan.py", "test_tracking.py", "test_soundclr_trial.py",
                  "test_cluster_localhost.py", "test_s3_preflight.py", "test_protocol.py", "test_sweep_storage_full.py",
                  "test_dataset_verify.py"]
 
