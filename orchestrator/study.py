@@ -168,7 +168,8 @@ AUGMENT_HASH_DEFAULTS: dict[str, Any] = {"kind": "paper"}
 # at that value a field is left out of the version hash, so an old dataset keeps its folder name and is found
 # and reused; at any other value (mel_scale "htk", the paper's recipe and the default) the hash, and so the
 # folder, is new. The card always records the field.
-FEATURE_HASH_DEFAULTS: dict[str, Any] = {"mel_scale": "slaney", "kind": "logmel", "num_channels": 3, "n_mfcc": 40}
+FEATURE_HASH_DEFAULTS: dict[str, Any] = {"mel_scale": "slaney", "kind": "logmel", "num_channels": 3, "n_mfcc": 40,
+                                         "mel_norm": None}
 
 # How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
 EXECUTION_ONLY = ("checkpoint_every", "custom_resources", "data_cache_gb")
