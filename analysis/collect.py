@@ -24,6 +24,7 @@ import pyarrow as pa
 from analysis.recipes import recipe_id, recipe_labels, recipe_of
 from analysis.records import read_trial
 from orchestrator import spectra, storage
+from orchestrator.config import standardize_mode
 from orchestrator.errors import StorageError
 from orchestrator.provenance import UNKNOWN
 from orchestrator.study import PROTOCOLS, parse_init
@@ -41,8 +42,9 @@ SUMMARY_COLUMNS = ["best_epoch", "best_epoch_epoch", "last_epoch", "last_epoch_e
 PROVENANCE_COLUMNS = ["git_commit", "git_dirty", "python", "torch", "ray", "cuda", "device", "host",
                       "first_started_at", "started_at", "finished_at"]
 COLUMNS = (["trial_id", *CONFIG_KEYS, "seed", "fold", "valid_fold", "init_kind", "init_k", "method",
-            "recipe_label", "dataset_name", "features", "dataset_version", "data_uri", "num_classes", "planned_epochs",
-            "lr", "weight_decay", "batch_size", "max_train_clips"] + SUMMARY_COLUMNS + PROVENANCE_COLUMNS)
+            "recipe_label", "dataset_name", "features", "standardize", "input_recipe", "dataset_version", "data_uri",
+            "num_classes", "planned_epochs", "lr", "weight_decay", "batch_size", "max_train_clips"]
+           + SUMMARY_COLUMNS + PROVENANCE_COLUMNS)
 _READERS = 16  # parallel reads: S3 latency, not bandwidth, dominates small JSON files
 
 
@@ -166,13 +168,19 @@ def _dataset_name(config: dict, card: dict) -> str:
 
 
 def features_label(card: dict) -> str | None:
-    """``logmel 3ch``, ``mfcc 1ch``, ...: the card's feature kind and channels (cards written before these
-    fields: log-mel, 3 channels); None without a card."""
+    """``logmel 3ch``, ``mfcc 1ch``, ``logmel mono3x``, ...: the card's feature kind and channels, then for mel
+    bands anything but the paper's HTK triangles: ``slaney`` (the Slaney scale, area-normalised) or
+    ``area-norm`` (HTK, area-normalised). Cards written before these fields: log-mel, 3 channels, and (before
+    ``mel_scale``) the Slaney scale, the only recipe then. None without a card."""
     if not card:
         return None
     features = card.get("features", {})
+    kind = features.get("kind", "logmel")
     channels = features.get("num_channels", card.get("spec", {}).get("shape", [3])[0])
-    return f"{features.get('kind', 'logmel')} {channels}ch"
+    label = f"{kind} {'mono3x' if features.get('variant') == 'mono3x' else f'{channels}ch'}"
+    if kind in ("logmel", "mfcc") and features.get("mel_scale", "slaney") != "htk":
+        label += f" {features.get('mel_scale', 'slaney')}"
+    return label + (" area-norm" if kind in ("logmel", "mfcc") and features.get("mel_norm") else "")
 
 
 def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
@@ -194,6 +202,9 @@ def _row(config: dict, summary: dict, card: dict) -> dict[str, Any]:
     }
     row["method"] = row["loss"] + ("+mask" if mask else "")
     row["features"] = features_label(card)
+    # the input scaling, and the recipe apart from it: what the representation table compares and groups by
+    row["standardize"] = standardize_mode(trial.get("standardize", False))
+    row["input_recipe"] = recipe_id({k: v for k, v in recipe_of(trial).items() if k != "standardize"})
     return row | {c: summary.get(c) for c in SUMMARY_COLUMNS} | _provenance(summary.get("provenance"))
 
 

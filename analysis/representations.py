@@ -1,11 +1,14 @@
-"""The paper's Section III.B as a table: which input representation (log spectrogram, log-mel, MFCC,
-gammatone; 1 or 3 channels) gives the best accuracy for one model, each beside log-mel, paired.
+"""The paper's Section III.B as a table: which input gives the best accuracy for one model, each input beside
+the paper's log-mel with the same channel count, paired.
 
-A row is one feature set (``features``: the dataset card's kind and channel count, e.g. ``mfcc 1ch``) for one
-(dataset, model, init, method, split, recipe): mean ± std over its runs under each protocol, and its paired
-difference to log-mel with the same channel count over the (fold, seed) runs both have (the split's own
+An input is a feature set (``features``: the dataset card's kind and channels, and its mel scale or filter
+normalisation when not the paper's, e.g. ``mfcc 1ch``, ``logmel 3ch slaney``, ``logmel mono3x``) with the
+trial's input scaling (``standardize``: none, channel, band). A row is one input for one (dataset, model,
+init, method, split, recipe apart from the scaling): mean ± std over its runs under each protocol, and its
+paired difference to the paper's input with the same channel count (``logmel 1ch`` or ``logmel 3ch``, HTK,
+unscaled; ``mono3x`` is compared with ``logmel 3ch``) over the (fold, seed) runs both have (the split's own
 epoch choice: valid_selected for nested, best_epoch for paper). Built only when some such configuration was
-run on two or more feature sets (``plans/representations.yaml``).
+run on two or more inputs (``plans/representations*.yaml``).
 """
 
 from __future__ import annotations
@@ -18,69 +21,89 @@ from analysis.stats import (PAIRING_NOTE, Comparison, count_columns, diff_column
                             paired_difference, runs)
 
 NAME, TITLE = "table_representations", "Input representation vs accuracy (the paper's Section III.B)"
-# what a representation is compared within (never across recipes or code versions)
-CONFIG = ["dataset_name", "model", "init", "method", "split", "recipe", "code_version"]
+# what an input is compared within: the recipe apart from the input scaling (analysis.collect's input_recipe),
+# never across code versions
+CONFIG = ["dataset_name", "model", "init", "method", "split", "input_recipe", "code_version"]
 KIND_ORDER = {"logspec": 0, "logmel": 1, "mfcc": 2, "gammatone": 3}
+SCALING_ORDER = {"none": 0, "channel": 1, "band": 2}
+SCALING_LABEL = {"none": "", "channel": " · std per channel", "band": " · std per band"}
 
 
-def _order(features: str) -> tuple[int, str]:
-    kind, _, channels = features.partition(" ")
-    return KIND_ORDER.get(kind, 9), channels
+def _input(row) -> str:
+    """``logmel 3ch`` (as the features are), ``logmel 3ch · std per band`` (standardised)."""
+    return row["features"] + SCALING_LABEL.get(row["standardize"], f" · std {row['standardize']}")
 
 
-def _reference(features: str) -> str:
-    """Log-mel with the same channel count: ``mfcc 1ch`` -> ``logmel 1ch``."""
-    return "logmel " + features.partition(" ")[2]
+def _order(arm: tuple[str, str]) -> tuple:
+    features, scaling = arm
+    kind, _, rest = features.partition(" ")
+    channels, _, variant = rest.partition(" ")
+    return KIND_ORDER.get(kind, 9), channels.replace("mono3x", "3ch~"), variant, SCALING_ORDER.get(scaling, 9)
 
 
-def _row(group: pd.DataFrame, features: str):
-    """One feature set's numbers: per protocol mean ± std (%), runs, and the paired difference to log-mel."""
-    arm = group[group["features"] == features]
-    first = arm.iloc[0]
-    row = {k: first[k] for k in CONFIG} | {"features": features, "recipe_label": first["recipe_label"],
-                                           "trials": len(arm), "seeds": arm["seed"].nunique(),
-                                           "folds": arm["fold"].nunique(),
-                                           "train_seconds": arm["train_seconds"].mean()}
+def _reference(features: str) -> tuple[str, str]:
+    """The paper's input with the same channel count, unscaled: ``mfcc 1ch`` -> ``logmel 1ch``; ``logmel 3ch
+    slaney`` and ``logmel mono3x`` -> ``logmel 3ch``."""
+    channels = features.split(" ")[1]
+    return "logmel " + ("3ch" if channels == "mono3x" else channels), "none"
+
+
+def _row(group: pd.DataFrame, arm: tuple[str, str]):
+    """One input's numbers: per protocol mean ± std (%), runs, and the paired difference to the paper's."""
+    rows = group[(group["features"] == arm[0]) & (group["standardize"] == arm[1])]
+    first = rows.iloc[0]
+    row = {k: first[k] for k in CONFIG} | {"features": arm[0], "standardize": arm[1], "input": _input(first),
+                                           "recipe_label": first["recipe_label"], "trials": len(rows),
+                                           "seeds": rows["seed"].nunique(), "folds": rows["fold"].nunique(),
+                                           "train_seconds": rows["train_seconds"].mean()}
     for p in PROTOCOLS:
-        row[f"{p}_mean"], row[f"{p}_std"] = arm[p].mean() * 100, arm[p].std() * 100
+        row[f"{p}_mean"], row[f"{p}_std"] = rows[p].mean() * 100, rows[p].std() * 100
     selected = SELECTED.get(first["split"], "valid_selected")
-    reference = group[group["features"] == _reference(features)]
-    diff = paired_difference(runs(arm, selected), runs(reference, selected)) \
-        if features != _reference(features) and not reference.empty else None
-    row["versus"] = _reference(features) if diff is not None else ""
+    versus = _reference(arm[0])
+    reference = group[(group["features"] == versus[0]) & (group["standardize"] == versus[1])]
+    diff = paired_difference(runs(rows, selected), runs(reference, selected)) \
+        if arm != versus and not reference.empty else None
+    row["versus"] = versus[0] if diff is not None else ""
     return row | (diff_columns("vs_logmel", diff) if diff is not None else {}), diff
 
 
+def _arms(group: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted(set(zip(group["features"], group["standardize"])), key=_order)
+
+
 def table_representations(results: pd.DataFrame) -> Table:
-    """The representation table; a note-only table when no configuration was run on several feature sets."""
+    """The representation table; a note-only table when no configuration was run on several inputs."""
     data = results[results["features"].notna()] if "features" in results else results.iloc[0:0]
     rows, comparisons = [], []
     for _, group in data.groupby(CONFIG, sort=True, dropna=False):
-        if group["features"].nunique() < 2:
+        if len(_arms(group)) < 2:
             continue
-        for features in sorted(group["features"].unique(), key=_order):
-            row, diff = _row(group, features)
+        for arm in _arms(group):
+            row, diff = _row(group, arm)
             rows.append(row)
             if diff is not None and diff.pairs:
                 where = f"{dataset_label(row['dataset_name'])} {row['model']} {row['init']} {row['split']}"
-                comparisons.append(Comparison(f"Representations, {where}: {features} − {row['versus']}",
+                comparisons.append(Comparison(f"Representations, {where}: {row['input']} − {row['versus']}",
                                               {SELECTED.get(row["split"], "valid_selected"): diff}))
     if not rows:
-        return Table.nothing(NAME, TITLE, "no configuration was run on two or more feature sets "
-                                          "(plans/representations.yaml runs them)")
+        return Table.nothing(NAME, TITLE, "no configuration was run on two or more inputs "
+                                          "(plans/representations*.yaml run them)")
     numbers = count_columns(pd.DataFrame(rows))
     display = pd.DataFrame([_display(r) for _, r in numbers.iterrows()])
     note = ("Each feature set is its own dataset version of the same clips (same folds); features: the card's "
-            "kind and channels (1ch: the 25 ms / 10 ms channel only). Mean ± std (ddof 1) over seeds and folds, "
-            "in %. Δ vs logmel: against log-mel with the same channels, under the split's own epoch choice "
-            f"(valid_selected for nested, best_epoch for paper): {PAIRING_NOTE} train s: mean training "
-            "seconds per trial.")
+            "kind and channels (1ch: the 25 ms / 10 ms channel only; mono3x: that channel 3 times), then "
+            "'slaney' (Slaney mel scale, area-normalised triangles, zero-padded frames) or 'area-norm' (the "
+            "paper's HTK scale, area-normalised triangles); 'std per channel / band': inputs standardised with "
+            "the training folds' mean and std per channel / per (channel, mel bin). Mean ± std (ddof 1) over "
+            "seeds and folds, in %. Δ vs logmel: against the paper's log-mel (HTK, unstandardised) with the same "
+            "channels, under the split's own epoch choice (valid_selected for nested, best_epoch for paper): "
+            f"{PAIRING_NOTE} train s: mean training seconds per trial.")
     return Table(NAME, TITLE, display, numbers, note, comparisons=comparisons)
 
 
 def _display(r) -> dict:
     row = {"dataset": dataset_label(r["dataset_name"]), "model": r["model"], "init": r["init"],
-           "split": r["split"], "features": r["features"]}
+           "split": r["split"], "input": r["input"]}
     for p in PROTOCOLS:
         row[p] = fmt_mean_std(r[f"{p}_mean"], r[f"{p}_std"])
     pairs = r.get("vs_logmel_pairs")

@@ -43,7 +43,7 @@ class TrialInfo:
     test_fold: int
     train_folds: tuple[int, ...]
     input_channels: int = 3  # the dataset's channels (records written before the field: 3)
-    input_stats: list | None = None  # [mean, std] per channel the trial standardised with; None: it did not
+    input_stats: list | None = None  # [mean, std] per channel or band the trial standardised with; None: it did not
 
 
 def read_trial(trial_uri: str) -> TrialInfo:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from analysis.cli import register as register_analysis
 from orchestrator.config import (AUGMENTED_MODES, FEATURE_KINDS, FEATURE_VARIANTS, MEL_SCALES, NUM_CHANNELS,
-                                 SCHEDULE_PRESETS, AugmentConfig, FeatureConfig)
+                                 SCHEDULE_PRESETS, STANDARDIZE_MODES, AugmentConfig, FeatureConfig)
 from orchestrator.errors import ConfigError, RethinkError, user_message
 from orchestrator.study import SPLIT_MODES
 
@@ -76,8 +76,9 @@ def _add_train(sub) -> None:
     p.add_argument("--augmented", default="draw", choices=AUGMENTED_MODES,
                    help="the dataset's augmented copies: draw one per clip afresh each epoch (the paper), use "
                         "all every epoch, or none")
-    p.add_argument("--standardize", action="store_true",
-                   help="standardise each input channel with the training folds' mean/std (not the paper)")
+    p.add_argument("--standardize", nargs="?", const="channel", default="none", choices=STANDARDIZE_MODES,
+                   help="standardise the inputs with the training folds' mean/std per channel (--standardize "
+                        "alone) or per mel band (--standardize band); none: as they are (the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="paper", choices=list(SCHEDULE_PRESETS),
                    help="paper: 70 epochs, lr x0.1 every 30; paper-random: 450 epochs, x0.1 at 300, 350; "

@@ -200,6 +200,10 @@ MEL_SCALES = ("htk", "slaney")
 # logmel (the paper's), logspec (log power of every FFT bin), mfcc (the DCT-II of the log-mel bands, first
 # n_mfcc), gammatone (log power through a 4th-order gammatone filterbank on the ERB scale). orchestrator/features.py.
 FEATURE_KINDS = ("logmel", "logspec", "mfcc", "gammatone")
+# How the mel triangles are scaled on the htk scale: None (the paper's: torchaudio's unnormalised triangles, each
+# peaking at 1, so a wide high band sums more FFT bins than a narrow low one) or "slaney" (each triangle's area
+# normalised, librosa's and torchaudio's norm="slaney"). mel_scale slaney always area-normalises.
+MEL_NORMS = (None, "slaney")
 NUM_CHANNELS = (1, 3)  # 3: one channel per (window, hop) pair (the paper); 1: the first pair only
 # How a channel is computed. paper: the fields below (mel_scale, windows_ms, ...), resized to height x width.
 # soundclr: SoundCLR's dataset_*.py, one librosa mel spectrogram (n_fft 1024, hop 512 samples, Slaney mel,
@@ -244,9 +248,10 @@ class FeatureConfig:
     # trimmed of leading/trailing zeros and padded/cropped to this many seconds (SoundCLR: ESC 5, US8K 4)
     clip_seconds: float | None = None
     clip_offset: str = "centre"  # centre | random: where a clip sits in clip_seconds (CLIP_OFFSETS)
+    mel_norm: str | None = None  # paper: None (unnormalised triangles); slaney: area-normalised (MEL_NORMS)
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        problems: list[str] = self._mel_norm_problems()
         if self.kind not in FEATURE_KINDS:
             problems.append(f"features.kind must be one of {FEATURE_KINDS}, got {self.kind!r}")
         if self.num_channels not in NUM_CHANNELS:
@@ -299,6 +304,18 @@ class FeatureConfig:
         if self.recipe == "soundclr" and self.clip_seconds is not None:
             return 1 + int(round(self.clip_seconds * sample_rate)) // SOUNDCLR_HOP
         return dataset_width
+
+    def _mel_norm_problems(self) -> list[str]:
+        """``mel_norm`` is a choice of the htk scale's triangles (mel_scale slaney has its own, area-normalised)."""
+        if self.mel_norm not in MEL_NORMS:
+            return [f"features.mel_norm must be null (the paper's unnormalised triangles) or 'slaney' "
+                    f"(area-normalised), got {self.mel_norm!r}"]
+        if self.mel_norm is not None and self.kind not in ("logmel", "mfcc"):
+            return [f"features.mel_norm applies to mel bands (kind logmel or mfcc), not kind {self.kind!r}"]
+        if self.mel_norm is not None and self.mel_scale != "htk":
+            return ["features.mel_norm applies to mel_scale htk; mel_scale slaney already area-normalises its "
+                    "triangles: remove mel_norm"]
+        return []
 
 
 AUGMENT_KINDS = ("paper", "soundclr")
@@ -541,6 +558,9 @@ def run_setting_problems(config: Any, prefix: str) -> list[str]:
         problems.append(f"{prefix}split must be one of {SPLIT_MODES}, got {config.split!r}")
     if config.augmented not in AUGMENTED_MODES:
         problems.append(f"{prefix}augmented must be one of {AUGMENTED_MODES}, got {config.augmented!r}")
+    if config.standardize not in (*STANDARDIZE_MODES, True, False):
+        problems.append(f"{prefix}standardize must be one of {STANDARDIZE_MODES} (true: channel, false: none), "
+                        f"got {config.standardize!r}")
     if config.checkpoint_every < 1:
         problems.append(f"{prefix}checkpoint_every must be >= 1 (epochs between checkpoints), "
                         f"got {config.checkpoint_every}")
@@ -566,6 +586,24 @@ SEARCH_BATCH_SIZES = (16, 32, 64)
 # none: ignore the copies.
 AUGMENTED_MODES = ("draw", "all", "every", "none")
 
+# How a trial scales its inputs before the first layer, with statistics of its training folds' original clips
+# (the dataset card's input_stats; orchestrator.spectra.input_stats): none (the paper: log-mel values as they
+# are), channel (each channel minus its mean, over its std: the statistics an ImageNet stem saw after ImageNet
+# normalisation) or band (each (channel, mel bin) minus its mean over clips and frames, over its std: also
+# removes the per-band offset of log-mel). true / false are accepted as channel / none and stored as such, the
+# values the field held before it took names, so those trials keep their ids.
+STANDARDIZE_MODES = ("none", "channel", "band")
+
+
+def standardize_mode(value: bool | str) -> str:
+    """The name (``STANDARDIZE_MODES``) of a ``standardize`` value: true -> channel, false -> none."""
+    return {True: "channel", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+
+def stored_standardize(value: bool | str) -> bool | str:
+    """The value a config stores: false / true for none / channel (as before the field took names), else the name."""
+    return {"none": False, "channel": True}.get(value, value) if isinstance(value, str) else value
+
 
 @dataclass(frozen=True)
 class TrialConfig:
@@ -583,10 +621,7 @@ class TrialConfig:
     split: str = "nested"  # nested: train / a whole valid fold / test fold; paper: train on every fold but
     # the test fold, no valid fold (the paper's protocol: its epoch is read off the test curve)
     augmented: str = "draw"  # draw | all | every | none: how the dataset's augmented copies join training (above)
-    # False (the paper): the log-mel values go in as they are. True: each channel is standardised with the
-    # mean and std of the training folds' original clips (the dataset card's input_stats) before the first
-    # layer, the statistics an ImageNet network's stem saw after ImageNet normalisation (mean 0, std 1).
-    standardize: bool = False
+    standardize: bool | str = False  # none (the paper; stored false) | channel (stored true) | band: STANDARDIZE_MODES
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -602,6 +637,7 @@ class TrialConfig:
     # RETHINK_AUDIO_DATA_CACHE_GB, else half of the cache folder's disk
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "standardize", stored_standardize(self.standardize))  # frozen: resolved once
         problems: list[str] = []
         if self.num_workers < 1:
             problems.append("num_workers must be >= 1")

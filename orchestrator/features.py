@@ -164,14 +164,15 @@ def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
 def band_basis(cfg: FeatureConfig, sample_rate: int, n_fft: int) -> np.ndarray | None:
     """The ``(bands, n_fft // 2 + 1)`` weights ``cfg.kind`` applies to STFT power; None for logspec (every
     bin is a band). Mel (logmel, mfcc): torchaudio's ``melscale_fbanks`` defaults for ``htk`` (HTK scale,
-    no normalisation, f_max ``sr // 2``, torchaudio's bin grid), librosa's defaults for ``slaney``."""
+    f_max ``sr // 2``, torchaudio's bin grid; triangles unnormalised, or area-normalised with ``mel_norm``
+    slaney), librosa's defaults for ``slaney``."""
     if cfg.kind == "logspec":
         return None
     if cfg.kind == "gammatone":
         return gammatone_filterbank(sample_rate, n_fft, cfg.n_mels)
     if cfg.mel_scale == "htk":
-        return mel_filterbank(sample_rate, n_fft, cfg.n_mels, 0.0, float(sample_rate // 2), htk=True, norm=None,
-                              bin_freqs=torchaudio_bin_freqs(sample_rate, n_fft))
+        return mel_filterbank(sample_rate, n_fft, cfg.n_mels, 0.0, float(sample_rate // 2), htk=True,
+                              norm=cfg.mel_norm, bin_freqs=torchaudio_bin_freqs(sample_rate, n_fft))
     return mel_filterbank(sample_rate, n_fft, cfg.n_mels, htk=False, norm="slaney")
 
 

@@ -246,12 +246,14 @@ def load_efficientnet_lite0_imagenet() -> nn.Module:
 
 
 class Standardize(nn.Module):
-    """``(x - mean_c) / std_c`` per input channel, with fixed statistics (buffers: saved in checkpoints)."""
+    """``(x - mean) / std`` with fixed statistics (buffers: saved in checkpoints): per input channel (``mean``
+    of shape ``(C,)``) or per (channel, mel bin) (``(C, H)``), broadcast over time."""
 
     def __init__(self, mean, std) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1).clone())
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1).clone())
+        for name, value in (("mean", mean), ("std", std)):
+            value = torch.as_tensor(value, dtype=torch.float32)
+            self.register_buffer(name, value.reshape(value.shape[0], -1, 1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W) in x's dtype."""

@@ -170,7 +170,7 @@ class Plan:
     split: str = "nested"  # nested: a validation fold picks the epoch; paper: train on every fold but the test
     # fold, no validation fold (the paper's protocol). README "Protocols".
     augmented: str = "draw"  # how trials use the datasets' augmented copies: draw (the paper) | all | every | none
-    standardize: bool = False  # standardise inputs per channel with the training folds' mean/std (not the paper)
+    standardize: bool | str = False  # none (the paper) | channel | band: config.STANDARDIZE_MODES (true: channel)
     weights: dict[str, str] = field(default_factory=dict)  # model -> weights file or s3:// URI
     download_weights: bool = False  # torchvision weights enum may download (clusters with internet)
     ablations: tuple[AblationPlan, ...] = ()

@@ -59,9 +59,10 @@ def spec_array(table: pa.Table, column: str = "spec") -> np.ndarray:
 
 
 def fold_stats(uri: str) -> dict[str, dict[str, object]]:
-    """Per fold, per channel: value count, sum and sum of squares (float64) over the original clips' stored
-    spectrograms (augmented copies left out). What ``dataset.json`` keeps as ``input_stats``: any union of
-    training folds then has its exact mean and standard deviation (:func:`input_stats`), without re-reading.
+    """Per fold: value count, and per channel sum and sum of squares (float64), over the original clips' stored
+    spectrograms (augmented copies left out); ``band_sum`` / ``band_sum_sq`` hold the same per (channel, mel
+    bin), as ``[channel][bin]`` lists. What ``dataset.json`` keeps as ``input_stats``: any union of training
+    folds then has its exact mean and standard deviation (:func:`input_stats`), without re-reading.
 
     Read one fold at a time, so memory stays at one fold's spectrograms.
     """
@@ -71,30 +72,40 @@ def fold_stats(uri: str) -> dict[str, dict[str, object]]:
     for fold in folds:
         where = (pads.field("fold") == fold) & pads.field("aug_copy").is_null()
         specs = spec_array(dataset.to_table(columns=["spec"], filter=where)).astype(np.float64)
-        per_channel = specs.transpose(1, 0, 2, 3).reshape(specs.shape[1], -1)
-        stats[str(fold)] = {"count": int(per_channel.shape[1]), "sum": per_channel.sum(axis=1).tolist(),
-                            "sum_sq": np.square(per_channel).sum(axis=1).tolist()}
+        band_sum, band_sum_sq = specs.sum(axis=(0, 3)), np.square(specs).sum(axis=(0, 3))  # (C, H)
+        stats[str(fold)] = {"count": int(specs.shape[0] * specs.shape[2] * specs.shape[3]),
+                            "sum": band_sum.sum(axis=1).tolist(), "sum_sq": band_sum_sq.sum(axis=1).tolist(),
+                            "band_sum": band_sum.tolist(), "band_sum_sq": band_sum_sq.tolist()}
     return stats
 
 
-def input_stats(uri: str, train_folds: Iterable[int], card: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel ``(mean, std)`` (float32) of the original clips of ``train_folds``: the training folds of a
-    trial, so its test (and validation) folds never shape its input scaling.
+def input_stats(uri: str, train_folds: Iterable[int], card: dict | None = None,
+                per: str = "channel") -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` (float32) of the original clips of ``train_folds``: the training folds of a trial, so
+    its test (and validation) folds never shape its input scaling. ``per`` channel: shape ``(C,)``; ``per``
+    band: one per (channel, mel bin), shape ``(C, H)``, over clips and frames.
 
-    From the card's ``input_stats``; a version written before the card held them is read once instead.
+    From the card's ``input_stats``; a version written before the card held them (or, for ``band``, before
+    it held per-band sums) is read once instead.
     """
+    if per not in ("channel", "band"):
+        raise ValueError(f"input_stats per must be 'channel' or 'band', got {per!r}")
+    keys = ("sum", "sum_sq") if per == "channel" else ("band_sum", "band_sum_sq")
     card = card if card is not None else read_card(uri)
-    per_fold = card.get("input_stats") or fold_stats(uri)
+    per_fold = card.get("input_stats") or {}
+    if not per_fold or any(keys[0] not in s for s in per_fold.values()):
+        per_fold = fold_stats(uri)
     chosen = [per_fold[str(int(f))] for f in train_folds if str(int(f)) in per_fold]
     if not chosen:
         raise StorageError(f"{uri}: no statistics for training folds {sorted(train_folds)}: the dataset has "
                            f"folds {sorted(per_fold, key=int)}")
-    count = sum(s["count"] for s in chosen)
-    total = np.sum([s["sum"] for s in chosen], axis=0)
-    squares = np.sum([s["sum_sq"] for s in chosen], axis=0)
+    # a band's values number count / H: the count covers every bin of a channel
+    count = sum(s["count"] for s in chosen) / (1 if per == "channel" else np.shape(chosen[0][keys[0]])[1])
+    total = np.sum([s[keys[0]] for s in chosen], axis=0)
+    squares = np.sum([s[keys[1]] for s in chosen], axis=0)
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    # a constant channel (silence everywhere) would divide by 0: leave its scale alone
+    # a constant channel or band (silence everywhere) would divide by 0: leave its scale alone
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
@@ -202,7 +213,7 @@ def _preprocess_command(card: dict, out: str) -> str | None:
     if not card.get("name") or not source.get("root") or not features:
         return None
     feature_defaults, augment_defaults = FeatureConfig(), AugmentConfig()
-    fixed = ("windows_ms", "hops_ms", "n_fft_ms", "n_mels", "log_eps")  # no CLI option
+    fixed = ("windows_ms", "hops_ms", "n_fft_ms", "n_mels", "log_eps", "mel_norm")  # no CLI option
     if any(k in features and _differs(features[k], getattr(feature_defaults, k)) for k in fixed):
         return None
     if any(k in augment and _differs(augment[k], getattr(augment_defaults, k))

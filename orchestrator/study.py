@@ -170,7 +170,8 @@ AUGMENT_HASH_DEFAULTS: dict[str, Any] = {"kind": "paper"}
 # and reused; at any other value (mel_scale "htk", the paper's recipe and the default) the hash, and so the
 # folder, is new. The card always records the field.
 FEATURE_HASH_DEFAULTS: dict[str, Any] = {"mel_scale": "slaney", "kind": "logmel", "num_channels": 3, "n_mfcc": 40,
-                                         "recipe": "paper", "clip_seconds": None, "clip_offset": "centre"}
+                                         "recipe": "paper", "clip_seconds": None, "clip_offset": "centre",
+                                         "mel_norm": None}
 
 # How a trial runs, not what it computes: left out of its id, so changing them never retrains finished trials.
 EXECUTION_ONLY = ("checkpoint_every", "custom_resources", "data_cache_gb")

@@ -45,7 +45,7 @@ import pyarrow as pa
 import torch
 
 from orchestrator import spectra, storage
-from orchestrator.config import TrialConfig, from_dict, stable_hash, to_dict
+from orchestrator.config import TrialConfig, from_dict, stable_hash, standardize_mode, to_dict
 from orchestrator.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, unwrap
 from orchestrator.errors import ConfigError, StorageError
 from orchestrator.interrupts import StopCheck, TrialStopped
@@ -93,8 +93,8 @@ class PreparedTrial:
     folds: dict[str, list[int]]  # train / valid / test fold numbers
     dataset_version: str  # from the card, read once here: the loop config and the trial's data cache use it
     input_channels: int = 3  # the dataset's spectrogram channels (card spec shape; 1 for 1-channel features)
-    # with cfg.standardize: per-channel [mean, std] of the training folds (spectra.input_stats); else None
-    input_stats: list[list[float]] | None = None
+    # with cfg.standardize: [mean, std] of the training folds per channel or band (spectra.input_stats); else None
+    input_stats: list | None = None
     memory_bytes: int = 0  # host memory private to each worker (orchestrator.memory): what it asks Ray for
 
     @property
@@ -128,7 +128,8 @@ def prepare_trial(cfg: TrialConfig, trials_root: str) -> PreparedTrial:
     folds = {"train": list(roles.train), "valid": list(roles.valid), "test": [roles.test]}
     channels = int(card.get("spec", {}).get("shape", [3])[0])
     # resolved here, from the card in hand: every rank and analysis read the same numbers from the loop config
-    stats = [a.tolist() for a in spectra.input_stats(cfg.data, roles.train, card)] if cfg.standardize else None
+    stats = ([a.tolist() for a in spectra.input_stats(cfg.data, roles.train, card, standardize_mode(cfg.standardize))]
+             if cfg.standardize else None)
     pixels = int(np.prod(card.get("spec", {}).get("shape", [3, 128, 250])[1:]))
     memory = ceil_mib(host_private_bytes(cfg.model, cfg.optim.batch_size, pixels, channels, on_gpu=cfg.use_gpu))
     return PreparedTrial(cfg, trial_id(cfg), trials_root, num_classes, folds, card["version"], channels, stats, memory)

@@ -17,9 +17,11 @@ import pyarrow.parquet as pq
 
 def write_version(folder: Path, *, version: str = "0123456789ab", folds: int = 5, originals_per_fold: int = 4,
                   copies: int = 2, shape: tuple[int, int, int] = (3, 16, 16), classes: int = 2,
-                  files_per_fold: int = 2, row_group_rows: int = 64, seed: int = 0) -> str:
+                  files_per_fold: int = 2, row_group_rows: int = 64, seed: int = 0, band_offsets: bool = False) -> str:
     """Write a version of ``folds`` x ``originals_per_fold`` clips, each with ``copies`` augmented copies, of
-    seeded random spectrograms; returns its URI (the folder). Labels cycle through ``classes``."""
+    seeded random spectrograms; returns its URI (the folder). Labels cycle through ``classes``.
+    ``band_offsets``: each mel bin h and fold f adds ``h + f`` and scales by ``1 + h / 4``, a per-band offset
+    and spread as log-mel has, differing between folds."""
     rng = np.random.default_rng(seed)
     tensor = pa.fixed_shape_tensor(pa.float16(), shape)
     for fold in range(1, folds + 1):
@@ -34,7 +36,11 @@ def write_version(folder: Path, *, version: str = "0123456789ab", folds: int = 5
         parts = np.array_split(np.arange(len(clip_ids)), files_per_fold)
         (folder / "data" / f"fold={fold}").mkdir(parents=True, exist_ok=True)
         for j, part in enumerate(parts):
-            specs = rng.standard_normal((len(part), *shape), dtype=np.float32).astype(np.float16)
+            specs = rng.standard_normal((len(part), *shape), dtype=np.float32)
+            if band_offsets:
+                bins = np.arange(shape[1], dtype=np.float32)[:, None]
+                specs = specs * (1 + bins / 4) + bins + fold
+            specs = specs.astype(np.float16)
             table = pa.table({
                 "clip_id": [clip_ids[k] for k in part], "source_id": [sources[k] for k in part],
                 "label": pa.array([labels[k] for k in part], pa.int64()),
