@@ -145,7 +145,7 @@ def test_representation_table_pairs_every_input_with_the_papers():
     arms = {("logmel 3ch", "none"): 0.60, ("logmel 3ch", "channel"): 0.62, ("logmel 3ch", "band"): 0.70,
             ("logmel 3ch slaney", "none"): 0.65, ("logmel mono3x", "none"): 0.50}
     rows = [{"dataset_name": "fsdd", "model": "m", "init": "pretrained", "method": "ce", "split": "nested",
-             "input_recipe": "r0", "recipe_label": f"standardize {scaling}", "features": features,
+             "code_version": "v1", "input_recipe": "r0", "recipe_label": f"standardize {scaling}", "features": features,
              "standardize": scaling, "seed": seed, "fold": fold, "train_seconds": 1.0,
              "best_epoch": acc, "last_epoch": acc, "valid_selected": acc + 0.01 * (seed - fold)}
             for (features, scaling), acc in arms.items() for seed in range(3) for fold in (1, 2)]
