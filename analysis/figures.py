@@ -26,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from analysis.render import dataset_label
 from orchestrator import storage
 from orchestrator.storage import Location
+from orchestrator.study import SELECTED
 
 if TYPE_CHECKING:  # only a type here: importing it would load torch and captum for every figure
     from analysis.attribution import Attributions
@@ -125,8 +126,15 @@ def _ablation_panels(results: pd.DataFrame, kind: str) -> list[tuple[tuple, pd.D
     return panels
 
 
+def _selected(key: tuple) -> str:
+    """The protocol a panel's split selects (best_epoch under split paper, whose valid_selected is NaN)."""
+    return SELECTED.get(key[PANEL.index("split")], "valid_selected")
+
+
 def _plot_protocols(ax, group: pd.DataFrame, label: str) -> None:
     for protocol, style in (("valid_selected", "-o"), ("best_epoch", "--s")):
+        if group[protocol].isna().all():  # a protocol this split does not have (valid_selected under paper)
+            continue
         curve = _curve(group, protocol)
         ax.errorbar(curve["init_k"].astype(float), curve["mean"], yerr=curve["std"].fillna(0), fmt=style,
                     capsize=3, color="tab:blue" if protocol == "valid_selected" else "tab:gray",
@@ -145,11 +153,11 @@ def figure_fusion(results: pd.DataFrame, out: Location, stem: str = "fig2b_fusio
         if 4 not in set(group["init_k"].dropna()):
             group = pd.concat([group, pretrained])
         _plot_protocols(ax, group, "fusion:K")
-        random = reference[reference["init"] == "random"]
+        random, protocol = reference[reference["init"] == "random"], _selected(key)
         if not random.empty:
-            ax.errorbar([0], [random["valid_selected"].mean() * 100],
-                        yerr=[np.nan_to_num(random["valid_selected"].std() * 100)], fmt="D", capsize=3,
-                        color=COLORS["random"], label="random init, valid_selected")
+            ax.errorbar([0], [random[protocol].mean() * 100],
+                        yerr=[np.nan_to_num(random[protocol].std() * 100)], fmt="D", capsize=3,
+                        color=COLORS["random"], label=f"random init, {protocol}")
         ax.set(title=_title(key), xlabel="pretrained blocks K (stem + blocks 1..K)", ylabel="accuracy (%)",
                xticks=range(0, 5))
         ax.legend(fontsize=7)
@@ -164,10 +172,10 @@ def figure_freeze(results: pd.DataFrame, out: Location, stem: str = "fig2c_freez
     fig, axes = _panels(len(panels))
     for ax, (key, group, reference) in zip(axes, panels):
         _plot_protocols(ax, group, "freeze:K")
-        pretrained = reference[reference["init"] == "pretrained"]
+        pretrained, protocol = reference[reference["init"] == "pretrained"], _selected(key)
         if not pretrained.empty:
-            ax.axhline(pretrained["valid_selected"].mean() * 100, color=COLORS["pretrained"], linestyle=":",
-                       label="nothing frozen (pretrained), valid_selected")
+            ax.axhline(pretrained[protocol].mean() * 100, color=COLORS["pretrained"], linestyle=":",
+                       label=f"nothing frozen (pretrained), {protocol}")
         ax.set(title=_title(key), xlabel="frozen blocks K (stem + blocks 1..K)", ylabel="accuracy (%)",
                xticks=range(0, 5))
         ax.legend(fontsize=7)

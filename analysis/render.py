@@ -96,7 +96,7 @@ def fmt_signed(value: float | None, digits: int = 2) -> str:
     """``+7.50`` / ``-7.50`` (``—`` when missing): differences, signed so the direction is explicit."""
     if value is None or _isnan(value):
         return "—"
-    return f"{value:+.{digits}f}"
+    return f"{round(value, digits) + 0.0:+.{digits}f}"  # + 0.0: a value that rounds to zero prints +0.00, not -0.00
 
 
 def _isnan(value) -> bool:

@@ -55,6 +55,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.render import fmt_signed
+
 LEVEL = 0.95
 MIN_PAIRS = 5  # fewer pairs: the differences themselves, no interval, no p-value
 EXACT_FLIPS = 20  # up to this many pairs the p-value counts all 2^n sign flips (2^20 sums: 8 MB, ~10 ms)
@@ -181,9 +183,9 @@ def fmt_paired(diff: PairedDiff, digits: int = 2) -> str:
     if diff.pairs == 0 or math.isnan(diff.mean):
         return "—"
     if not diff.has_ci:
-        shown = ", ".join(f"{v:+.{digits}f}" for v in diff.values)
-        return f"{diff.mean:+.{digits}f} (pairs: {shown}; {TOO_FEW})"
-    text = (f"{diff.mean:+.{digits}f} [{diff.low:+.{digits}f}, {diff.high:+.{digits}f}] "
+        shown = ", ".join(fmt_signed(v, digits) for v in diff.values)
+        return f"{fmt_signed(diff.mean, digits)} (pairs: {shown}; {TOO_FEW})"
+    text = (f"{fmt_signed(diff.mean, digits)} [{fmt_signed(diff.low, digits)}, {fmt_signed(diff.high, digits)}] "
             f"(n={diff.pairs}, {fmt_p(diff.p_value)})")
     return f"{text} {ZERO_MARK}" if diff.includes_zero else text
 

@@ -138,6 +138,28 @@ def test_table3_puts_published_rows_beside_ours(results, ensembles):
     assert "UrbanSound8K" not in table3.to_markdown()  # only datasets the results hold
 
 
+@pytest.mark.parametrize("kind", ["fusion", "freeze"])
+def test_ablation_figures_under_split_paper_draw_the_protocol_it_selects(tmp_path, monkeypatch, kind):
+    """Under split paper valid_selected is NaN: the curves and the pretrained/random references use
+    best_epoch, the epoch that split selects, and no empty valid_selected series is drawn."""
+    from analysis import figures
+    from orchestrator import storage
+
+    data = F.write_dataset(tmp_path / "ds")
+    trials = tmp_path / "results" / "trials"
+    for init in ("pretrained", "random", f"{kind}:1", f"{kind}:2"):
+        for seed in (0, 1):
+            F.write_trial(trials, data, valid=None, test=[.5, .6 + .1 * seed], seed=seed, init=init, split="paper")
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out, stem: drawn.append(fig) or [stem])
+    draw = figures.figure_fusion if kind == "fusion" else figures.figure_freeze
+    assert draw(load_results(str(tmp_path / "results")), storage.resolve(str(tmp_path / "out")))
+    labels = drawn[0].axes[0].get_legend_handles_labels()[1]
+    assert labels and all("valid_selected" not in label for label in labels)
+    reference = "random init, best_epoch" if kind == "fusion" else "nothing frozen (pretrained), best_epoch"
+    assert reference in labels and f"{kind}:K, best_epoch" in labels
+
+
 def test_cutoff_table_against_full_model(tmp_path):
     data = F.write_dataset(tmp_path / "ds")
     trials = tmp_path / "results" / "trials"

@@ -119,6 +119,9 @@ def test_constant_differences_give_a_zero_width_interval_at_that_value():
     assert (diff.mean, diff.low, diff.high, diff.p_value) == (5.0, 5.0, 5.0, 2 / 32)
     same = paired_difference(arm(dict(zip(GRID5, [80, 70, 60, 90, 50]))), arm(dict(zip(GRID5, [80, 70, 60, 90, 50]))))
     assert same.includes_zero and fmt_paired(same) == "+0.00 [+0.00, +0.00] (n=5, p=1.000) ~0"
+    # a difference that rounds to zero from below prints +0.00, never -0.00
+    tiny = paired_difference(arm(dict(zip(GRID5, [80.0] * 5))), arm(dict(zip(GRID5, [80.001] * 5))))
+    assert fmt_paired(tiny).startswith("+0.00 [+0.00, +0.00]")
 
 
 def test_bad_inputs_are_clear_errors():
