@@ -94,9 +94,6 @@ def prepare_datasets(plan: Plan, root: storage.Location,
     return uris, folds
 
 
-# ---------------------------------------------------------------- phase 2
-
-
 def _built_versions(plan: Plan, root: storage.Location, uris: dict[str, str], before: set[str]) -> list[str]:
     """The plan datasets whose version this run preprocessed (their card was not there before)."""
     return [name for name, ds in plan.datasets.items() if ds.preprocess is not None and uris[name] not in before]
@@ -104,14 +101,9 @@ def _built_versions(plan: Plan, root: storage.Location, uris: dict[str, str], be
 
 def _versions(root: storage.Location) -> set[str]:
     """URIs of the finished dataset versions (with a card) under ``root/datasets``."""
-    import pyarrow.fs as pafs
-
     datasets = root.join("datasets")
-    if not storage.exists(datasets):
-        return set()
-    infos = datasets.fs.get_file_info(pafs.FileSelector(datasets.path, recursive=False))
-    return {datasets.join(i.base_name).uri for i in infos
-            if i.type == pafs.FileType.Directory and storage.exists(datasets.join(i.base_name, spectra.CARD))}
+    return {datasets.join(name).uri for name in storage.list_dirs(datasets)
+            if storage.exists(datasets.join(name, spectra.CARD))}
 
 
 # ---------------------------------------------------------------- phase 2

@@ -98,10 +98,8 @@ def mlflow_callback(tracking, plan_name: str, results_root: str, decode):
     if not tracking.mlflow:
         return None
     require_mlflow(tracking.mlflow)
-    callback = _callback_class()(tracking.mlflow, experiment_name=tracking.experiment or plan_name,
-                                 tags={"plan": plan_name, "results_root": results_root})
-    callback.decode = decode
-    return callback
+    return _callback_class()(decode, tracking.mlflow, experiment_name=tracking.experiment or plan_name,
+                             tags={"plan": plan_name, "results_root": results_root})
 
 
 def _callback_class():
@@ -115,6 +113,10 @@ def _callback_class():
         id as run name for search trials too, epochs at step = epoch rather than Tune's iteration, Tune's
         bookkeeping keys (pid, timestamps, ...) left out, and the summary kept out of the epoch curves. One
         ``log_batch`` per report instead of one request per key."""
+
+        def __init__(self, decode, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.decode = decode
 
         def setup(self, *args, **kwargs):
             _allow_file_store(self.tracking_uri)
